@@ -1,0 +1,27 @@
+# mmvan: `make test` and `make demo` set up everything they need.
+#
+# The environment is the active virtualenv when there is one, else .venv in
+# this folder; it is created on first use and reused afterwards.
+PYTHON ?= python3.11
+VENV := $(if $(VIRTUAL_ENV),$(VIRTUAL_ENV),$(CURDIR)/.venv)
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: env test demo lint clean-demo
+
+env:
+	@bash tools/setup_env.sh $(PYTHON)
+
+test: env
+	$(PY) -m pytest $(PYTEST_ARGS) tests
+
+demo: env
+	$(PY) tools/demo.py
+
+lint: env
+	$(PY) -m flake8 mmvan tools tests configs demo
+	$(PY) -m isort --check-only --diff mmvan tools tests configs demo
+	$(PY) -m yapf --diff --recursive mmvan tools tests configs demo
+
+clean-demo:
+	rm -rf work_dirs/demo data/demo

@@ -1,0 +1,9 @@
+# Copyright (c) mmvan contributors. All rights reserved.
+"""mmvan: the Visual Attention Network family for OpenMMLab 2.0."""
+from .utils.checkpoint import setup_safe_loading
+from .version import __version__, version_info
+
+# mmengine's own checkpoints load with torch's safe loader still on.
+setup_safe_loading()
+
+__all__ = ['__version__', 'version_info']

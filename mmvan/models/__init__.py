@@ -1,0 +1,3 @@
+# Copyright (c) mmvan contributors. All rights reserved.
+from .backbones import *  # noqa: F401,F403
+from .layers import *  # noqa: F401,F403

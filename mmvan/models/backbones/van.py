@@ -1,0 +1,519 @@
+# Copyright (c) mmvan contributors. All rights reserved.
+"""Visual Attention Network (VAN) with LKA or LSKA attention.
+
+Module and parameter names follow the official release, so its checkpoints
+load with at most a prefix change: ``patch_embed{i}.proj``,
+``block{i}.{j}.attn.spatial_gating_unit.conv0``, ``mlp.dwconv.dwconv``,
+``norm{i}`` ...
+"""
+import contextlib
+import copy
+
+import torch
+import torch.nn as nn
+import torch.utils.checkpoint as cp
+from mmcv.cnn import build_norm_layer
+from mmcv.cnn.bricks import DropPath
+from mmengine.model import BaseModule
+from mmengine.model.weight_init import trunc_normal_
+from mmpretrain.models.backbones.base_backbone import BaseBackbone
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from mmvan.registry import MODELS
+from ..layers import LKA, LSKA
+
+ATTENTIONS = {'lka': LKA, 'lska': LSKA}
+
+
+def _bn_affine(bn):
+    """Return ``(scale, shift)`` with ``bn(x) == x * scale + shift``."""
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    shift = bn.bias - bn.running_mean * scale
+    return scale, shift
+
+
+@torch.no_grad()
+def _fold_bn_into_next_conv(bn, conv):
+    """Make ``conv`` compute ``conv(bn(x))``; ``conv`` must be 1x1."""
+    scale, shift = _bn_affine(bn)
+    w = conv.weight
+    conv.bias.add_(w[:, :, 0, 0] @ shift)
+    w.mul_(scale.view(1, -1, 1, 1))
+
+
+@torch.no_grad()
+def _fold_bn_into_prev_conv(conv, bn):
+    """Make ``conv`` compute ``bn(conv(x))``."""
+    scale, shift = _bn_affine(bn)
+    conv.weight.mul_(scale.view(-1, 1, 1, 1))
+    conv.bias.mul_(scale).add_(shift)
+
+
+@torch.no_grad()
+def _scale_conv_output(conv, scale):
+    """Make ``conv`` compute ``conv(x) * scale`` (per output channel)."""
+    conv.weight.mul_(scale.view(-1, 1, 1, 1))
+    conv.bias.mul_(scale)
+
+
+@contextlib.contextmanager
+def _frozen_bn_statistics(module):
+    """Let train-mode BatchNorms in ``module`` normalise with the batch
+    statistics without updating their running statistics.
+
+    Activation checkpointing runs a block's forward twice; without this the
+    recomputation would update every running mean and variance a second
+    time.
+    """
+    bns = [
+        m for m in module.modules()
+        if isinstance(m, _BatchNorm) and m.track_running_stats
+    ]
+    for m in bns:
+        m.track_running_stats = False
+    try:
+        yield
+    finally:
+        for m in bns:
+            m.track_running_stats = True
+
+
+class OverlapPatchEmbed(BaseModule):
+    """Strided convolution with overlapping windows, then a norm layer."""
+
+    def __init__(self,
+                 in_channels,
+                 embed_dims,
+                 patch_size,
+                 stride,
+                 norm_cfg=dict(type='BN'),
+                 init_cfg=None):
+        super().__init__(init_cfg=init_cfg)
+        self.proj = nn.Conv2d(
+            in_channels,
+            embed_dims,
+            patch_size,
+            stride=stride,
+            padding=patch_size // 2)
+        self.norm = build_norm_layer(norm_cfg, embed_dims)[1]
+
+    def forward(self, x):
+        return self.norm(self.proj(x))
+
+    def switch_to_deploy(self):
+        _fold_bn_into_prev_conv(self.proj, self.norm)
+        self.norm = nn.Identity()
+
+
+class DWConv(BaseModule):
+    """3x3 depth-wise convolution (kept as a module for the official key
+    name ``mlp.dwconv.dwconv``)."""
+
+    def __init__(self, embed_dims, init_cfg=None):
+        super().__init__(init_cfg=init_cfg)
+        self.dwconv = nn.Conv2d(
+            embed_dims, embed_dims, 3, padding=1, groups=embed_dims)
+
+    def forward(self, x):
+        return self.dwconv(x)
+
+
+class Mlp(BaseModule):
+    """``fc2(drop(act(dwconv(fc1(x)))))`` with point-wise convolutions."""
+
+    def __init__(self, embed_dims, hidden_dims, drop_rate=0., init_cfg=None):
+        super().__init__(init_cfg=init_cfg)
+        self.fc1 = nn.Conv2d(embed_dims, hidden_dims, 1)
+        self.dwconv = DWConv(hidden_dims)
+        self.act = nn.GELU()
+        self.fc2 = nn.Conv2d(hidden_dims, embed_dims, 1)
+        self.drop = nn.Dropout(drop_rate)
+
+    def forward(self, x):
+        x = self.drop(self.act(self.dwconv(self.fc1(x))))
+        return self.drop(self.fc2(x))
+
+
+class SpatialAttention(BaseModule):
+    """``proj_2(attention(gelu(proj_1(x)))) + x``."""
+
+    def __init__(self, embed_dims, attention='lka', kernel_size=21,
+                 init_cfg=None):
+        super().__init__(init_cfg=init_cfg)
+        self.proj_1 = nn.Conv2d(embed_dims, embed_dims, 1)
+        self.activation = nn.GELU()
+        self.spatial_gating_unit = ATTENTIONS[attention](
+            embed_dims, kernel_size=kernel_size)
+        self.proj_2 = nn.Conv2d(embed_dims, embed_dims, 1)
+
+    def branch(self, x):
+        """The residual branch, without the shortcut."""
+        x = self.spatial_gating_unit(self.activation(self.proj_1(x)))
+        return self.proj_2(x)
+
+    def forward(self, x):
+        return self.branch(x) + x
+
+
+class VANBlock(BaseModule):
+    """One VAN block: attention and MLP sub-blocks, each behind a
+    BatchNorm, scaled by a layer scale and added to the input.
+
+    Args:
+        embed_dims (int): Number of channels.
+        mlp_ratio (float): Hidden width of the MLP over ``embed_dims``.
+        attention (str): ``'lka'`` or ``'lska'``.
+        kernel_size (int): Large kernel size of the attention.
+        drop_rate (float): Dropout in the MLP.
+        drop_path_rate (float): Stochastic depth of this block.
+        layer_scale_init_value (float): Initial layer scale; 0 disables it.
+        norm_cfg (dict): Config of the two BatchNorms.
+        with_cp (bool): Recompute this block in the backward pass instead of
+            storing its activations.
+    """
+
+    def __init__(self,
+                 embed_dims,
+                 mlp_ratio=4.,
+                 attention='lka',
+                 kernel_size=21,
+                 drop_rate=0.,
+                 drop_path_rate=0.,
+                 layer_scale_init_value=1e-2,
+                 norm_cfg=dict(type='BN'),
+                 with_cp=False,
+                 init_cfg=None):
+        super().__init__(init_cfg=init_cfg)
+        self.with_cp = with_cp
+        self.deploy = False
+        self.norm1 = build_norm_layer(norm_cfg, embed_dims)[1]
+        self.attn = SpatialAttention(embed_dims, attention, kernel_size)
+        self.drop_path = (
+            DropPath(drop_path_rate) if drop_path_rate > 0. else
+            nn.Identity())
+        self.norm2 = build_norm_layer(norm_cfg, embed_dims)[1]
+        self.mlp = Mlp(embed_dims, int(embed_dims * mlp_ratio), drop_rate)
+        if layer_scale_init_value > 0:
+            self.layer_scale_1 = nn.Parameter(
+                layer_scale_init_value * torch.ones(embed_dims))
+            self.layer_scale_2 = nn.Parameter(
+                layer_scale_init_value * torch.ones(embed_dims))
+        else:
+            self.layer_scale_1 = self.layer_scale_2 = None
+
+    def _scale(self, x, layer_scale):
+        if layer_scale is None:
+            return x
+        return x * layer_scale.view(-1, 1, 1)
+
+    def _forward(self, x):
+        if self.deploy:
+            # norm1, norm2 and both layer scales live in the convolutions;
+            # the attention shortcut became a per-channel scale of x.
+            x = torch.addcmul(
+                self.attn.branch(x), x, self.shortcut_scale)
+            return x + self.mlp(x)
+        x = x + self.drop_path(
+            self._scale(self.attn(self.norm1(x)), self.layer_scale_1))
+        x = x + self.drop_path(
+            self._scale(self.mlp(self.norm2(x)), self.layer_scale_2))
+        return x
+
+    def forward(self, x):
+        if self.with_cp and self.training and x.requires_grad:
+            return cp.checkpoint(
+                self._forward,
+                x,
+                use_reentrant=False,
+                context_fn=lambda: (contextlib.nullcontext(),
+                                    _frozen_bn_statistics(self)))
+        return self._forward(x)
+
+    @torch.no_grad()
+    def switch_to_deploy(self):
+        """Fold norm1, norm2 and the layer scales into the convolutions."""
+        if self.deploy:
+            return
+        c = self.norm1.num_features
+        ls1 = (self.layer_scale_1.detach() if self.layer_scale_1 is not None
+               else self.norm1.weight.new_ones(c))
+        ls2 = (self.layer_scale_2.detach() if self.layer_scale_2 is not None
+               else self.norm2.weight.new_ones(c))
+        scale1, shift1 = _bn_affine(self.norm1)
+        attn = self.attn
+        # x + ls1 * (proj_2(z) + bn1(x))
+        #   = x * (1 + ls1 * s1) + [ls1 * proj_2(z) + ls1 * t1]
+        _fold_bn_into_next_conv(self.norm1, attn.proj_1)
+        _scale_conv_output(attn.proj_2, ls1)
+        attn.proj_2.bias.add_(ls1 * shift1)
+        self.register_buffer(
+            'shortcut_scale', (1 + ls1 * scale1).view(-1, 1, 1).clone())
+        _fold_bn_into_next_conv(self.norm2, self.mlp.fc1)
+        _scale_conv_output(self.mlp.fc2, ls2)
+        self.norm1 = nn.Identity()
+        self.norm2 = nn.Identity()
+        self.layer_scale_1 = self.layer_scale_2 = None
+        self.drop_path = nn.Identity()
+        self.deploy = True
+
+
+@MODELS.register_module()
+class VAN(BaseBackbone):
+    """Visual Attention Network.
+
+    A PyTorch implementation of `Visual Attention Network
+    <https://arxiv.org/abs/2202.09741>`_, with the Large Separable Kernel
+    Attention of `LSKA <https://arxiv.org/abs/2309.01439>`_ as an
+    alternative attention.
+
+    Args:
+        arch (str | dict): One of ``b0``-``b6`` (aliases ``t``/``tiny``,
+            ``s``/``small``, ``b``/``base``, ``l``/``large``), or a dict with
+            keys ``embed_dims``, ``depths`` and ``mlp_ratios`` (four values
+            each). Defaults to ``'tiny'``.
+        attention (str): ``'lka'`` (VAN) or ``'lska'``. Defaults to ``'lka'``.
+        kernel_size (int, optional): Large kernel size. Defaults to 21 for
+            LKA and 23 for LSKA (the same decomposition); LSKA supports 7,
+            11, 23, 35, 41 and 53.
+        in_channels (int): Input channels. Defaults to 3.
+        drop_rate (float): Dropout in the MLPs. Defaults to 0.
+        drop_path_rate (float): Stochastic depth of the last block; it rises
+            linearly from 0 over all blocks. Defaults to 0.
+        out_indices (Sequence[int] | int): Stages whose outputs (after their
+            LayerNorm) are returned. Defaults to ``(3, )``.
+        frozen_stages (int): Stages ``0..frozen_stages`` are frozen
+            (no gradients, eval mode), as in mmpretrain; -1 freezes nothing.
+        norm_eval (bool): Keep every BatchNorm in eval mode while training.
+            Defaults to False.
+        norm_cfg (dict): Config of the BatchNorms in patch embeddings and
+            blocks, e.g. ``dict(type='SyncBN')``. Defaults to BN.
+        out_norm_cfg (dict): Config of the LayerNorm closing each stage.
+            Defaults to ``dict(type='LN', eps=1e-6)`` as in the released
+            classifiers; the segmentation release used eps 1e-5.
+        layer_scale_init_value (float): Defaults to 1e-2.
+        with_cp (bool): Activation checkpointing in every block. Defaults to
+            False.
+        init_cfg (dict, optional): e.g. ``dict(type='Pretrained',
+            checkpoint=..., prefix='backbone.')``.
+
+    Examples:
+        >>> import torch
+        >>> from mmvan.models import VAN
+        >>> model = VAN(arch='b0', out_indices=(0, 1, 2, 3)).eval()
+        >>> outs = model(torch.rand(1, 3, 65, 97))
+        >>> [tuple(o.shape) for o in outs]
+        [(1, 32, 17, 25), (1, 64, 9, 13), (1, 160, 5, 7), (1, 256, 3, 4)]
+    """
+    arch_zoo = {
+        **dict.fromkeys(['b0', 't', 'tiny'], {
+            'embed_dims': [32, 64, 160, 256],
+            'depths': [3, 3, 5, 2],
+            'mlp_ratios': [8, 8, 4, 4]
+        }),
+        **dict.fromkeys(['b1', 's', 'small'], {
+            'embed_dims': [64, 128, 320, 512],
+            'depths': [2, 2, 4, 2],
+            'mlp_ratios': [8, 8, 4, 4]
+        }),
+        **dict.fromkeys(['b2', 'b', 'base'], {
+            'embed_dims': [64, 128, 320, 512],
+            'depths': [3, 3, 12, 3],
+            'mlp_ratios': [8, 8, 4, 4]
+        }),
+        **dict.fromkeys(['b3', 'l', 'large'], {
+            'embed_dims': [64, 128, 320, 512],
+            'depths': [3, 5, 27, 3],
+            'mlp_ratios': [8, 8, 4, 4]
+        }),
+        'b4': {
+            'embed_dims': [64, 128, 320, 512],
+            'depths': [3, 6, 40, 3],
+            'mlp_ratios': [8, 8, 4, 4]
+        },
+        'b5': {
+            'embed_dims': [96, 192, 480, 768],
+            'depths': [3, 3, 24, 3],
+            'mlp_ratios': [8, 8, 4, 4]
+        },
+        'b6': {
+            'embed_dims': [96, 192, 384, 768],
+            'depths': [6, 6, 90, 6],
+            'mlp_ratios': [8, 8, 4, 4]
+        },
+    }
+    num_stages = 4
+
+    def __init__(self,
+                 arch='tiny',
+                 attention='lka',
+                 kernel_size=None,
+                 in_channels=3,
+                 drop_rate=0.,
+                 drop_path_rate=0.,
+                 out_indices=(3, ),
+                 frozen_stages=-1,
+                 norm_eval=False,
+                 norm_cfg=dict(type='BN'),
+                 out_norm_cfg=dict(type='LN', eps=1e-6),
+                 layer_scale_init_value=1e-2,
+                 with_cp=False,
+                 init_cfg=None):
+        super().__init__(init_cfg=init_cfg)
+        self.arch_settings = self._parse_arch(arch)
+        attention = str(attention).lower()
+        if attention not in ATTENTIONS:
+            raise ValueError(f'Unknown attention {attention!r}; choose one '
+                             f'of {sorted(ATTENTIONS)}.')
+        if kernel_size is None:
+            kernel_size = 21 if attention == 'lka' else 23
+        self.attention = attention
+        self.kernel_size = kernel_size
+        self.embed_dims = self.arch_settings['embed_dims']
+        self.depths = self.arch_settings['depths']
+        self.mlp_ratios = self.arch_settings['mlp_ratios']
+        self.out_indices = self._parse_out_indices(out_indices)
+        if not -1 <= frozen_stages < self.num_stages:
+            raise ValueError(f'frozen_stages must be in [-1, '
+                             f'{self.num_stages - 1}], got {frozen_stages}.')
+        self.frozen_stages = frozen_stages
+        self.norm_eval = norm_eval
+        self.with_cp = with_cp
+        self.deploy = False
+
+        total = sum(self.depths)
+        dpr = [
+            x.item() for x in torch.linspace(0, drop_path_rate, total)
+        ] if total > 1 else [drop_path_rate] * total
+        cur = 0
+        for i in range(self.num_stages):
+            patch_embed = OverlapPatchEmbed(
+                in_channels if i == 0 else self.embed_dims[i - 1],
+                self.embed_dims[i],
+                patch_size=7 if i == 0 else 3,
+                stride=4 if i == 0 else 2,
+                norm_cfg=norm_cfg)
+            blocks = nn.ModuleList([
+                VANBlock(
+                    self.embed_dims[i],
+                    mlp_ratio=self.mlp_ratios[i],
+                    attention=attention,
+                    kernel_size=kernel_size,
+                    drop_rate=drop_rate,
+                    drop_path_rate=dpr[cur + j],
+                    layer_scale_init_value=layer_scale_init_value,
+                    norm_cfg=norm_cfg,
+                    with_cp=with_cp) for j in range(self.depths[i])
+            ])
+            norm = build_norm_layer(out_norm_cfg, self.embed_dims[i])[1]
+            cur += self.depths[i]
+            self.add_module(f'patch_embed{i + 1}', patch_embed)
+            self.add_module(f'block{i + 1}', blocks)
+            self.add_module(f'norm{i + 1}', norm)
+        self._freeze_stages()
+
+    def _parse_arch(self, arch):
+        if isinstance(arch, str):
+            key = arch.lower()
+            if key not in self.arch_zoo:
+                raise ValueError(
+                    f'Unknown VAN arch {arch!r}; valid names are '
+                    f'{sorted(self.arch_zoo)} or a dict with embed_dims, '
+                    f'depths and mlp_ratios.')
+            return copy.deepcopy(self.arch_zoo[key])
+        if not isinstance(arch, dict):
+            raise TypeError(f'arch must be a str or a dict, got {arch!r}.')
+        required = {'embed_dims', 'depths', 'mlp_ratios'}
+        if set(arch) != required:
+            raise ValueError(f'A custom VAN arch needs exactly the keys '
+                             f'{sorted(required)}, got {sorted(arch)}.')
+        for key in required:
+            if len(arch[key]) != self.num_stages:
+                raise ValueError(f'arch[{key!r}] needs {self.num_stages} '
+                                 f'values, got {arch[key]!r}.')
+        return copy.deepcopy(arch)
+
+    def _parse_out_indices(self, out_indices):
+        if isinstance(out_indices, int):
+            out_indices = [out_indices]
+        parsed = []
+        for index in out_indices:
+            if not -self.num_stages <= index < self.num_stages:
+                raise ValueError(f'out_indices must be in '
+                                 f'[0, {self.num_stages - 1}], got {index}.')
+            parsed.append(index % self.num_stages)
+        return tuple(sorted(set(parsed)))
+
+    def init_weights(self):
+        """Initialise as the official code does, then apply ``init_cfg``
+        (e.g. load a pretrained checkpoint)."""
+        pretrained = (
+            isinstance(self.init_cfg, dict)
+            and self.init_cfg.get('type') == 'Pretrained')
+        if not pretrained:
+            for m in self.modules():
+                if isinstance(m, nn.Linear):
+                    trunc_normal_(m.weight, std=.02)
+                    if m.bias is not None:
+                        nn.init.zeros_(m.bias)
+                elif isinstance(m, nn.Conv2d):
+                    fan_out = (m.kernel_size[0] * m.kernel_size[1] *
+                               m.out_channels // m.groups)
+                    nn.init.normal_(m.weight, 0, (2.0 / fan_out)**0.5)
+                    if m.bias is not None:
+                        nn.init.zeros_(m.bias)
+        super().init_weights()
+
+    def stage_modules(self, i):
+        """The patch embedding, blocks and norm of stage ``i``."""
+        return (getattr(self, f'patch_embed{i + 1}'),
+                getattr(self, f'block{i + 1}'), getattr(self, f'norm{i + 1}'))
+
+    def _freeze_stages(self):
+        for i in range(self.frozen_stages + 1):
+            for m in self.stage_modules(i):
+                m.eval()
+                for param in m.parameters():
+                    param.requires_grad = False
+
+    def train(self, mode=True):
+        super().train(mode)
+        self._freeze_stages()
+        if mode and self.norm_eval:
+            for m in self.modules():
+                if isinstance(m, _BatchNorm):
+                    m.eval()
+        return self
+
+    def forward(self, x):
+        outs = []
+        for i in range(self.num_stages):
+            patch_embed, blocks, norm = self.stage_modules(i)
+            x = patch_embed(x)
+            for block in blocks:
+                x = block(x)
+            # LayerNorm over channels; the result is a channels-last view.
+            x = norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+            if i in self.out_indices:
+                outs.append(x)
+        return tuple(outs)
+
+    def switch_to_deploy(self):
+        """Fold every BatchNorm and layer scale into a convolution, in place.
+
+        The folded model computes the same function in eval mode with fewer
+        operations. It cannot be trained any more, so the model must be in
+        eval mode (``model.eval()``) and stays so.
+        """
+        if self.deploy:
+            return self
+        if self.training:
+            raise RuntimeError(
+                'VAN.switch_to_deploy() folds BatchNorm running statistics '
+                'and is only valid for inference: call model.eval() first.')
+        for i in range(self.num_stages):
+            patch_embed, blocks, _ = self.stage_modules(i)
+            patch_embed.switch_to_deploy()
+            for block in blocks:
+                block.switch_to_deploy()
+        self.deploy = True
+        return self

@@ -1,0 +1,44 @@
+# Copyright (c) mmvan contributors. All rights reserved.
+import torch.nn as nn
+from mmengine.model import BaseModule
+
+from .kernel_decomposition import decompose_kernel
+
+
+class LKA(BaseModule):
+    """Large Kernel Attention.
+
+    ``attn = conv1(conv_spatial(conv0(x)))`` and the output is ``x * attn``
+    (no sigmoid), where ``conv0`` is an ``a x a`` depth-wise convolution,
+    ``conv_spatial`` a ``b x b`` depth-wise convolution with dilation ``d``
+    and ``conv1`` a point-wise convolution. The default ``kernel_size=21``
+    is VAN's released ``(5, 7, 3)``.
+
+    Args:
+        embed_dims (int): Number of channels.
+        kernel_size (int): The large kernel, see
+            :func:`~mmvan.models.layers.decompose_kernel`. Defaults to 21.
+        init_cfg (dict, optional): Initialization config. Defaults to None.
+    """
+
+    def __init__(self, embed_dims, kernel_size=21, init_cfg=None):
+        super().__init__(init_cfg=init_cfg)
+        a, b, d = decompose_kernel(kernel_size)
+        self.kernel_size = kernel_size
+        self.conv0 = nn.Conv2d(
+            embed_dims, embed_dims, a, padding=a // 2, groups=embed_dims)
+        self.conv_spatial = nn.Conv2d(
+            embed_dims,
+            embed_dims,
+            b,
+            padding=d * (b - 1) // 2,
+            dilation=d,
+            groups=embed_dims)
+        self.conv1 = nn.Conv2d(embed_dims, embed_dims, 1)
+
+    def attention(self, x):
+        """The attention tensor, shaped like ``x``."""
+        return self.conv1(self.conv_spatial(self.conv0(x)))
+
+    def forward(self, x):
+        return x * self.attention(x)

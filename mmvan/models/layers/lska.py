@@ -1,0 +1,45 @@
+# Copyright (c) mmvan contributors. All rights reserved.
+import torch.nn as nn
+from mmengine.model import BaseModule
+
+from .kernel_decomposition import LSKA_KERNELS, decompose_kernel
+
+
+class LSKA(BaseModule):
+    """Large Separable Kernel Attention.
+
+    LKA with each 2-D depth-wise kernel split into a horizontal ``1 x k``
+    and a vertical ``k x 1`` one: ``conv0h -> conv0v -> conv_spatial_h ->
+    conv_spatial_v -> conv1``, output ``x * attn``. Its cost grows linearly
+    rather than quadratically with the kernel size.
+
+    Args:
+        embed_dims (int): Number of channels.
+        kernel_size (int): One of 7, 11, 23, 35, 41, 53. Defaults to 23.
+        init_cfg (dict, optional): Initialization config. Defaults to None.
+    """
+
+    def __init__(self, embed_dims, kernel_size=23, init_cfg=None):
+        super().__init__(init_cfg=init_cfg)
+        a, b, d = decompose_kernel(kernel_size, LSKA_KERNELS)
+        self.kernel_size = kernel_size
+        c = embed_dims
+        pad = d * (b - 1) // 2
+        self.conv0h = nn.Conv2d(
+            c, c, (1, a), padding=(0, a // 2), groups=c)
+        self.conv0v = nn.Conv2d(
+            c, c, (a, 1), padding=(a // 2, 0), groups=c)
+        self.conv_spatial_h = nn.Conv2d(
+            c, c, (1, b), padding=(0, pad), dilation=d, groups=c)
+        self.conv_spatial_v = nn.Conv2d(
+            c, c, (b, 1), padding=(pad, 0), dilation=d, groups=c)
+        self.conv1 = nn.Conv2d(c, c, 1)
+
+    def attention(self, x):
+        """The attention tensor, shaped like ``x``."""
+        attn = self.conv0v(self.conv0h(x))
+        attn = self.conv_spatial_v(self.conv_spatial_h(attn))
+        return self.conv1(attn)
+
+    def forward(self, x):
+        return x * self.attention(x)

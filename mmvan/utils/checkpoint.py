@@ -1,0 +1,110 @@
+# Copyright (c) mmvan contributors. All rights reserved.
+"""Safe checkpoint loading for mmengine on torch >= 2.6.
+
+torch loads with ``weights_only=True``, which refuses every Python type that
+is not on its allow-list. mmengine 0.10.7 writes a few such types into its
+checkpoints (the message hub's ``HistoryBuffer``, numpy arrays, scalars and
+dtypes in ``meta``), so ``--resume`` and ``tools/test.py`` would fail.
+
+Importing :mod:`mmvan` allow-lists exactly those types and makes mmengine's
+local-file loader call ``torch.load(..., weights_only=True)`` explicitly,
+turning its failures into one clear message. The safe loader stays on:
+a checkpoint that asks for anything else (a function call, an arbitrary
+class) is refused before any of it runs.
+"""
+import os.path as osp
+import pickle
+import zipfile
+
+import torch
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file could not be loaded (missing, truncated, not a
+    checkpoint, or not safe to load)."""
+
+
+def mmengine_safe_globals():
+    """The Python objects mmengine 0.10.x pickles into its checkpoints."""
+    import numpy as np
+    from mmengine.logging.history_buffer import HistoryBuffer
+    try:
+        from numpy._core import multiarray
+    except ImportError:  # numpy < 2
+        from numpy.core import multiarray
+    dtype_types = {type(np.dtype(code)) for code in '?bBhHiIlLqQefdgFDGUSM'}
+    return [
+        HistoryBuffer,
+        np.ndarray,
+        np.dtype,
+        multiarray._reconstruct,
+        multiarray.scalar,
+        *sorted(dtype_types, key=lambda t: t.__name__),
+    ]
+
+
+def register_safe_globals():
+    """Allow-list the types of :func:`mmengine_safe_globals` for torch's
+    ``weights_only`` unpickler. Nothing else is allowed."""
+    if hasattr(torch.serialization, 'add_safe_globals'):
+        torch.serialization.add_safe_globals(mmengine_safe_globals())
+
+
+def safe_torch_load(filename, map_location=None):
+    """``torch.load`` with the safe loader forced on and clear errors.
+
+    Raises:
+        CheckpointError: when the file is missing, truncated, not a PyTorch
+            checkpoint, or asks to run or build something that is not
+            allow-listed.
+    """
+    filename = osp.expanduser(str(filename))
+    if not osp.isfile(filename):
+        raise CheckpointError(
+            f'Checkpoint {filename} does not exist. Check the path, or '
+            f'download the checkpoint first.')
+    try:
+        return torch.load(
+            filename, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()
+        detail = next(
+            (line.strip() for line in first
+             if 'Unsupported global' in line or 'GLOBAL' in line),
+            first[0] if first else '')
+        raise CheckpointError(
+            f'Refused to load {filename}: it is not a plain checkpoint and '
+            f'loading it could run code ({detail}). mmvan loads checkpoints '
+            f'with torch\'s safe loader only; re-save the weights with '
+            f'torch.save(model.state_dict(), path) from a trusted source, '
+            f'or convert them with tools/model_converters/.') from None
+    except (EOFError, zipfile.BadZipFile) as e:
+        raise CheckpointError(
+            f'Checkpoint {filename} is truncated or corrupt ({e}). '
+            f'Download or copy it again.') from None
+    except RuntimeError as e:
+        msg = str(e)
+        if ('PytorchStreamReader' in msg or 'zip archive' in msg
+                or 'invalid load key' in msg or 'unexpected EOF' in msg):
+            raise CheckpointError(
+                f'Checkpoint {filename} is truncated, corrupt or not a '
+                f'PyTorch checkpoint ({msg.splitlines()[0]}). Download or '
+                f'copy it again.') from None
+        raise
+
+
+def _load_from_local(filename, map_location):
+    return safe_torch_load(filename, map_location=map_location)
+
+
+def patch_mmengine_loader():
+    """Route mmengine's local checkpoint loading through
+    :func:`safe_torch_load`."""
+    from mmengine.runner.checkpoint import CheckpointLoader
+    CheckpointLoader.register_scheme(
+        prefixes='', loader=_load_from_local, force=True)
+
+
+def setup_safe_loading():
+    register_safe_globals()
+    patch_mmengine_loader()

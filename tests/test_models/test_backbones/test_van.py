@@ -1,0 +1,336 @@
+# Copyright (c) mmvan contributors. All rights reserved.
+import itertools
+
+import pytest
+import torch
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from mmvan.converters import convert_state_dict
+from mmvan.models import VAN
+from mmvan.models.layers import LSKA_KERNELS
+
+TINY = dict(embed_dims=[8, 16, 24, 32], depths=[1, 2, 1, 1],
+            mlp_ratios=[2, 2, 2, 2])
+
+# Parameters of backbone + 1000-class linear head, as in the official code.
+LKA_PARAMS = {
+    'b0': 4_105_800,
+    'b1': 13_861_800,
+    'b2': 26_578_472,
+    'b3': 44_765_608,
+    'b4': 60_283_176,
+    'b5': 89_967_688,
+    'b6': 199_829_416,
+}
+LSKA_PARAMS = {'tiny': 4_029_000, 'small': 13_732_776, 'base': 26_292_776}
+
+
+def num_params_with_head(model, num_classes=1000):
+    c = model.embed_dims[-1]
+    return sum(p.numel() for p in model.parameters()) + c * num_classes + \
+        num_classes
+
+
+def randomize_statistics(model, seed=0):
+    """Non-trivial BN statistics, BN affine and layer scales, so that folding
+    and parity tests compare something."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, _BatchNorm):
+                n = m.num_features
+                m.running_mean.copy_(torch.randn(n, generator=g) * 0.2)
+                m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
+                m.weight.copy_(torch.rand(n, generator=g) + 0.5)
+                m.bias.copy_(torch.randn(n, generator=g) * 0.1)
+        for name, p in model.named_parameters():
+            if 'layer_scale' in name:
+                p.copy_(torch.rand(p.shape, generator=g) * 0.5 + 0.05)
+    return model
+
+
+def expected_hw(h, w):
+    def down(x, k, s):
+        return (x + 2 * (k // 2) - k) // s + 1
+
+    sizes = []
+    h, w = down(h, 7, 4), down(w, 7, 4)
+    sizes.append((h, w))
+    for _ in range(3):
+        h, w = down(h, 3, 2), down(w, 3, 2)
+        sizes.append((h, w))
+    return sizes
+
+
+@pytest.mark.parametrize('arch', sorted(LKA_PARAMS))
+def test_lka_param_counts(arch):
+    with torch.device('meta'):
+        model = VAN(arch=arch)
+    assert num_params_with_head(model) == LKA_PARAMS[arch]
+
+
+@pytest.mark.parametrize('arch', sorted(LSKA_PARAMS))
+def test_lska_param_counts(arch):
+    with torch.device('meta'):
+        model = VAN(arch=arch, attention='lska', kernel_size=23)
+    assert num_params_with_head(model) == LSKA_PARAMS[arch]
+
+
+def test_arch_aliases():
+    for names in (('b0', 't', 'tiny', 'TINY'), ('b1', 's', 'small'),
+                  ('b2', 'b', 'base'), ('b3', 'l', 'large')):
+        with torch.device('meta'):
+            settings = [VAN(arch=n).arch_settings for n in names]
+        assert all(s == settings[0] for s in settings)
+    assert all(a['mlp_ratios'] == [8, 8, 4, 4]
+               for a in VAN.arch_zoo.values())
+
+
+def test_bad_arch():
+    with pytest.raises(ValueError, match=r"Unknown VAN arch 'b7'.*'b0'"):
+        VAN(arch='b7')
+    with pytest.raises(ValueError, match='needs exactly the keys'):
+        VAN(arch=dict(embed_dims=[8] * 4, depths=[1] * 4))
+    with pytest.raises(ValueError, match='needs 4 values'):
+        VAN(arch=dict(embed_dims=[8] * 3, depths=[1] * 4,
+                      mlp_ratios=[2] * 4))
+    with pytest.raises(ValueError, match='Unknown attention'):
+        VAN(arch=TINY, attention='swin')
+    with pytest.raises(ValueError, match='out_indices'):
+        VAN(arch=TINY, out_indices=(4, ))
+    with pytest.raises(ValueError, match='frozen_stages'):
+        VAN(arch=TINY, frozen_stages=4)
+
+
+@pytest.mark.parametrize('out_indices', [
+    s for r in range(1, 5) for s in itertools.combinations(range(4), r)
+])
+def test_out_indices(out_indices):
+    model = VAN(arch=TINY, out_indices=out_indices).eval()
+    outs = model(torch.rand(2, 3, 64, 64))
+    assert len(outs) == len(out_indices)
+    sizes = expected_hw(64, 64)
+    for out, i in zip(outs, out_indices):
+        assert out.shape == (2, TINY['embed_dims'][i], *sizes[i])
+
+
+@pytest.mark.parametrize('hw', [(33, 47), (1, 1), (97, 61), (224, 160)])
+@pytest.mark.parametrize('attention', ['lka', 'lska'])
+def test_odd_input_sizes_batch_one(hw, attention):
+    model = VAN(arch=TINY, attention=attention, out_indices=(0, 1, 2, 3))
+    model.init_weights()
+    model.eval()
+    outs = model(torch.rand(1, 3, *hw))
+    for out, size, c in zip(outs, expected_hw(*hw), TINY['embed_dims']):
+        assert out.shape == (1, c, *size)
+        assert torch.isfinite(out).all()
+    # Batch size 1 also trains (BatchNorm over the spatial positions).
+    model.train()
+    if min(hw) >= 33:
+        sum(o.sum() for o in model(torch.rand(1, 3, *hw))).backward()
+
+
+def test_output_is_layer_norm_of_stage():
+    model = VAN(arch=TINY, out_indices=(3, )).eval()
+    out = model(torch.rand(2, 3, 64, 64))[0]
+    # Stage outputs are normalised over channels (LayerNorm, unit affine).
+    torch.testing.assert_close(
+        out.mean(1), torch.zeros_like(out.mean(1)), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize('frozen_stages', [-1, 0, 1, 3])
+def test_frozen_stages(frozen_stages):
+    model = VAN(arch=TINY, frozen_stages=frozen_stages)
+    assert model.train() is model
+    for i in range(4):
+        frozen = i <= frozen_stages
+        for module in model.stage_modules(i):
+            for p in module.parameters():
+                assert p.requires_grad is not frozen
+            for m in module.modules():
+                if isinstance(m, _BatchNorm):
+                    assert m.training is not frozen
+    # Frozen stages get no gradient.
+    out = model(torch.rand(2, 3, 64, 64))[0]
+    out.sum().backward()
+    for i in range(frozen_stages + 1):
+        for p in model.stage_modules(i)[1].parameters():
+            assert p.grad is None
+
+
+def test_norm_eval():
+    model = VAN(arch=TINY, norm_eval=True)
+    assert model.train() is model
+    bns = [m for m in model.modules() if isinstance(m, _BatchNorm)]
+    assert bns and all(not m.training for m in bns)
+    before = [m.running_mean.clone() for m in bns]
+    model(torch.rand(2, 3, 64, 64))
+    for m, b in zip(bns, before):
+        torch.testing.assert_close(m.running_mean, b)
+    model = VAN(arch=TINY, norm_eval=False).train()
+    assert all(m.training for m in model.modules()
+               if isinstance(m, _BatchNorm))
+
+
+def test_drop_path_schedule():
+    model = VAN(arch=TINY, drop_path_rate=0.4)
+    rates = [
+        getattr(b.drop_path, 'drop_prob', 0.)
+        for i in range(4) for b in model.stage_modules(i)[1]
+    ]
+    expected = torch.linspace(0, 0.4, sum(TINY['depths'])).tolist()
+    assert rates == pytest.approx(expected)
+    # Stochastic depth is active in training only.
+    model.eval()
+    x = torch.rand(2, 3, 64, 64)
+    torch.testing.assert_close(model(x)[0], model(x)[0])
+
+
+def _grads_after_step(model, x):
+    model.zero_grad()
+    out = model(x)
+    loss = sum((o * torch.linspace(-1, 1, o.numel()).view_as(o)).sum()
+               for o in out)
+    loss.backward()
+    return out, {
+        n: p.grad.clone()
+        for n, p in model.named_parameters() if p.grad is not None
+    }
+
+
+@pytest.mark.parametrize('attention', ['lka', 'lska'])
+def test_with_cp_equal_outputs_grads_and_statistics(attention):
+    torch.manual_seed(0)
+    ref = VAN(arch=TINY, attention=attention, drop_path_rate=0.2,
+              out_indices=(0, 1, 2, 3))
+    ref.init_weights()
+    cp_model = VAN(arch=TINY, attention=attention, drop_path_rate=0.2,
+                   out_indices=(0, 1, 2, 3), with_cp=True)
+    cp_model.load_state_dict(ref.state_dict())
+    ref.train()
+    cp_model.train()
+    x = torch.rand(2, 3, 64, 64, requires_grad=True)
+    torch.manual_seed(1)
+    out_ref, g_ref = _grads_after_step(ref, x)
+    torch.manual_seed(1)
+    out_cp, g_cp = _grads_after_step(cp_model, x)
+    for a, b in zip(out_ref, out_cp):
+        torch.testing.assert_close(a, b)
+    assert g_ref.keys() == g_cp.keys() and len(g_ref) > 0
+    for k in g_ref:
+        torch.testing.assert_close(g_ref[k], g_cp[k], msg=k)
+    # Recomputation must not update BatchNorm statistics a second time.
+    sd_ref, sd_cp = ref.state_dict(), cp_model.state_dict()
+    for k in sd_ref:
+        torch.testing.assert_close(sd_ref[k], sd_cp[k], msg=k)
+
+
+@pytest.mark.parametrize('k', sorted(LSKA_KERNELS))
+def test_lska_every_kernel_size(k):
+    model = VAN(arch=TINY, attention='lska', kernel_size=k,
+                out_indices=(0, 3)).eval()
+    a, b, d = LSKA_KERNELS[k]
+    sgu = model.block1[0].attn.spatial_gating_unit
+    assert sgu.conv_spatial_h.kernel_size == (1, b)
+    assert sgu.conv_spatial_h.dilation == (1, d)
+    outs = model(torch.rand(1, 3, 45, 71))
+    assert [o.shape[1] for o in outs] == [8, 32]
+
+
+def test_lska_bad_kernel_size():
+    with pytest.raises(ValueError, match=r'supported sizes are \[7, 11, 23, '
+                       r'35, 41, 53\]'):
+        VAN(arch=TINY, attention='lska', kernel_size=21)
+
+
+def test_lka_larger_kernels():
+    for k in (21, 23, 35, 53):
+        with torch.device('meta'):
+            VAN(arch='b0', kernel_size=k)
+    with torch.device('meta'):
+        p21 = sum(p.numel() for p in VAN(arch='b0').parameters())
+        p53 = sum(p.numel() for p in VAN(arch='b0', kernel_size=53)
+                  .parameters())
+    assert p53 > p21
+
+
+def test_official_key_names():
+    keys = set(VAN(arch=TINY).state_dict())
+    for key in [
+            'patch_embed1.proj.weight', 'patch_embed1.norm.running_var',
+            'block1.0.norm1.weight', 'block1.0.attn.proj_1.weight',
+            'block1.0.attn.spatial_gating_unit.conv0.weight',
+            'block1.0.attn.spatial_gating_unit.conv_spatial.weight',
+            'block1.0.attn.spatial_gating_unit.conv1.weight',
+            'block1.0.attn.proj_2.bias', 'block1.0.norm2.bias',
+            'block1.0.mlp.fc1.weight', 'block1.0.mlp.dwconv.dwconv.weight',
+            'block1.0.mlp.fc2.weight', 'block1.0.layer_scale_1',
+            'block1.0.layer_scale_2', 'norm1.weight', 'norm4.bias'
+    ]:
+        assert key in keys, key
+    lska = set(VAN(arch=TINY, attention='lska').state_dict())
+    for name in ('conv0h', 'conv0v', 'conv_spatial_h', 'conv_spatial_v',
+                 'conv1'):
+        assert f'block2.1.attn.spatial_gating_unit.{name}.weight' in lska
+
+
+def test_out_norm_eps():
+    assert VAN(arch=TINY).norm1.eps == 1e-6
+    assert VAN(arch=TINY, out_norm_cfg=dict(type='LN', eps=1e-5)).norm4.eps \
+        == 1e-5
+
+
+def test_syncbn_config_single_process():
+    model = VAN(arch=TINY, norm_cfg=dict(type='SyncBN'))
+    assert isinstance(model.block1[0].norm1, torch.nn.SyncBatchNorm)
+    model.eval()
+    assert model(torch.rand(1, 3, 32, 32))[0].shape == (1, 32, 1, 1)
+
+
+@pytest.mark.parametrize('arch', ['tiny', 'small', 'base', 'large'])
+def test_parity_with_mmpretrain(arch):
+    from mmpretrain.models.backbones import VAN as MMPretrainVAN
+    torch.manual_seed(0)
+    theirs = MMPretrainVAN(
+        arch=arch, out_indices=(0, 1, 2, 3),
+        norm_cfg=dict(type='LN', eps=1e-6))
+    theirs.init_weights()
+    randomize_statistics(theirs)
+    theirs.eval()  # mmpretrain's train() returns None: no chaining
+    result = convert_state_dict(theirs.state_dict(), 'mmpretrain',
+                                task='backbone')
+    assert result.arch['arch'] == {'tiny': 'b0', 'small': 'b1', 'base': 'b2',
+                                   'large': 'b3'}[arch]
+    ours = VAN(arch=arch, out_indices=(0, 1, 2, 3))
+    ours.load_state_dict(result.backbone_state_dict, strict=True)
+    ours.eval()
+    x = torch.rand(2, 3, 64, 96)
+    with torch.no_grad():
+        for a, b in zip(ours(x), theirs(x)):
+            assert a.shape == b.shape
+            assert (a - b).abs().max().item() <= 1e-5
+
+
+@pytest.mark.parametrize('attention,k', [('lka', 21), ('lska', 23),
+                                         ('lska', 7)])
+def test_deploy_fusion_is_exact(attention, k):
+    torch.manual_seed(0)
+    model = VAN(arch=TINY, attention=attention, kernel_size=k,
+                out_indices=(0, 1, 2, 3), drop_path_rate=0.1)
+    model.init_weights()
+    randomize_statistics(model)
+    with pytest.raises(RuntimeError, match='model.eval'):
+        model.switch_to_deploy()
+    model.eval()
+    x = torch.randn(2, 3, 75, 53)
+    with torch.no_grad():
+        ref = model(x)
+        assert model.switch_to_deploy() is model
+        fused = model(x)
+    assert not any(isinstance(m, _BatchNorm) for m in model.modules())
+    assert not any('layer_scale' in n for n, _ in model.named_parameters())
+    for a, b in zip(ref, fused):
+        rel = (a - b).abs().max() / a.abs().max()
+        assert rel <= 1e-4
+    # Idempotent.
+    model.switch_to_deploy()

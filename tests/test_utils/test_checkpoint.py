@@ -1,0 +1,151 @@
+# Copyright (c) mmvan contributors. All rights reserved.
+import os
+import os.path as osp
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn as nn
+from mmengine.model import BaseModel
+from mmengine.runner import Runner, load_checkpoint
+
+import mmvan  # noqa: F401  (sets up safe loading)
+from mmvan.utils import CheckpointError, safe_torch_load
+
+
+class ToyModel(BaseModel):
+
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(2, 1)
+        self.bn = nn.BatchNorm1d(1)
+
+    def forward(self, inputs, labels=None, mode='tensor'):
+        inputs = torch.stack(inputs) if isinstance(inputs, list) else inputs
+        out = self.bn(self.linear(inputs))
+        if mode == 'loss':
+            labels = torch.stack(labels) if isinstance(labels, list) else \
+                labels
+            return dict(loss=((out.squeeze(1) - labels)**2).mean())
+        return out
+
+
+class ToyDataset(torch.utils.data.Dataset):
+    metainfo = dict(classes=('a', 'b'), dtype=torch.float32)
+
+    def __len__(self):
+        return 8
+
+    def __getitem__(self, i):
+        x = torch.tensor([i / 8., 1 - i / 8.])
+        return dict(inputs=x, labels=x.sum())
+
+
+def make_runner(work_dir, **kwargs):
+    return Runner(
+        model=ToyModel(),
+        work_dir=str(work_dir),
+        train_dataloader=dict(
+            dataset=ToyDataset(),
+            sampler=dict(type='DefaultSampler', shuffle=True),
+            collate_fn=dict(type='default_collate'),
+            batch_size=4,
+            num_workers=0),
+        optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.1)),
+        train_cfg=dict(by_epoch=True, max_epochs=kwargs.pop('max_epochs',
+                                                              1)),
+        default_hooks=dict(
+            checkpoint=dict(type='CheckpointHook', interval=1),
+            logger=dict(type='LoggerHook', interval=1)),
+        randomness=dict(seed=0),
+        default_scope='mmengine',
+        **kwargs)
+
+
+@pytest.fixture(scope='module')
+def runner_checkpoint(tmp_path_factory):
+    work_dir = tmp_path_factory.mktemp('runner')
+    make_runner(work_dir).train()
+    path = osp.join(work_dir, 'epoch_1.pth')
+    assert osp.isfile(path)
+    return work_dir, path
+
+
+def test_runner_checkpoint_needs_allow_list(runner_checkpoint):
+    """Without mmvan, torch's safe loader refuses mmengine's checkpoints."""
+    _, path = runner_checkpoint
+    code = ('import torch, sys\n'
+            'try:\n'
+            f'    torch.load({path!r}, weights_only=True)\n'
+            'except Exception as e:\n'
+            '    print(type(e).__name__, e)\n'
+            '    sys.exit(3)\n')
+    out = subprocess.run([sys.executable, '-c', code],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 3, out.stdout + out.stderr
+    assert 'Unsupported global' in out.stdout or 'GLOBAL' in out.stdout
+
+
+def test_runner_checkpoint_loads_and_resumes(runner_checkpoint):
+    work_dir, path = runner_checkpoint
+    ckpt = safe_torch_load(path)
+    assert ckpt['meta']['epoch'] == 1
+    assert 'message_hub' in ckpt and 'optimizer' in ckpt
+    model = ToyModel()
+    load_checkpoint(model, path, map_location='cpu', strict=True)
+    # --resume: continues from epoch 1 to 2.
+    runner = make_runner(work_dir, max_epochs=2, resume=True,
+                         load_from=path)
+    runner.train()
+    assert runner.epoch == 2
+    assert osp.isfile(osp.join(work_dir, 'epoch_2.pth'))
+
+
+class _Exploit:
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f'touch {self.marker}', ))
+
+
+def test_malicious_checkpoint_refused(tmp_path):
+    marker = tmp_path / 'pwned'
+    path = tmp_path / 'evil.pth'
+    torch.save({'state_dict': {}, 'payload': _Exploit(marker)}, path)
+    with pytest.raises(CheckpointError, match='Refused to load') as e:
+        load_checkpoint(nn.Linear(1, 1), str(path))
+    assert 'system' in str(e.value)
+    with pytest.raises(CheckpointError, match='Refused to load'):
+        safe_torch_load(path)
+    assert not marker.exists()
+
+
+def test_truncated_and_missing_checkpoint(tmp_path):
+    path = tmp_path / 'w.pth'
+    torch.save({'w': torch.ones(1000)}, path)
+    data = path.read_bytes()
+    path.write_bytes(data[:len(data) // 2])
+    with pytest.raises(CheckpointError, match='truncated'):
+        load_checkpoint(nn.Linear(1, 1), str(path))
+    path.write_bytes(b'not a checkpoint at all')
+    with pytest.raises(CheckpointError, match='truncated|corrupt'):
+        safe_torch_load(path)
+    with pytest.raises(CheckpointError, match='does not exist'):
+        safe_torch_load(tmp_path / 'missing.pth')
+
+
+def test_force_no_weights_only_never_set():
+    import mmvan.converters  # noqa: F401
+    import mmvan.models  # noqa: F401
+    assert 'TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD' not in os.environ
+    root = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+    for folder in ('mmvan', 'tools'):
+        for dirpath, _, files in os.walk(osp.join(root, folder)):
+            for name in files:
+                if name.endswith(('.py', '.sh')):
+                    with open(osp.join(dirpath, name)) as f:
+                        assert 'TORCH_FORCE_NO_WEIGHTS_ONLY' not in f.read(), \
+                            name
