@@ -18,10 +18,13 @@ test: env
 demo: env
 	$(PY) tools/demo.py
 
+LINT_PATHS := mmvan tools tests configs setup.py
+
 lint: env
-	$(PY) -m flake8 mmvan tools tests configs demo
-	$(PY) -m isort --check-only --diff mmvan tools tests configs demo
-	$(PY) -m yapf --diff --recursive mmvan tools tests configs demo
+	$(PY) -m flake8 $(LINT_PATHS)
+	$(PY) -m isort --check-only --diff $(LINT_PATHS)
+	$(PY) -m yapf --diff --recursive $(LINT_PATHS)
+	$(VENV)/bin/codespell $(LINT_PATHS) README.md
 
 clean-demo:
 	rm -rf work_dirs/demo data/demo

@@ -4,7 +4,6 @@ import os.path as osp
 import re
 import shutil
 import sys
-
 from setuptools import find_packages, setup
 
 
@@ -83,8 +82,7 @@ if __name__ == '__main__':
         long_description_content_type='text/markdown',
         keywords='computer vision, image classification, visual attention '
         'network, large kernel attention',
-        packages=find_packages(exclude=('configs', 'tools', 'demo',
-                                        'tests')),
+        packages=find_packages(exclude=('configs', 'tools', 'demo', 'tests')),
         include_package_data=True,
         package_data={'mmvan': ['.mim/**/*', '.mim/*']},
         python_requires='>=3.8',

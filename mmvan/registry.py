@@ -11,5 +11,4 @@ from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import Registry
 
 MODELS = Registry(
-    'model', parent=MMENGINE_MODELS, scope='mmvan',
-    locations=['mmvan.models'])
+    'model', parent=MMENGINE_MODELS, scope='mmvan', locations=['mmvan.models'])

@@ -74,6 +74,7 @@ def test_bare_type_is_not_ours_under_mmpretrain():
     """Why configs must say ``mmvan.VAN``: a bare ``VAN`` under the
     mmpretrain scope is mmpretrain's own implementation."""
     from mmpretrain.registry import MODELS as PRETRAIN_MODELS
+
     from mmvan.models import VAN
     theirs = PRETRAIN_MODELS.get('VAN')
     assert theirs is not None and theirs is not VAN

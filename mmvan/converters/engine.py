@@ -138,8 +138,8 @@ def infer_arch(state_dict):
         embed_dims.append(w.shape[0])
         blocks = {
             int(m.group(1))
-            for m in (re.match(rf'backbone\.block{i}\.(\d+)\.', k)
-                      for k in sd) if m
+            for m in (re.match(rf'backbone\.block{i}\.(\d+)\.', k) for k in sd)
+            if m
         }
         depths.append(len(blocks))
         fc1 = sd.get(f'backbone.block{i}.0.mlp.fc1.weight')
@@ -218,7 +218,10 @@ def check_keys(state_dict, expected_shapes):
         raise ConversionError('; '.join(problems))
 
 
-def convert_state_dict(state_dict, fmt='auto', task='cls', arch=None,
+def convert_state_dict(state_dict,
+                       fmt='auto',
+                       task='cls',
+                       arch=None,
                        meta=None):
     """Convert a source state dict into mmvan's scheme, checking every key.
 

@@ -24,6 +24,27 @@ class CheckpointError(RuntimeError):
     checkpoint, or not safe to load)."""
 
 
+def _history_buffer_getattr(obj, name):
+    """Stand-in for ``builtins.getattr`` inside checkpoints.
+
+    A pickled ``HistoryBuffer`` refers to its statistics methods as
+    ``getattr(HistoryBuffer, 'mean')``. The real ``getattr`` would let a
+    crafted file reach any attribute of any allowed object, so only those
+    lookups are answered.
+    """
+    from mmengine.logging.history_buffer import HistoryBuffer
+    allowed = {'min', 'max', 'current', 'mean'}
+    allowed.update(HistoryBuffer._statistics_methods)
+    if (obj is HistoryBuffer and isinstance(name, str) and name in allowed
+            and not name.startswith('_')):
+        value = getattr(HistoryBuffer, name)
+        if callable(value):
+            return value
+    raise pickle.UnpicklingError(
+        f'Unsupported global: GLOBAL builtins.getattr({obj!r}, {name!r}) '
+        f'is not a HistoryBuffer statistics method.')
+
+
 def mmengine_safe_globals():
     """The Python objects mmengine 0.10.x pickles into its checkpoints."""
     import numpy as np
@@ -40,6 +61,7 @@ def mmengine_safe_globals():
         multiarray._reconstruct,
         multiarray.scalar,
         *sorted(dtype_types, key=lambda t: t.__name__),
+        (_history_buffer_getattr, 'builtins.getattr'),
     ]
 
 
@@ -68,10 +90,9 @@ def safe_torch_load(filename, map_location=None):
             filename, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
         first = str(e).strip().splitlines()
-        detail = next(
-            (line.strip() for line in first
-             if 'Unsupported global' in line or 'GLOBAL' in line),
-            first[0] if first else '')
+        detail = next((line.strip() for line in first
+                       if 'Unsupported global' in line or 'GLOBAL' in line),
+                      first[0] if first else '')
         raise CheckpointError(
             f'Refused to load {filename}: it is not a plain checkpoint and '
             f'loading it could run code ({detail}). mmvan loads checkpoints '

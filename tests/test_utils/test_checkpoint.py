@@ -53,8 +53,7 @@ def make_runner(work_dir, **kwargs):
             batch_size=4,
             num_workers=0),
         optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.1)),
-        train_cfg=dict(by_epoch=True, max_epochs=kwargs.pop('max_epochs',
-                                                              1)),
+        train_cfg=dict(by_epoch=True, max_epochs=kwargs.pop('max_epochs', 1)),
         default_hooks=dict(
             checkpoint=dict(type='CheckpointHook', interval=1),
             logger=dict(type='LoggerHook', interval=1)),
@@ -82,7 +81,9 @@ def test_runner_checkpoint_needs_allow_list(runner_checkpoint):
             '    print(type(e).__name__, e)\n'
             '    sys.exit(3)\n')
     out = subprocess.run([sys.executable, '-c', code],
-                         capture_output=True, text=True, timeout=300)
+                         capture_output=True,
+                         text=True,
+                         timeout=300)
     assert out.returncode == 3, out.stdout + out.stderr
     assert 'Unsupported global' in out.stdout or 'GLOBAL' in out.stdout
 
@@ -95,8 +96,7 @@ def test_runner_checkpoint_loads_and_resumes(runner_checkpoint):
     model = ToyModel()
     load_checkpoint(model, path, map_location='cpu', strict=True)
     # --resume: continues from epoch 1 to 2.
-    runner = make_runner(work_dir, max_epochs=2, resume=True,
-                         load_from=path)
+    runner = make_runner(work_dir, max_epochs=2, resume=True, load_from=path)
     runner.train()
     assert runner.epoch == 2
     assert osp.isfile(osp.join(work_dir, 'epoch_2.pth'))
@@ -149,3 +149,26 @@ def test_force_no_weights_only_never_set():
                     with open(osp.join(dirpath, name)) as f:
                         assert 'TORCH_FORCE_NO_WEIGHTS_ONLY' not in f.read(), \
                             name
+
+
+class _GetattrEscape:
+    """Pickles as ``getattr(HistoryBuffer, '__init__')`` -- a first step
+    towards reaching arbitrary globals through an allowed class."""
+
+    def __reduce__(self):
+        from mmengine.logging.history_buffer import HistoryBuffer
+        return (getattr, (HistoryBuffer, '__init__'))
+
+
+def test_getattr_limited_to_history_buffer_statistics(tmp_path):
+    from mmengine.logging.history_buffer import HistoryBuffer
+    ok = tmp_path / 'ok.pth'
+    buf = HistoryBuffer()
+    buf.update(1.5)
+    torch.save({'buf': buf}, ok)
+    loaded = safe_torch_load(ok)['buf']
+    assert loaded.mean() == 1.5
+    bad = tmp_path / 'bad.pth'
+    torch.save({'x': _GetattrEscape()}, bad)
+    with pytest.raises(CheckpointError, match='Refused to load'):
+        safe_torch_load(bad)

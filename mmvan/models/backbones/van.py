@@ -59,23 +59,28 @@ def _scale_conv_output(conv, scale):
 @contextlib.contextmanager
 def _frozen_bn_statistics(module):
     """Let train-mode BatchNorms in ``module`` normalise with the batch
-    statistics without updating their running statistics.
+    statistics without changing their running statistics.
 
     Activation checkpointing runs a block's forward twice; without this the
-    recomputation would update every running mean and variance a second
-    time.
+    recomputation would update every running mean, variance and batch count
+    a second time. A momentum of 0 keeps the running values; the batch count
+    is put back on exit.
     """
     bns = [
         m for m in module.modules()
         if isinstance(m, _BatchNorm) and m.track_running_stats
     ]
+    saved = [(m.momentum, None if m.num_batches_tracked is None else
+              m.num_batches_tracked.clone()) for m in bns]
     for m in bns:
-        m.track_running_stats = False
+        m.momentum = 0.0
     try:
         yield
     finally:
-        for m in bns:
-            m.track_running_stats = True
+        for m, (momentum, count) in zip(bns, saved):
+            m.momentum = momentum
+            if count is not None:
+                m.num_batches_tracked.copy_(count)
 
 
 class OverlapPatchEmbed(BaseModule):
@@ -137,7 +142,10 @@ class Mlp(BaseModule):
 class SpatialAttention(BaseModule):
     """``proj_2(attention(gelu(proj_1(x)))) + x``."""
 
-    def __init__(self, embed_dims, attention='lka', kernel_size=21,
+    def __init__(self,
+                 embed_dims,
+                 attention='lka',
+                 kernel_size=21,
                  init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         self.proj_1 = nn.Conv2d(embed_dims, embed_dims, 1)
@@ -189,15 +197,14 @@ class VANBlock(BaseModule):
         self.norm1 = build_norm_layer(norm_cfg, embed_dims)[1]
         self.attn = SpatialAttention(embed_dims, attention, kernel_size)
         self.drop_path = (
-            DropPath(drop_path_rate) if drop_path_rate > 0. else
-            nn.Identity())
+            DropPath(drop_path_rate) if drop_path_rate > 0. else nn.Identity())
         self.norm2 = build_norm_layer(norm_cfg, embed_dims)[1]
         self.mlp = Mlp(embed_dims, int(embed_dims * mlp_ratio), drop_rate)
         if layer_scale_init_value > 0:
-            self.layer_scale_1 = nn.Parameter(
-                layer_scale_init_value * torch.ones(embed_dims))
-            self.layer_scale_2 = nn.Parameter(
-                layer_scale_init_value * torch.ones(embed_dims))
+            self.layer_scale_1 = nn.Parameter(layer_scale_init_value *
+                                              torch.ones(embed_dims))
+            self.layer_scale_2 = nn.Parameter(layer_scale_init_value *
+                                              torch.ones(embed_dims))
         else:
             self.layer_scale_1 = self.layer_scale_2 = None
 
@@ -210,8 +217,7 @@ class VANBlock(BaseModule):
         if self.deploy:
             # norm1, norm2 and both layer scales live in the convolutions;
             # the attention shortcut became a per-channel scale of x.
-            x = torch.addcmul(
-                self.attn.branch(x), x, self.shortcut_scale)
+            x = torch.addcmul(self.attn.branch(x), x, self.shortcut_scale)
             return x + self.mlp(x)
         x = x + self.drop_path(
             self._scale(self.attn(self.norm1(x)), self.layer_scale_1))
@@ -225,8 +231,8 @@ class VANBlock(BaseModule):
                 self._forward,
                 x,
                 use_reentrant=False,
-                context_fn=lambda: (contextlib.nullcontext(),
-                                    _frozen_bn_statistics(self)))
+                context_fn=lambda:
+                (contextlib.nullcontext(), _frozen_bn_statistics(self)))
         return self._forward(x)
 
     @torch.no_grad()
@@ -235,10 +241,12 @@ class VANBlock(BaseModule):
         if self.deploy:
             return
         c = self.norm1.num_features
-        ls1 = (self.layer_scale_1.detach() if self.layer_scale_1 is not None
-               else self.norm1.weight.new_ones(c))
-        ls2 = (self.layer_scale_2.detach() if self.layer_scale_2 is not None
-               else self.norm2.weight.new_ones(c))
+        ls1 = (
+            self.layer_scale_1.detach() if self.layer_scale_1 is not None else
+            self.norm1.weight.new_ones(c))
+        ls2 = (
+            self.layer_scale_2.detach() if self.layer_scale_2 is not None else
+            self.norm2.weight.new_ones(c))
         scale1, shift1 = _bn_affine(self.norm1)
         attn = self.attn
         # x + ls1 * (proj_2(z) + bn1(x))
@@ -246,8 +254,8 @@ class VANBlock(BaseModule):
         _fold_bn_into_next_conv(self.norm1, attn.proj_1)
         _scale_conv_output(attn.proj_2, ls1)
         attn.proj_2.bias.add_(ls1 * shift1)
-        self.register_buffer(
-            'shortcut_scale', (1 + ls1 * scale1).view(-1, 1, 1).clone())
+        self.register_buffer('shortcut_scale',
+                             (1 + ls1 * scale1).view(-1, 1, 1).clone())
         _fold_bn_into_next_conv(self.norm2, self.mlp.fc1)
         _scale_conv_output(self.mlp.fc2, ls2)
         self.norm1 = nn.Identity()
@@ -305,26 +313,30 @@ class VAN(BaseBackbone):
         [(1, 32, 17, 25), (1, 64, 9, 13), (1, 160, 5, 7), (1, 256, 3, 4)]
     """
     arch_zoo = {
-        **dict.fromkeys(['b0', 't', 'tiny'], {
-            'embed_dims': [32, 64, 160, 256],
-            'depths': [3, 3, 5, 2],
-            'mlp_ratios': [8, 8, 4, 4]
-        }),
-        **dict.fromkeys(['b1', 's', 'small'], {
-            'embed_dims': [64, 128, 320, 512],
-            'depths': [2, 2, 4, 2],
-            'mlp_ratios': [8, 8, 4, 4]
-        }),
-        **dict.fromkeys(['b2', 'b', 'base'], {
-            'embed_dims': [64, 128, 320, 512],
-            'depths': [3, 3, 12, 3],
-            'mlp_ratios': [8, 8, 4, 4]
-        }),
-        **dict.fromkeys(['b3', 'l', 'large'], {
-            'embed_dims': [64, 128, 320, 512],
-            'depths': [3, 5, 27, 3],
-            'mlp_ratios': [8, 8, 4, 4]
-        }),
+        **dict.fromkeys(
+            ['b0', 't', 'tiny'], {
+                'embed_dims': [32, 64, 160, 256],
+                'depths': [3, 3, 5, 2],
+                'mlp_ratios': [8, 8, 4, 4]
+            }),
+        **dict.fromkeys(
+            ['b1', 's', 'small'], {
+                'embed_dims': [64, 128, 320, 512],
+                'depths': [2, 2, 4, 2],
+                'mlp_ratios': [8, 8, 4, 4]
+            }),
+        **dict.fromkeys(
+            ['b2', 'b', 'base'], {
+                'embed_dims': [64, 128, 320, 512],
+                'depths': [3, 3, 12, 3],
+                'mlp_ratios': [8, 8, 4, 4]
+            }),
+        **dict.fromkeys(
+            ['b3', 'l', 'large'], {
+                'embed_dims': [64, 128, 320, 512],
+                'depths': [3, 5, 27, 3],
+                'mlp_ratios': [8, 8, 4, 4]
+            }),
         'b4': {
             'embed_dims': [64, 128, 320, 512],
             'depths': [3, 6, 40, 3],
@@ -381,9 +393,8 @@ class VAN(BaseBackbone):
         self.deploy = False
 
         total = sum(self.depths)
-        dpr = [
-            x.item() for x in torch.linspace(0, drop_path_rate, total)
-        ] if total > 1 else [drop_path_rate] * total
+        # Stochastic depth rises linearly from 0 to drop_path_rate.
+        dpr = [drop_path_rate * i / max(total - 1, 1) for i in range(total)]
         cur = 0
         for i in range(self.num_stages):
             patch_embed = OverlapPatchEmbed(
@@ -456,8 +467,9 @@ class VAN(BaseBackbone):
                     if m.bias is not None:
                         nn.init.zeros_(m.bias)
                 elif isinstance(m, nn.Conv2d):
-                    fan_out = (m.kernel_size[0] * m.kernel_size[1] *
-                               m.out_channels // m.groups)
+                    fan_out = (
+                        m.kernel_size[0] * m.kernel_size[1] * m.out_channels //
+                        m.groups)
                     nn.init.normal_(m.weight, 0, (2.0 / fan_out)**0.5)
                     if m.bias is not None:
                         nn.init.zeros_(m.bias)
@@ -485,14 +497,22 @@ class VAN(BaseBackbone):
         return self
 
     def forward(self, x):
+        # Stay in the caller's memory format: a channels-last input keeps
+        # every feature map channels-last (faster on CPU), any other gets
+        # contiguous NCHW maps.
+        memory_format = (
+            torch.channels_last if x.dim() == 4 and not x.is_contiguous()
+            and x.is_contiguous(memory_format=torch.channels_last) else
+            torch.contiguous_format)
         outs = []
         for i in range(self.num_stages):
             patch_embed, blocks, norm = self.stage_modules(i)
             x = patch_embed(x)
             for block in blocks:
                 x = block(x)
-            # LayerNorm over channels; the result is a channels-last view.
+            # LayerNorm over channels.
             x = norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+            x = x.contiguous(memory_format=memory_format)
             if i in self.out_indices:
                 outs.append(x)
         return tuple(outs)

@@ -25,10 +25,8 @@ class LSKA(BaseModule):
         self.kernel_size = kernel_size
         c = embed_dims
         pad = d * (b - 1) // 2
-        self.conv0h = nn.Conv2d(
-            c, c, (1, a), padding=(0, a // 2), groups=c)
-        self.conv0v = nn.Conv2d(
-            c, c, (a, 1), padding=(a // 2, 0), groups=c)
+        self.conv0h = nn.Conv2d(c, c, (1, a), padding=(0, a // 2), groups=c)
+        self.conv0v = nn.Conv2d(c, c, (a, 1), padding=(a // 2, 0), groups=c)
         self.conv_spatial_h = nn.Conv2d(
             c, c, (1, b), padding=(0, pad), dilation=d, groups=c)
         self.conv_spatial_v = nn.Conv2d(

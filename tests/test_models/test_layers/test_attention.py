@@ -3,8 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mmvan.models.layers import (LKA, LKA_KERNELS, LSKA, LSKA_KERNELS,
-                                 decompose_kernel)
+from mmvan.models.layers import LKA, LSKA, LSKA_KERNELS, decompose_kernel
 
 
 def receptive_field(a, b, d):
@@ -33,7 +32,7 @@ def test_lka_general_rule():
     # rounded up to odd.
     assert decompose_kernel(9) == (3, 5, 2)
     assert decompose_kernel(29) == (5, 11, 3)
-    for k in (8, 5, -3, 21.0):
+    for k in (8, 5, -3, 22.5):
         with pytest.raises(ValueError, match='kernel_size'):
             decompose_kernel(k)
 
@@ -67,7 +66,8 @@ def test_lska_every_kernel(k):
     assert m.conv0h.kernel_size == (1, a) and m.conv0v.kernel_size == (a, 1)
     assert m.conv_spatial_h.kernel_size == (1, b)
     assert m.conv_spatial_v.kernel_size == (b, 1)
-    assert m.conv_spatial_h.dilation == (1, d)
+    assert m.conv_spatial_h.dilation[1] == d
+    assert m.conv_spatial_v.dilation[0] == d
     assert m.conv_spatial_v.padding == (d * (b - 1) // 2, 0)
     x = torch.randn(1, 6, 9, 14)
     assert m(x).shape == x.shape
