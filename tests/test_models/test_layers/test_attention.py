@@ -22,9 +22,9 @@ def test_released_decompositions():
     # VAN's "21x21" kernel is LSKA's 23: the same convolutions.
     assert decompose_kernel(21) == decompose_kernel(23) == (5, 7, 3)
     assert receptive_field(*decompose_kernel(21)) == 23
-    for k, abd in LSKA_KERNELS.items():
+    for k, decomposition in LSKA_KERNELS.items():
         # LSKA names a decomposition by the pixels it covers.
-        assert receptive_field(*abd) == k
+        assert receptive_field(*decomposition) == k
 
 
 def test_lka_general_rule():
