@@ -1,9 +1,13 @@
 # Copyright (c) mmvan contributors. All rights reserved.
 """mmvan: the Visual Attention Network family for OpenMMLab 2.0."""
 from .utils.checkpoint import setup_safe_loading
+from .utils.config_path import register_config_package
 from .version import __version__, version_info
 
 # mmengine's own checkpoints load with torch's safe loader still on.
 setup_safe_loading()
+
+# ``_base_ = 'mmvan::van/van-t_8xb128_in1k.py'`` in any config.
+register_config_package()
 
 __all__ = ['__version__', 'version_info']
