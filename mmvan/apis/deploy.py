@@ -1,0 +1,38 @@
+# Copyright (c) mmvan contributors. All rights reserved.
+"""The folded inference model (see :meth:`mmvan.models.VAN.switch_to_deploy`)
+for any model that contains mmvan VAN backbones."""
+from mmengine.hooks import Hook
+from mmengine.logging import print_log
+from mmengine.model import is_model_wrapper
+
+
+def fuse_model(model):
+    """Put ``model`` in eval mode and fold every mmvan VAN inside it.
+
+    Returns:
+        int: The number of VAN backbones folded.
+    """
+    from mmvan.models.backbones.van import VAN
+    if is_model_wrapper(model):
+        model = model.module
+    model.eval()
+    count = 0
+    for module in model.modules():
+        if isinstance(module, VAN) and not module.deploy:
+            module.switch_to_deploy()
+            count += 1
+    return count
+
+
+class DeployHook(Hook):
+    """Fold the VAN backbones once the checkpoint is loaded, before
+    testing."""
+    priority = 'LOWEST'
+
+    def before_test(self, runner):
+        count = fuse_model(runner.model)
+        if count:
+            print_log(
+                f'Folded BatchNorms and layer scales of {count} VAN '
+                f'backbone(s) for inference (--no-deploy to keep them).',
+                logger='current')

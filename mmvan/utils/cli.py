@@ -1,0 +1,251 @@
+# Copyright (c) mmvan contributors. All rights reserved.
+"""What the command-line tools share: loading configs, checking data and
+turning user mistakes into one clear message."""
+import difflib
+import os
+import os.path as osp
+import re
+import sys
+import traceback
+
+
+class UserError(Exception):
+    """A mistake in what the user asked for (a path, a config key, missing
+    data). Tools print it as one message and exit with status 2."""
+
+
+# Errors raised while building from a config that point at the config.
+_CONFIG_ERROR_PATTERNS = (
+    r'unexpected keyword argument',
+    r'missing \d+ required positional argument',
+    r'is not in the \S+ registry',
+    r'Unknown VAN arch',
+    r'Unknown attention',
+    r'Unsupported kernel_size',
+    r'out_indices must be',
+    r'frozen_stages must be',
+    r'A custom VAN arch',
+)
+
+
+def _is_config_error(exc):
+    if not isinstance(exc, (TypeError, KeyError, ValueError)):
+        return False
+    text = str(exc)
+    return any(re.search(p, text) for p in _CONFIG_ERROR_PATTERNS)
+
+
+def run_cli(main):
+    """Run a tool's ``main``; report user mistakes in one message.
+
+    Set ``MMVAN_DEBUG=1`` to see the full traceback instead.
+    """
+    from mmvan.converters.engine import ConversionError
+    from mmvan.utils.checkpoint import CheckpointError
+    try:
+        try:
+            return main()
+        finally:
+            _close_process_group()
+    except (UserError, CheckpointError, ConversionError) as e:
+        message = str(e)
+    except Exception as e:  # noqa: B902
+        if not _is_config_error(e):
+            raise
+        message = 'config: ' + _clean_build_message(str(e))
+    if os.environ.get('MMVAN_DEBUG'):
+        traceback.print_exc()
+    print(f'error: {message}', file=sys.stderr)
+    sys.exit(2)
+
+
+def _close_process_group():
+    """Let every rank finish before the process group goes away, so that no
+    rank aborts on a peer that has already exited."""
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        try:
+            dist.barrier()
+        finally:
+            dist.destroy_process_group()
+
+
+def _clean_build_message(text):
+    # mmengine prefixes "class `VAN` in mmvan/models/...py: "
+    text = text.strip().strip('"').strip("'")
+    text = re.sub(r'class `(\w+)` in [^:]+\.py: ', r'\1: ', text)
+    return text.splitlines()[0] if text else text
+
+
+def load_config(path, cfg_options=None):
+    """``Config.fromfile`` with clear errors, then ``--cfg-options``.
+
+    A ``--cfg-options`` key whose first part is not in the config is an
+    error with suggestions (a typo would otherwise be silently ignored).
+    """
+    from mmengine.config import Config
+
+    import mmvan  # noqa: F401  (mmvan:: inheritance, safe loading)
+    if not osp.isfile(path):
+        hint = ''
+        folder = osp.dirname(path) or '.'
+        if osp.isdir(folder):
+            close = difflib.get_close_matches(
+                osp.basename(path), os.listdir(folder), n=3)
+            if close:
+                hint = f' Did you mean: {", ".join(close)}?'
+        raise UserError(f'Config file {path} does not exist.{hint}')
+    try:
+        cfg = Config.fromfile(path)
+    except (SyntaxError, NameError, FileNotFoundError, KeyError) as e:
+        raise UserError(f'Cannot read config {path}: '
+                        f'{type(e).__name__}: {e}') from None
+    if cfg_options:
+        for key in cfg_options:
+            top = key.split('.', 1)[0]
+            if top not in cfg:
+                close = difflib.get_close_matches(top, list(cfg.keys()), n=3)
+                hint = f' Did you mean: {", ".join(close)}?' if close else ''
+                raise UserError(
+                    f'--cfg-options key {key!r}: {top!r} is not a key of '
+                    f'{path}.{hint}')
+        cfg.merge_from_dict(cfg_options)
+    return cfg
+
+
+# Where each dataset type expects its data, and how to get it.
+_DATA_HINTS = {
+    'ImageNet':
+    ('ImageNet-1k: download it from https://image-net.org, then arrange '
+     'it as <data_root>/train/<wnid>/*.JPEG and <data_root>/val/... '
+     '(optionally with meta/train.txt and meta/val.txt annotation '
+     'lists); see configs/van/README.md.'),
+    'CustomDataset':
+    ('an image folder: <data_root>/<data_prefix>/<class>/<image> or an '
+     'annotation list file.'),
+    'CocoDataset':
+    ('COCO 2017: download train2017, val2017 and annotations from '
+     'https://cocodataset.org and place them under <data_root>.'),
+    'ADE20KDataset':
+    ('ADE20K (ADEChallengeData2016): download it from '
+     'http://sceneparsing.csail.mit.edu and place images/ and '
+     'annotations/ under <data_root>.'),
+}
+
+
+def _iter_datasets(dataset_cfg):
+    if dataset_cfg is None:
+        return
+    inner = dataset_cfg.get('dataset')
+    if inner is not None:
+        yield from _iter_datasets(inner)
+        return
+    datasets = dataset_cfg.get('datasets')
+    if datasets is not None:
+        for d in datasets:
+            yield from _iter_datasets(d)
+        return
+    yield dataset_cfg
+
+
+def _dataset_paths(ds):
+    """The files and folders a dataset config needs."""
+    root = ds.get('data_root', '') or ''
+    paths = []
+    if root:
+        paths.append(root)
+    ann = ds.get('ann_file', '') or ''
+    if ann:
+        paths.append(osp.join(root, ann))
+    prefix = ds.get('data_prefix', None)
+    if isinstance(prefix, str):
+        prefixes = [prefix]
+    elif isinstance(prefix, dict):
+        prefixes = [v for v in prefix.values() if isinstance(v, str)]
+    else:
+        prefixes = []
+    split = ds.get('split', None)
+    if split and not ann and not prefixes:
+        prefixes = [split]
+    for p in prefixes:
+        if p:
+            paths.append(osp.join(root, p))
+    return paths
+
+
+def check_data(cfg, loaders):
+    """Fail with one message when a dataset's files are missing.
+
+    Args:
+        cfg (Config): The config.
+        loaders (list[str]): e.g. ``['train_dataloader', 'val_dataloader']``.
+    """
+    missing = []
+    for name in loaders:
+        loader = cfg.get(name)
+        if not loader:
+            continue
+        for ds in _iter_datasets(loader.get('dataset')):
+            for path in _dataset_paths(ds):
+                if not osp.exists(path) and not re.match(r'\w+://', path):
+                    missing.append((name, ds.get('type', '?'), path))
+                    break
+    if not missing:
+        return
+    lines = []
+    for name, ds_type, path in missing:
+        short_type = str(ds_type).split('.')[-1]
+        hint = _DATA_HINTS.get(short_type, '')
+        lines.append(f'{name} ({short_type}): {path} not found '
+                     f'(looked in {osp.abspath(path)}).' +
+                     (f' Expected {hint}' if hint else ''))
+    raise UserError('dataset not found.\n  ' + '\n  '.join(lines) +
+                    '\n  Point the config at your copy with --cfg-options '
+                    f'{missing[0][0]}.dataset.data_root=/path/to/data.')
+
+
+def apply_device_fallbacks(cfg, launcher='none', amp=False):
+    """Adapt a GPU recipe to a machine without one: gloo for distributed
+    runs and bfloat16 autocast for ``--amp``.
+
+    mmengine's ``init_dist`` selects a CUDA device unconditionally, so on a
+    machine without GPUs the process group of a ``--launcher pytorch`` run
+    (``tools/dist_train.sh``) is created here, with gloo; the Runner then
+    uses it as it is.
+    """
+    import torch
+    has_cuda = torch.cuda.is_available()
+    if launcher != 'none' and not has_cuda:
+        if launcher != 'pytorch':
+            raise UserError(
+                f'--launcher {launcher} needs GPUs; on a machine without '
+                f'them use tools/dist_train.sh (--launcher pytorch).')
+        cfg.setdefault('env_cfg', {})
+        cfg.env_cfg.setdefault('dist_cfg', {})
+        cfg.env_cfg.dist_cfg['backend'] = 'gloo'
+        # DistributedDataParallel takes no device ids for CPU modules.
+        wrapper = cfg.get('model_wrapper_cfg') or dict(
+            type='MMDistributedDataParallel',
+            broadcast_buffers=False,
+            find_unused_parameters=cfg.get('find_unused_parameters', False))
+        wrapper['device_ids'] = None
+        cfg.model_wrapper_cfg = wrapper
+        import torch.distributed as dist
+        if not dist.is_initialized():
+            dist.init_process_group(backend='gloo')
+    if amp:
+        optim_wrapper = cfg.optim_wrapper
+        if optim_wrapper.get('type', 'OptimWrapper') in ('OptimWrapper',
+                                                         'AmpOptimWrapper'):
+            if has_cuda:
+                optim_wrapper['type'] = 'AmpOptimWrapper'
+                optim_wrapper.setdefault('loss_scale', 'dynamic')
+            else:
+                optim_wrapper['type'] = 'mmvan.CPUAmpOptimWrapper'
+                optim_wrapper.pop('loss_scale', None)
+                optim_wrapper['dtype'] = 'bfloat16'
+        else:
+            raise UserError(
+                f'--amp: the config already uses optim wrapper '
+                f'{optim_wrapper.type!r}; set mixed precision there.')
+    return cfg

@@ -1,0 +1,271 @@
+# Copyright (c) mmvan contributors. All rights reserved.
+"""Real runs of tools/train.py and tools/test.py on a shrunken demo set."""
+import glob
+import json
+import os
+import os.path as osp
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from mmvan.datasets import make_classification_demo
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+CONFIG = osp.join('configs', 'van', 'van-t_demo.py')
+
+
+@pytest.fixture(scope='module')
+def data_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp('data') / 'demo'
+    return make_classification_demo(
+        str(root), num_train=8, num_val=4, size=32, seed=1)
+
+
+def small_options(data_root, epochs=1, workers=0):
+    opts = [f'train_cfg.max_epochs={epochs}', 'train_cfg.val_interval=1']
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        opts += [
+            f'{loader}.dataset.data_root={data_root}',
+            f'{loader}.num_workers={workers}', f'{loader}.batch_size=8'
+        ]
+    opts += [
+        'default_hooks.logger.interval=1',
+        'default_hooks.checkpoint.interval=1',
+        'default_hooks.visualization.enable=False'
+    ]
+    return opts
+
+
+def run_tool(args, env=None, timeout=600, check=True):
+    full_env = dict(os.environ, **(env or {}))
+    full_env.setdefault('OMP_NUM_THREADS', '1')
+    out = subprocess.run([sys.executable, *args],
+                         cwd=ROOT,
+                         env=full_env,
+                         capture_output=True,
+                         text=True,
+                         timeout=timeout)
+    if check:
+        assert out.returncode == 0, (out.stdout[-3000:] + out.stderr[-3000:])
+    return out
+
+
+def test_train_then_test(tmp_path, data_root):
+    work_dir = tmp_path / 'work'
+    run_tool([
+        'tools/train.py', CONFIG, '--work-dir',
+        str(work_dir), '--cfg-options', *small_options(data_root, epochs=2)
+    ])
+    ckpt = work_dir / 'epoch_2.pth'
+    assert ckpt.is_file()
+    metrics = tmp_path / 'metrics.json'
+    out = run_tool([
+        'tools/test.py', CONFIG,
+        str(ckpt), '--work-dir',
+        str(tmp_path / 'test'), '--out',
+        str(metrics), '--out-item', 'metrics', '--cfg-options',
+        *small_options(data_root)
+    ])
+    assert 'Folded BatchNorms' in out.stdout + out.stderr
+    folded = json.loads(metrics.read_text())['accuracy/top1']
+    # The folded model (default) and the model as trained agree.
+    metrics_raw = tmp_path / 'metrics_raw.json'
+    run_tool([
+        'tools/test.py', CONFIG,
+        str(ckpt), '--no-deploy', '--work-dir',
+        str(tmp_path / 'test_raw'), '--out',
+        str(metrics_raw), '--out-item', 'metrics', '--cfg-options',
+        *small_options(data_root)
+    ])
+    assert json.loads(metrics_raw.read_text())['accuracy/top1'] == folded
+    # Predictions dump.
+    preds = tmp_path / 'preds.pkl'
+    run_tool([
+        'tools/test.py', CONFIG,
+        str(ckpt), '--work-dir',
+        str(tmp_path / 'test_pred'), '--out',
+        str(preds), '--cfg-options', *small_options(data_root)
+    ])
+    assert preds.stat().st_size > 0
+
+
+def test_amp_on_cpu_uses_bf16(tmp_path, data_root):
+    out = run_tool([
+        'tools/train.py', CONFIG, '--amp', '--no-validate', '--work-dir',
+        str(tmp_path / 'amp'), '--cfg-options', *small_options(data_root)
+    ])
+    assert (tmp_path / 'amp' / 'epoch_1.pth').is_file()
+    assert 'CPUAmpOptimWrapper' in (tmp_path / 'amp' /
+                                    'van-t_demo.py').read_text()
+    assert 'Traceback' not in out.stderr
+
+
+def test_dist_train_two_cpu_processes(tmp_path, data_root):
+    env = dict(
+        os.environ,
+        PYTHON=sys.executable,
+        PORT=str(29500 + os.getpid() % 1000),
+        OMP_NUM_THREADS='1')
+    out = subprocess.run([
+        'bash', 'tools/dist_train.sh', CONFIG, '2', '--work-dir',
+        str(tmp_path / 'dist'), '--cfg-options', *small_options(data_root)
+    ],
+                         cwd=ROOT,
+                         env=env,
+                         capture_output=True,
+                         text=True,
+                         timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert (tmp_path / 'dist' / 'epoch_1.pth').is_file()
+    logs = glob.glob(str(tmp_path / 'dist' / '*' / '*.log'))
+    text = open(logs[0]).read()
+    assert 'world_size: 2' in text or 'Distributed launcher: pytorch' in text
+    assert "'backend': 'gloo'" in text or 'gloo' in text
+
+
+def _state(path):
+    return torch.load(path, map_location='cpu', weights_only=True)
+
+
+def test_resume_after_sigkill_matches_uninterrupted(tmp_path, data_root):
+    opts = small_options(
+        data_root, epochs=3) + [
+            'train_dataloader.batch_size=2', 'randomness.deterministic=True'
+        ]
+    # Uninterrupted reference.
+    ref_dir = tmp_path / 'ref'
+    run_tool([
+        'tools/train.py', CONFIG, '--work-dir',
+        str(ref_dir), '--cfg-options', *opts
+    ])
+    ref = _state(ref_dir / 'epoch_3.pth')
+
+    # Same run, killed with SIGKILL in the middle of epoch 2.
+    run_dir = tmp_path / 'killed'
+    env = dict(os.environ, OMP_NUM_THREADS='1')
+    proc = subprocess.Popen([
+        sys.executable, 'tools/train.py', CONFIG, '--work-dir',
+        str(run_dir), '--cfg-options', *opts
+    ],
+                            cwd=ROOT,
+                            env=env,
+                            stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    killed = False
+    while time.time() < deadline and proc.poll() is None:
+        logs = glob.glob(str(run_dir / '*' / '*.log'))
+        if (run_dir / 'epoch_1.pth').is_file() and logs and re.search(
+                r'Epoch\(train\)\s+\[2\]\[',
+                open(logs[0]).read()):
+            proc.send_signal(signal.SIGKILL)
+            killed = True
+            break
+        time.sleep(0.05)
+    proc.wait()
+    assert killed, 'training finished before it could be interrupted'
+    assert not (run_dir / 'epoch_2.pth').exists()
+
+    run_tool([
+        'tools/train.py', CONFIG, '--resume', '--work-dir',
+        str(run_dir), '--cfg-options', *opts
+    ])
+    resumed = _state(run_dir / 'epoch_3.pth')
+    assert resumed['meta']['epoch'] == 3
+    for key, value in ref['state_dict'].items():
+        assert torch.equal(value, resumed['state_dict'][key]), key
+
+
+def _assert_one_clear_error(out, *needles):
+    assert out.returncode == 2, out.stdout[-2000:] + out.stderr[-2000:]
+    assert 'Traceback' not in out.stderr
+    errors = [
+        line for line in out.stderr.splitlines() if line.startswith('error')
+    ]
+    assert len(errors) == 1 and errors[0].startswith('error: ')
+    text = out.stderr
+    for needle in needles:
+        assert needle in text, text
+
+
+def test_missing_config(tmp_path):
+    out = run_tool(['tools/train.py', 'configs/van/van-t_8xb128_in1kk.py'],
+                   check=False)
+    _assert_one_clear_error(out, 'does not exist', 'van-t_8xb128_in1k.py')
+
+
+def test_missing_imagenet_leaves_nothing(tmp_path):
+    work_dir = tmp_path / 'w'
+    out = run_tool([
+        'tools/train.py', 'configs/van/van-t_8xb128_in1k.py', '--work-dir',
+        str(work_dir), '--cfg-options',
+        f'train_dataloader.dataset.data_root={tmp_path}/imagenet',
+        f'val_dataloader.dataset.data_root={tmp_path}/imagenet'
+    ],
+                   check=False)
+    _assert_one_clear_error(out, 'dataset not found', 'imagenet',
+                            'image-net.org')
+    assert not work_dir.exists()
+    out = run_tool([
+        'tools/test.py', 'configs/van/van-t_8xb128_in1k.py',
+        str(tmp_path / 'none.pth')
+    ],
+                   check=False)
+    _assert_one_clear_error(out, 'none.pth does not exist')
+
+
+def test_config_key_typos(tmp_path, data_root):
+    work_dir = tmp_path / 'w'
+    out = run_tool([
+        'tools/train.py', CONFIG, '--work-dir',
+        str(work_dir), '--cfg-options', *small_options(data_root),
+        'trian_cfg.max_epochs=3'
+    ],
+                   check=False)
+    _assert_one_clear_error(out, "'trian_cfg' is not a key",
+                            'Did you mean: train_cfg')
+    out = run_tool([
+        'tools/train.py', CONFIG, '--work-dir',
+        str(work_dir), '--cfg-options', *small_options(data_root),
+        'model.backbone.drop_path_rat=0.3'
+    ],
+                   check=False)
+    _assert_one_clear_error(out, 'drop_path_rat')
+    assert not work_dir.exists()
+
+
+def test_wrong_arch(tmp_path, data_root):
+    out = run_tool([
+        'tools/train.py', CONFIG, '--work-dir',
+        str(tmp_path / 'w'), '--cfg-options', *small_options(data_root),
+        'model.backbone.arch=b9'
+    ],
+                   check=False)
+    _assert_one_clear_error(out, "Unknown VAN arch 'b9'", "'b0'")
+    assert not (tmp_path / 'w').exists()
+
+
+def test_gray_and_rgba_images_become_three_channels(data_root):
+    from mmengine.config import Config
+    from mmengine.registry import DefaultScope
+    from mmpretrain.registry import DATASETS
+    from PIL import Image
+    cfg = Config.fromfile(osp.join(ROOT, CONFIG))
+    ds_cfg = cfg.train_dataloader.dataset
+    ds_cfg.data_root = data_root
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        dataset = DATASETS.build(ds_cfg)
+    modes = {}
+    for i in range(len(dataset)):
+        path = dataset.get_data_info(i)['img_path']
+        mode = Image.open(path).mode
+        if mode in ('L', 'RGBA') and mode not in modes:
+            modes[mode] = dataset[i]['inputs']
+    assert set(modes) == {'L', 'RGBA'}
+    for inputs in modes.values():
+        assert inputs.shape == (3, 64, 64)

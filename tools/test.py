@@ -1,0 +1,108 @@
+# Copyright (c) mmvan contributors. All rights reserved.
+"""Evaluate a checkpoint (classification, detection or segmentation).
+
+    python tools/test.py configs/van/van-b_8xb128_in1k.py van-b.pth
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+import warnings
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+# mmengine imports pkg_resources, which warns on every start.
+warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
+
+from mmengine.config import DictAction  # noqa: E402
+
+from mmvan.utils.cli import (
+    UserError,
+    apply_device_fallbacks,  # noqa: E402
+    check_data,
+    load_config,
+    run_cli)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description='Test (and eval) a model')
+    parser.add_argument('config', help='test config file path')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('--work-dir', help='the dir to save the results')
+    parser.add_argument(
+        '--out', help='dump the predictions to a pickle (or json) file')
+    parser.add_argument(
+        '--out-item',
+        choices=['metrics', 'pred'],
+        default='pred',
+        help='what --out stores: the predictions or the metrics')
+    parser.add_argument(
+        '--tta', action='store_true', help='test time augmentation')
+    parser.add_argument(
+        '--no-deploy',
+        action='store_true',
+        help='evaluate the model as trained, without folding BatchNorms and '
+        'layer scales (the folded model computes the same outputs)')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config settings')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
+
+
+def merge_args(cfg, args):
+    cfg.launcher = args.launcher
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs',
+                                osp.splitext(osp.basename(args.config))[0])
+    cfg.load_from = args.checkpoint
+    if args.tta:
+        if 'tta_model' not in cfg or 'tta_pipeline' not in cfg:
+            raise UserError(
+                f'--tta: {args.config} defines no tta_model / tta_pipeline.')
+        cfg.model = dict(**cfg.tta_model, module=cfg.model)
+        cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
+    if args.out:
+        if not args.out.endswith(('.pkl', '.pickle', '.json')):
+            raise UserError('--out must end with .pkl, .pickle or .json.')
+    apply_device_fallbacks(cfg, args.launcher)
+    return cfg
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if not osp.isfile(args.checkpoint):
+        raise UserError(f'Checkpoint {args.checkpoint} does not exist.')
+    cfg = load_config(args.config, args.cfg_options)
+    cfg = merge_args(cfg, args)
+    check_data(cfg, ['test_dataloader'])
+
+    from mmengine.runner import Runner
+    runner = Runner.from_cfg(cfg)
+    if not args.no_deploy and not args.tta:
+        from mmvan.apis.deploy import DeployHook
+        runner.register_hook(DeployHook(), priority='LOWEST')
+    if args.out and args.out_item == 'pred':
+        from mmengine.evaluator import DumpResults
+        runner.test_evaluator.metrics.append(
+            DumpResults(out_file_path=args.out))
+    metrics = runner.test()
+    if args.out and args.out_item == 'metrics':
+        import mmengine
+        mmengine.dump(metrics, args.out)
+    return metrics
+
+
+if __name__ == '__main__':
+    run_cli(main)
