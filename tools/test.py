@@ -15,12 +15,7 @@ warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
 
 from mmengine.config import DictAction  # noqa: E402
 
-from mmvan.utils.cli import (
-    UserError,
-    apply_device_fallbacks,  # noqa: E402
-    check_data,
-    load_config,
-    run_cli)
+from mmvan.utils import cli  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -69,24 +64,24 @@ def merge_args(cfg, args):
     cfg.load_from = args.checkpoint
     if args.tta:
         if 'tta_model' not in cfg or 'tta_pipeline' not in cfg:
-            raise UserError(
+            raise cli.UserError(
                 f'--tta: {args.config} defines no tta_model / tta_pipeline.')
         cfg.model = dict(**cfg.tta_model, module=cfg.model)
         cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
     if args.out:
         if not args.out.endswith(('.pkl', '.pickle', '.json')):
-            raise UserError('--out must end with .pkl, .pickle or .json.')
-    apply_device_fallbacks(cfg, args.launcher)
+            raise cli.UserError('--out must end with .pkl, .pickle or .json.')
+    cli.apply_device_fallbacks(cfg, args.launcher)
     return cfg
 
 
 def main(argv=None):
     args = parse_args(argv)
     if not osp.isfile(args.checkpoint):
-        raise UserError(f'Checkpoint {args.checkpoint} does not exist.')
-    cfg = load_config(args.config, args.cfg_options)
+        raise cli.UserError(f'Checkpoint {args.checkpoint} does not exist.')
+    cfg = cli.load_config(args.config, args.cfg_options)
     cfg = merge_args(cfg, args)
-    check_data(cfg, ['test_dataloader'])
+    cli.check_data(cfg, ['test_dataloader'])
 
     from mmengine.runner import Runner
     runner = Runner.from_cfg(cfg)
@@ -105,4 +100,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    run_cli(main)
+    cli.run_cli(main)

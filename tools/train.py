@@ -16,11 +16,7 @@ warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
 
 from mmengine.config import DictAction  # noqa: E402
 
-from mmvan.utils.cli import (
-    apply_device_fallbacks,
-    check_data,  # noqa: E402
-    load_config,
-    run_cli)
+from mmvan.utils import cli  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -98,22 +94,21 @@ def merge_args(cfg, args):
             loader['pin_memory'] = False
         if args.no_persistent_workers or loader.get('num_workers', 0) == 0:
             loader['persistent_workers'] = False
-    apply_device_fallbacks(cfg, args.launcher, args.amp)
+    cli.apply_device_fallbacks(cfg, args.launcher, args.amp)
     return cfg
 
 
 def main(argv=None):
     args = parse_args(argv)
-    cfg = load_config(args.config, args.cfg_options)
+    cfg = cli.load_config(args.config, args.cfg_options)
     cfg = merge_args(cfg, args)
     loaders = ['train_dataloader']
     if cfg.get('val_cfg') is not None:
         loaders.append('val_dataloader')
-    check_data(cfg, loaders)
+    cli.check_data(cfg, loaders)
     if cfg.resume and cfg.load_from and not osp.isfile(cfg.load_from):
-        from mmvan.utils.cli import UserError
-        raise UserError(f'--resume: checkpoint {cfg.load_from} does not '
-                        f'exist.')
+        raise cli.UserError(f'--resume: checkpoint {cfg.load_from} does not '
+                            f'exist.')
 
     from mmengine.runner import Runner
     before = set(os.listdir(cfg.work_dir)) if osp.isdir(cfg.work_dir) \
@@ -151,4 +146,4 @@ def _remove_new_outputs(work_dir, before):
 
 
 if __name__ == '__main__':
-    run_cli(main)
+    cli.run_cli(main)
