@@ -1,0 +1,339 @@
+# Copyright (c) mmvan contributors. All rights reserved.
+import argparse
+import glob
+import os
+import os.path as osp
+import re
+import subprocess
+import sys
+from collections import OrderedDict
+
+import pytest
+import torch
+
+from mmvan.converters import ConversionError, convert_state_dict
+from mmvan.models import VAN
+from mmvan.utils import CheckpointError
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+sys.path.insert(0, osp.join(ROOT, 'tools', 'model_converters'))
+import van2mmvan  # noqa: E402
+
+TINY = dict(
+    embed_dims=[8, 16, 24, 32], depths=[1, 2, 1, 1], mlp_ratios=[2, 2, 2, 2])
+
+
+def randomized(model, seed=0):
+    """Initialised weights with non-trivial BN statistics and layer
+    scales."""
+    torch.manual_seed(seed)
+    model.init_weights()
+    with torch.no_grad():
+        for name, v in model.state_dict().items():
+            if name.endswith('running_mean'):
+                v.copy_(torch.randn(v.shape) * 0.1)
+            elif name.endswith('running_var'):
+                v.copy_(torch.rand(v.shape) + 0.5)
+            elif 'layer_scale' in name:
+                v.copy_(torch.rand(v.shape) * 0.1)
+    return model.eval()
+
+
+def official(attention='lka', arch='b0', k=None):
+    model = randomized(VAN(arch=arch, attention=attention, kernel_size=k))
+    sd = OrderedDict(model.state_dict())
+    c = model.embed_dims[-1]
+    sd['head.weight'] = torch.randn(1000, c)
+    sd['head.bias'] = torch.randn(1000)
+    return model, sd
+
+
+# Inverse renames written from each repository's module names, so that the
+# converter's tables are checked against an independent statement of them.
+def to_hf(sd):
+    out = OrderedDict()
+    for k, v in sd.items():
+        k = re.sub(
+            r'^patch_embed(\d)\.proj\.',
+            lambda m: f'encoder.stages.{int(m[1]) - 1}.embeddings.'
+            'convolution.', k)
+        k = re.sub(
+            r'^patch_embed(\d)\.norm\.',
+            lambda m: f'encoder.stages.{int(m[1]) - 1}.embeddings.'
+            'normalization.', k)
+        k = re.sub(r'^norm(\d)\.',
+                   lambda m: f'encoder.stages.{int(m[1]) - 1}.normalization.',
+                   k)
+        k = re.sub(r'^block(\d)\.(\d+)\.',
+                   lambda m: f'encoder.stages.{int(m[1]) - 1}.layers.{m[2]}.',
+                   k)
+        for a, b in [('.norm1.', '.pre_normomalization.'),
+                     ('.norm2.', '.post_normalization.'),
+                     ('.attn.proj_1.', '.attention.pre_projection.conv.'),
+                     ('.attn.proj_2.', '.attention.post_projection.'),
+                     ('.attn.spatial_gating_unit.conv0.',
+                      '.attention.attention_layer.attention.depth_wise.'),
+                     ('.attn.spatial_gating_unit.conv_spatial.',
+                      '.attention.attention_layer.attention.'
+                      'depth_wise_dilated.'),
+                     ('.attn.spatial_gating_unit.conv1.',
+                      '.attention.attention_layer.attention.point_wise.'),
+                     ('.mlp.fc1.', '.mlp.in_dense.'),
+                     ('.mlp.dwconv.dwconv.', '.mlp.depth_wise.'),
+                     ('.mlp.fc2.', '.mlp.out_dense.')]:
+            k = k.replace(a, b)
+        k = re.sub(r'\.layer_scale_1$', '.attention_scaling.weight', k)
+        k = re.sub(r'\.layer_scale_2$', '.mlp_scaling.weight', k)
+        if k.startswith('head.'):
+            out['classifier.' + k[len('head.'):]] = v
+        else:
+            out['van.' + k] = v
+    # VanModel's unused final LayerNorm.
+    out['van.layernorm.weight'] = torch.ones(sd['norm4.weight'].shape)
+    out['van.layernorm.bias'] = torch.zeros(sd['norm4.weight'].shape)
+    return out
+
+
+def to_lska_mm(sd):
+    out = OrderedDict()
+    for k, v in sd.items():
+        if k.startswith('head.'):
+            continue
+        k = re.sub(r'^block(\d)\.', r'blocks\1.', k)
+        k = re.sub(r'^patch_embed(\d)\.proj\.', r'patch_embed\1.projection.',
+                   k)
+        for a, b in [('.conv0h.', '.DW_conv_h.'), ('.conv0v.', '.DW_conv_v.'),
+                     ('.conv_spatial_h.', '.DW_D_conv_h.'),
+                     ('.conv_spatial_v.', '.DW_D_conv_v.'),
+                     ('.mlp.dwconv.dwconv.', '.mlp.dwconv.')]:
+            k = k.replace(a, b)
+        out['backbone.' + k] = v
+    out['neck.lateral_convs.0.conv.weight'] = torch.randn(4, 4, 1, 1)
+    out['decode_head.conv_seg.weight'] = torch.randn(150, 4, 1, 1)
+    return out
+
+
+def to_official_seg(sd):
+    out = OrderedDict(('backbone.' + k, v) for k, v in sd.items()
+                      if not k.startswith('head.'))
+    out['decode_head.conv_seg.weight'] = torch.randn(150, 128, 1, 1)
+    out['auxiliary_head.conv_seg.weight'] = torch.randn(150, 256, 1, 1)
+    return out
+
+
+def convert_file(tmp_path, obj, *args):
+    src = tmp_path / 'src.pth'
+    torch.save(obj, src)
+    out_dir = tmp_path / 'out'
+    path = van2mmvan.main([str(src), str(out_dir), *args])
+    return src, torch.load(path, weights_only=True), path
+
+
+def assert_same_backbone(model, converted):
+    ours = VAN(
+        arch=model.arch_settings,
+        attention=model.attention,
+        kernel_size=model.kernel_size).eval()
+    backbone = {
+        k[len('backbone.'):]: v
+        for k, v in converted['state_dict'].items()
+        if k.startswith('backbone.')
+    }
+    ours.load_state_dict(backbone, strict=True)
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        for a, b in zip(model(x), ours(x)):
+            assert torch.equal(a, b)
+
+
+def test_official_classification(tmp_path):
+    model, sd = official()
+    timm_style = {
+        'state_dict': sd,
+        'epoch': 309,
+        'arch': 'van_b0',
+        'args': argparse.Namespace(lr=1e-3, model='van_b0')
+    }
+    src, out, path = convert_file(tmp_path, timm_style, '--verify')
+    assert out['meta']['source_format'] == 'official'
+    assert out['meta']['arch']['arch'] == 'b0'
+    assert out['meta']['arch']['num_classes'] == 1000
+    assert torch.equal(out['state_dict']['head.fc.weight'], sd['head.weight'])
+    assert_same_backbone(model, out)
+    assert re.search(r'van-t_3rdparty_in1k-[0-9a-f]{8}\.pth$', path)
+    import hashlib
+    digest = hashlib.sha256(open(path, 'rb').read()).hexdigest()
+    assert osp.basename(path).endswith(digest[:8] + '.pth')
+    assert out['meta']['source_sha256'] == hashlib.sha256(
+        src.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize('k', [23, 7, 53])
+def test_official_lska_classification(tmp_path, k):
+    model, sd = official('lska', 'b0', k)
+    _, out, path = convert_file(tmp_path, {'state_dict': sd})
+    assert out['meta']['arch']['attention'] == 'lska'
+    assert out['meta']['arch']['kernel_size'] == k
+    assert f'lska-t-k{k}' in path
+    assert_same_backbone(model, out)
+
+
+def test_official_segmentation_backbone(tmp_path):
+    model, sd = official(arch='b1')
+    src_sd = to_official_seg(sd)
+    with pytest.raises(ConversionError, match='--task backbone'):
+        convert_file(tmp_path, {'state_dict': src_sd, 'meta': {}})
+    _, out, path = convert_file(tmp_path, {
+        'state_dict': src_sd,
+        'meta': {}
+    }, '--task', 'backbone', '--verify')
+    assert out['meta']['source_format'] == 'official-seg'
+    assert out['meta']['arch']['out_norm_eps'] == 1e-5
+    assert all(k.startswith('backbone.') for k in out['state_dict'])
+    assert len(out['meta']['dropped_keys']) == 2
+    assert 'backbone' in osp.basename(path)
+    assert_same_backbone(model, out)
+
+
+def test_lska_mmdet_mmseg_backbone(tmp_path):
+    model, sd = official('lska', 'b0', 35)
+    _, out, _ = convert_file(tmp_path, {'state_dict': to_lska_mm(sd)},
+                             '--task', 'backbone')
+    assert out['meta']['source_format'] == 'lska-mm'
+    assert out['meta']['arch']['kernel_size'] == 35
+    assert_same_backbone(model, out)
+
+
+@pytest.mark.parametrize('with_head', [True, False])
+def test_hf_transformers(tmp_path, with_head):
+    model, sd = official(arch='b0')
+    hf = to_hf(sd)
+    if not with_head:
+        hf = OrderedDict(
+            (k, v) for k, v in hf.items() if not k.startswith('classifier.'))
+        hf = OrderedDict((k[len('van.'):], v) for k, v in hf.items())
+    args = [] if with_head else ['--task', 'backbone']
+    _, out, _ = convert_file(tmp_path, hf, *args)
+    assert out['meta']['source_format'] == 'hf'
+    assert out['meta']['dropped_keys'] == [
+        'van.layernorm.weight', 'van.layernorm.bias'
+    ] if with_head else ['layernorm.weight', 'layernorm.bias']
+    assert_same_backbone(model, out)
+
+
+@pytest.mark.parametrize('arch', ['tiny', 'base'])
+def test_mmpretrain_classifier(tmp_path, arch):
+    from mmpretrain.models.backbones import VAN as MMPretrainVAN
+    theirs = MMPretrainVAN(arch=arch, norm_cfg=dict(type='LN', eps=1e-6))
+    randomized(theirs)
+    sd = OrderedDict(
+        ('backbone.' + k, v) for k, v in theirs.state_dict().items())
+    c = 256 if arch == 'tiny' else 512
+    sd['head.fc.weight'] = torch.randn(1000, c)
+    sd['head.fc.bias'] = torch.randn(1000)
+    src = tmp_path / 'mmp.pth'
+    torch.save({'state_dict': sd, 'meta': {'epoch': 1}}, src)
+    out = subprocess.run([
+        sys.executable, 'tools/model_converters/van2mmvan.py',
+        str(src),
+        str(tmp_path / 'o'), '--verify'
+    ],
+                         cwd=ROOT,
+                         capture_output=True,
+                         text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert 'format: mmpretrain' in out.stdout
+    diff = float(
+        re.search(r'max \|mmvan - mmpretrain\| .* = (\S+)', out.stdout)[1])
+    assert diff <= 1e-5
+    path = glob.glob(str(tmp_path / 'o' / '*.pth'))[0]
+    converted = torch.load(path, weights_only=True)
+    ours = VAN(arch=arch, out_norm_cfg=dict(type='LN', eps=1e-6)).eval()
+    ours.load_state_dict({
+        k[len('backbone.'):]: v
+        for k, v in converted['state_dict'].items()
+        if k.startswith('backbone.')
+    })
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        assert (ours(x)[0] - theirs(x)[0]).abs().max() <= 1e-5
+
+
+def _no_outputs(tmp_path):
+    out_dir = tmp_path / 'out'
+    return not out_dir.exists() or not os.listdir(out_dir)
+
+
+def test_unknown_and_missing_keys_write_nothing(tmp_path):
+    _, sd = official()
+    extra = OrderedDict(sd)
+    extra['block1.0.attn.surprise.weight'] = torch.ones(1)
+    with pytest.raises(ConversionError, match='surprise'):
+        convert_file(tmp_path, {'state_dict': extra})
+    assert _no_outputs(tmp_path)
+    missing = OrderedDict(sd)
+    del missing['block2.1.mlp.fc2.weight']
+    with pytest.raises(ConversionError, match='block2.1.mlp.fc2.weight'):
+        convert_file(tmp_path, {'state_dict': missing})
+    assert _no_outputs(tmp_path)
+    wrong = OrderedDict(sd)
+    wrong['block1.0.mlp.fc2.bias'] = torch.ones(3)
+    with pytest.raises(ConversionError, match='shapes differ'):
+        convert_state_dict(wrong)
+    with pytest.raises(ConversionError, match='Unknown checkpoint format'):
+        convert_state_dict({'conv.weight': torch.ones(1)})
+
+
+def test_truncated_and_unsafe_sources(tmp_path):
+    _, sd = official()
+    src = tmp_path / 'src.pth'
+    torch.save({'state_dict': sd}, src)
+    data = src.read_bytes()
+    src.write_bytes(data[:len(data) // 3])
+    with pytest.raises(CheckpointError, match='truncated'):
+        van2mmvan.main([str(src), str(tmp_path / 'out')])
+    assert _no_outputs(tmp_path)
+
+    class Exploit:
+
+        def __reduce__(self):
+            return (os.system, (f'touch {tmp_path}/pwned', ))
+
+    torch.save({'state_dict': sd, 'x': Exploit()}, src)
+    out = subprocess.run([
+        sys.executable, 'tools/model_converters/van2mmvan.py',
+        str(src),
+        str(tmp_path / 'out')
+    ],
+                         cwd=ROOT,
+                         capture_output=True,
+                         text=True,
+                         timeout=300)
+    assert out.returncode == 2
+    assert 'Refused to load' in out.stderr and 'Traceback' not in out.stderr
+    assert not (tmp_path / 'pwned').exists()
+    assert _no_outputs(tmp_path)
+
+
+def test_never_overwrites_source(tmp_path):
+    _, sd = official()
+    src = tmp_path / 'van.pth'
+    torch.save({'state_dict': sd}, src)
+    before = src.read_bytes()
+    path = van2mmvan.main([str(src), str(tmp_path / 'van.pth')])
+    assert path != str(src) and src.read_bytes() == before
+
+
+def test_converted_checkpoint_initialises_backbone(tmp_path):
+    """The backbone checkpoint initialises a detector/segmentor backbone via
+    init_cfg with prefix='backbone.'."""
+    model, sd = official()
+    _, out, path = convert_file(tmp_path, {'state_dict': sd}, '--task',
+                                'backbone')
+    fresh = VAN(
+        arch='b0',
+        init_cfg=dict(type='Pretrained', checkpoint=path, prefix='backbone.'))
+    fresh.init_weights()
+    for k, v in model.state_dict().items():
+        assert torch.equal(fresh.state_dict()[k], v), k
