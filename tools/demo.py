@@ -1,34 +1,72 @@
 # Copyright (c) mmvan contributors. All rights reserved.
-"""`make demo`: train VAN-b0 on a small texture set and evaluate it.
+"""`make demo`: train a VAN model on a small generated data set on the CPU and
+show that it learns.
 
-Makes the data under data/demo_cls (deterministic, ImageNet's layout),
-trains configs/van/van-t_demo.py with tools/train.py, evaluates the best
-checkpoint with tools/test.py and prints top-1 and where the outputs are.
+    python tools/demo.py                 # classification (make demo)
+    python tools/demo.py --task det      # RetinaNet on COCO-format shapes
+    python tools/demo.py --task det --config configs/mask_rcnn/mask-rcnn_van-b0_fpn_demo.py
+    python tools/demo.py --task seg      # Semantic FPN on ADE20K-format shapes
+
+Makes the data (deterministic), evaluates the untrained model, trains with
+tools/train.py, evaluates the best checkpoint with tools/test.py and prints
+both figures and where the outputs are.
 """
 import argparse
 import glob
+import json
 import os.path as osp
 import shutil
 import subprocess
 import sys
 import time
+import warnings
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, ROOT)
+warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
 
-CONFIG = osp.join('configs', 'van', 'van-t_demo.py')
-TARGET_TOP1 = 90.0
+TASKS = {
+    'cls':
+    dict(
+        config='configs/van/van-t_demo.py',
+        data_root='data/demo_cls',
+        maker='make_classification_demo',
+        metric='accuracy/top1',
+        scope='mmpretrain',
+        target=90.0,
+        scale=1.0),
+    'det':
+    dict(
+        config='configs/retinanet/retinanet_van-b0_fpn_demo.py',
+        data_root='data/demo_det',
+        maker='make_detection_demo',
+        metric='coco/bbox_mAP',
+        scope='mmdet',
+        target=None,
+        scale=100.0),
+    'seg':
+    dict(
+        config='configs/sem_fpn/fpn_van-b0_demo.py',
+        data_root='data/demo_seg',
+        maker='make_segmentation_demo',
+        metric='mIoU',
+        scope='mmseg',
+        target=None,
+        scale=1.0),
+}
 
 
 def parse_args():
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument('--task', default='cls', choices=sorted(TASKS))
+    parser.add_argument('--config', help='another demo config of the task')
+    parser.add_argument('--work-dir', help='default: work_dirs/<config>')
     parser.add_argument(
-        '--work-dir',
-        default=osp.join('work_dirs', 'van-t_demo'),
-        help='where logs and checkpoints go (emptied first)')
-    parser.add_argument('--data-root', default=osp.join('data', 'demo_cls'))
-    parser.add_argument(
-        '--epochs', type=int, default=None, help='override the epochs')
+        '--epochs',
+        type=int,
+        default=None,
+        help='override the epochs (iterations for seg)')
     return parser.parse_args()
 
 
@@ -37,61 +75,110 @@ def run(cmd):
     subprocess.run(cmd, check=True, cwd=ROOT)
 
 
-def main():
-    args = parse_args()
-    from mmvan.datasets import make_classification_demo
-    start = time.time()
-    make_classification_demo(osp.join(ROOT, args.data_root))
-    print(f'Demo data: {args.data_root} (5 classes, 600 train / 200 val '
-          f'images)')
-    work_dir = osp.join(ROOT, args.work_dir)
-    if osp.isdir(work_dir):
-        shutil.rmtree(work_dir)
-    options = [
-        f'train_dataloader.dataset.data_root={args.data_root}',
-        f'val_dataloader.dataset.data_root={args.data_root}',
-        f'test_dataloader.dataset.data_root={args.data_root}'
-    ]
-    if args.epochs:
-        options.append(f'train_cfg.max_epochs={args.epochs}')
-    py = sys.executable
+def data_options(task, data_root):
+    opts = []
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        opts.append(f'{loader}.dataset.data_root={data_root}/')
+    if task == 'det':
+        for ev in ('val_evaluator', 'test_evaluator'):
+            opts.append(
+                f'{ev}.ann_file={data_root}/annotations/instances_val.json')
+    return opts
+
+
+def save_untrained(config, scope, path):
+    """The model as initialised before training, as a checkpoint."""
+    import torch
+    from mmengine.config import Config
+    from mmengine.registry import MODELS, DefaultScope, init_default_scope
+
+    import mmvan  # noqa: F401
+    init_default_scope(scope)
+    cfg = Config.fromfile(config)
+    torch.manual_seed(0)
+    with DefaultScope.overwrite_default_scope(scope):
+        model = MODELS.build(cfg.model)
+    model.init_weights()
+    torch.save({'state_dict': model.state_dict(), 'meta': {}}, path)
+
+
+def evaluate(py, config, ckpt, work_dir, options, metric):
+    out = osp.join(work_dir, osp.basename(ckpt) + '.metrics.json')
     run([
-        py, 'tools/train.py', CONFIG, '--work-dir', args.work_dir,
+        py, 'tools/test.py', config, ckpt, '--work-dir',
+        osp.join(work_dir, 'test'), '--out', out, '--out-item', 'metrics',
         '--cfg-options', *options
     ])
-    train_time = time.time() - start
-    best = sorted(glob.glob(osp.join(work_dir, 'best_accuracy_top1_*.pth')))
+    with open(out) as f:
+        return json.load(f)[metric]
+
+
+def main():
+    args = parse_args()
+    task = TASKS[args.task]
+    config = args.config or task['config']
+    name = osp.splitext(osp.basename(config))[0]
+    work_dir = args.work_dir or osp.join('work_dirs', name)
+    abs_work_dir = osp.join(ROOT, work_dir)
+    start = time.time()
+
+    import mmvan.datasets as demo_data
+    getattr(demo_data, task['maker'])(osp.join(ROOT, task['data_root']))
+    print(f'Demo data: {task["data_root"]}')
+    if osp.isdir(abs_work_dir):
+        shutil.rmtree(abs_work_dir)
+    options = data_options(args.task, task['data_root'])
+    py = sys.executable
+
+    # Before training.
+    untrained = osp.join(abs_work_dir, 'untrained.pth')
+    import os
+    os.makedirs(abs_work_dir, exist_ok=True)
+    save_untrained(osp.join(ROOT, config), task['scope'], untrained)
+    before = evaluate(py, config, untrained, work_dir, options, task['metric'])
+
+    train_options = list(options)
+    if args.epochs:
+        key = 'max_iters' if args.task == 'seg' else 'max_epochs'
+        train_options.append(f'train_cfg.{key}={args.epochs}')
+    train_start = time.time()
+    run([
+        py, 'tools/train.py', config, '--work-dir', work_dir, '--cfg-options',
+        *train_options
+    ])
+    train_time = time.time() - train_start
+    best = sorted(glob.glob(osp.join(abs_work_dir, 'best_*.pth')))
     if not best:
         sys.exit(f'error: no best checkpoint in {work_dir}')
-    metrics_file = osp.join(work_dir, 'test_metrics.json')
-    run([
-        py, 'tools/test.py', CONFIG, best[-1], '--work-dir',
-        osp.join(args.work_dir, 'test'), '--out', metrics_file, '--out-item',
-        'metrics', '--cfg-options', *options
-    ])
-    import json
-    with open(metrics_file) as f:
-        top1 = json.load(f)['accuracy/top1']
+    after = evaluate(py, config, best[-1], work_dir, options, task['metric'])
+
     runs = sorted(
-        d for d in glob.glob(osp.join(work_dir, '2*')) if osp.isdir(d))
-    run_dir = runs[-1] if runs else work_dir
+        d for d in glob.glob(osp.join(abs_work_dir, '2*')) if osp.isdir(d))
+    run_dir = runs[-1] if runs else abs_work_dir
     logs = glob.glob(osp.join(run_dir, '*.log'))
-    print('\n' + '=' * 70)
-    print(f'VAN-b0 demo: top-1 on the held-out split = {top1:.2f} % '
-          f'(target >= {TARGET_TOP1:.0f} %)')
-    print(f'  train + test time: {time.time() - start:.0f} s '
-          f'(training {train_time:.0f} s)')
-    print(f'  best checkpoint:   {osp.relpath(best[-1], ROOT)}')
+    scale = task['scale']
+    unit = ' %' if scale == 1.0 else ''
+    print('\n' + '=' * 72)
+    print(f'{name}: {task["metric"]} on the held-out split')
+    print(f'  untrained model: {before * scale:6.2f}{unit}')
+    print(f'  trained model:   {after * scale:6.2f}{unit}'
+          f'   ({train_time:.0f} s of training, {time.time() - start:.0f} s '
+          f'in all)')
+    print(f'  best checkpoint: {osp.relpath(best[-1], ROOT)}')
     if logs:
-        print(f'  training log:      {osp.relpath(logs[0], ROOT)}')
+        print(f'  training log:    {osp.relpath(logs[0], ROOT)}')
     vis = osp.join(run_dir, 'vis_data')
-    print(f'  scalars + images:  {osp.relpath(vis, ROOT)} '
-          f'(vis_image/ holds sample predictions)')
-    print(f'  TensorBoard:       tensorboard --logdir '
-          f'{osp.relpath(vis, ROOT)}')
-    print('=' * 70)
-    if top1 < TARGET_TOP1:
-        sys.exit(f'error: top-1 {top1:.2f} % is below {TARGET_TOP1} %')
+    print(f'  scalars:         {osp.relpath(vis, ROOT)} '
+          f'(TensorBoard: tensorboard --logdir {osp.relpath(vis, ROOT)})')
+    if args.task == 'cls':
+        print(f'  sample predictions: {osp.relpath(vis, ROOT)}/vis_image/')
+    print('=' * 72)
+    if task['target'] is not None and after < task['target']:
+        sys.exit(f'error: {task["metric"]} {after:.2f} is below the '
+                 f'target {task["target"]}')
+    if after <= before:
+        sys.exit('error: the trained model is no better than the untrained '
+                 'one')
 
 
 if __name__ == '__main__':

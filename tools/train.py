@@ -106,6 +106,8 @@ def main(argv=None):
     if cfg.get('val_cfg') is not None:
         loaders.append('val_dataloader')
     cli.check_data(cfg, loaders)
+    if not cfg.get('resume'):
+        cli.check_pretrained(cfg)
     if cfg.resume and cfg.load_from and not osp.isfile(cfg.load_from):
         raise cli.UserError(f'--resume: checkpoint {cfg.load_from} does not '
                             f'exist.')

@@ -96,3 +96,176 @@ def make_classification_demo(root,
         if osp.exists(tmp):
             shutil.rmtree(tmp)
     return root
+
+
+DETECTION_CLASSES = ('square', 'disc', 'triangle')
+
+
+def _shape_polygon(kind, x, y, s, rng):
+    """Polygon (flat x, y list) of a shape in the box (x, y, s, s)."""
+    if kind == 'square':
+        return [x, y, x + s, y, x + s, y + s, x, y + s]
+    if kind == 'triangle':
+        return [x + s / 2, y, x + s, y + s, x, y + s]
+    angles = np.linspace(0, 2 * np.pi, 24, endpoint=False)
+    r = s / 2
+    pts = np.stack([x + r + r * np.cos(angles), y + r + r * np.sin(angles)], 1)
+    return pts.reshape(-1).tolist()
+
+
+def make_detection_demo(root,
+                        num_train=160,
+                        num_val=40,
+                        size=160,
+                        seed=0,
+                        max_objects=3):
+    """Write a 3-class COCO-format detection / instance segmentation set.
+
+    Each image holds 1 to ``max_objects`` non-overlapping squares, discs and
+    triangles (24-64 px) in random bright colours on a dark noisy
+    background. Layout: ``root/{train,val}/*.png`` and
+    ``root/annotations/instances_{train,val}.json`` with boxes and polygon
+    masks. Deterministic; built in a temporary folder and renamed into
+    place.
+
+    Returns:
+        str: ``root``.
+    """
+    import json
+
+    from PIL import ImageDraw
+    if osp.isfile(osp.join(root, 'annotations', 'instances_val.json')):
+        return root
+    parent = osp.dirname(osp.abspath(root))
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix='.demo-', dir=parent)
+    try:
+        rng = np.random.default_rng(seed)
+        os.makedirs(osp.join(tmp, 'annotations'))
+        ann_id = 1
+        for split, count in (('train', num_train), ('val', num_val)):
+            os.makedirs(osp.join(tmp, split))
+            images, annotations = [], []
+            for i in range(count):
+                bg = rng.integers(0, 70, 3)
+                img = np.clip(bg + rng.normal(0, 10, (size, size, 3)), 0,
+                              255).astype(np.uint8)
+                pil = Image.fromarray(img)
+                draw = ImageDraw.Draw(pil)
+                boxes = []
+                for _ in range(int(rng.integers(1, max_objects + 1))):
+                    for _ in range(20):  # find a free place
+                        s = float(rng.integers(24, 65))
+                        x = float(rng.uniform(0, size - s))
+                        y = float(rng.uniform(0, size - s))
+                        if all(x + s < bx or bx + bs < x or y + s < by or by +
+                               bs < y for bx, by, bs in boxes):
+                            break
+                    else:
+                        continue
+                    boxes.append((x, y, s))
+                    label = int(rng.integers(0, len(DETECTION_CLASSES)))
+                    kind = DETECTION_CLASSES[label]
+                    poly = _shape_polygon(kind, x, y, s, rng)
+                    colour = tuple(int(c) for c in rng.integers(140, 256, 3))
+                    draw.polygon(poly, fill=colour)
+                    xs, ys = poly[0::2], poly[1::2]
+                    x0, y0, x1, y1 = min(xs), min(ys), max(xs), max(ys)
+                    annotations.append(
+                        dict(
+                            id=ann_id,
+                            image_id=i + 1,
+                            category_id=label + 1,
+                            bbox=[x0, y0, x1 - x0, y1 - y0],
+                            area=float((x1 - x0) * (y1 - y0)),
+                            segmentation=[poly],
+                            iscrowd=0))
+                    ann_id += 1
+                fname = f'{split}_{i:04d}.png'
+                pil.save(osp.join(tmp, split, fname))
+                images.append(
+                    dict(id=i + 1, file_name=fname, width=size, height=size))
+            coco = dict(
+                images=images,
+                annotations=annotations,
+                categories=[
+                    dict(id=k + 1, name=n)
+                    for k, n in enumerate(DETECTION_CLASSES)
+                ])
+            with open(
+                    osp.join(tmp, 'annotations', f'instances_{split}.json'),
+                    'w') as f:
+                json.dump(coco, f)
+        if osp.exists(root):
+            shutil.rmtree(root)
+        os.replace(tmp, root)
+    finally:
+        if osp.exists(tmp):
+            shutil.rmtree(tmp)
+    return root
+
+
+SEGMENTATION_CLASSES = ('background', 'square', 'disc', 'triangle')
+
+
+def make_segmentation_demo(root,
+                           num_train=120,
+                           num_val=30,
+                           size=(128, 160),
+                           seed=0,
+                           max_objects=4):
+    """Write a 4-class semantic segmentation set in ADE20K's layout.
+
+    ``root/images/{training,validation}/*.jpg`` and
+    ``root/annotations/{training,validation}/*.png``. As in ADE20K, label 0
+    means "not labelled" (here a 2-pixel band around each shape) and the
+    classes are 1..4 (background, square, disc, triangle), so the data is
+    read with ``reduce_zero_label=True``. Images are ``size`` = (h, w),
+    not square. Deterministic; built in a temporary folder and renamed into
+    place.
+
+    Returns:
+        str: ``root``.
+    """
+    from PIL import ImageDraw
+    if osp.isdir(osp.join(root, 'annotations', 'validation')):
+        return root
+    parent = osp.dirname(osp.abspath(root))
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix='.demo-', dir=parent)
+    h, w = size
+    try:
+        rng = np.random.default_rng(seed)
+        for split, count in (('training', num_train), ('validation', num_val)):
+            os.makedirs(osp.join(tmp, 'images', split))
+            os.makedirs(osp.join(tmp, 'annotations', split))
+            for i in range(count):
+                bg = rng.integers(0, 90, 3)
+                img = np.clip(bg + rng.normal(0, 12, (h, w, 3)), 0,
+                              255).astype(np.uint8)
+                pil = Image.fromarray(img)
+                label = Image.new('L', (w, h), 1)
+                draw = ImageDraw.Draw(pil)
+                draw_label = ImageDraw.Draw(label)
+                for _ in range(int(rng.integers(1, max_objects + 1))):
+                    s = float(rng.integers(20, 56))
+                    x = float(rng.uniform(0, w - s))
+                    y = float(rng.uniform(0, h - s))
+                    k = int(rng.integers(0, 3))
+                    poly = _shape_polygon(DETECTION_CLASSES[k], x, y, s, rng)
+                    colour = tuple(int(c) for c in rng.integers(130, 256, 3))
+                    draw.polygon(poly, fill=colour)
+                    draw_label.polygon(poly, fill=k + 2)
+                    # An unlabelled band across the boundary.
+                    draw_label.line(poly + poly[:2], fill=0, width=4)
+                stem = f'ADE_{split}_{i:08d}'
+                pil.save(
+                    osp.join(tmp, 'images', split, stem + '.jpg'), quality=95)
+                label.save(osp.join(tmp, 'annotations', split, stem + '.png'))
+        if osp.exists(root):
+            shutil.rmtree(root)
+        os.replace(tmp, root)
+    finally:
+        if osp.exists(tmp):
+            shutil.rmtree(tmp)
+    return root

@@ -204,6 +204,51 @@ def check_data(cfg, loaders):
                     f'{missing[0][0]}.dataset.data_root=/path/to/data.')
 
 
+def _replace_norm_type(node, old, new):
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in ('norm_cfg', 'out_norm_cfg') and isinstance(
+                    value, dict) and value.get('type') == old:
+                value['type'] = new
+            else:
+                _replace_norm_type(value, old, new)
+    elif isinstance(node, (list, tuple)):
+        for value in node:
+            _replace_norm_type(value, old, new)
+
+
+def check_pretrained(cfg):
+    """A local ``Pretrained`` checkpoint in the model config must exist
+    before training starts."""
+    missing = []
+
+    def visit(node):
+        if isinstance(node, dict):
+            init = node.get('init_cfg')
+            inits = init if isinstance(init, (list, tuple)) else [init]
+            for item in inits:
+                if isinstance(item, dict) and item.get('type') == 'Pretrained':
+                    ckpt = item.get('checkpoint')
+                    if isinstance(ckpt, str) and not re.match(
+                            r'\w+://', ckpt) and not osp.isfile(ckpt):
+                        missing.append(ckpt)
+            for value in node.values():
+                visit(value)
+        elif isinstance(node, (list, tuple)):
+            for value in node:
+                visit(value)
+
+    visit(cfg.get('model', {}))
+    if missing:
+        raise UserError(
+            f'pretrained checkpoint {missing[0]} not found. Convert the '
+            f'ImageNet weights with tools/model_converters/van2mmvan.py '
+            f'(classifier or --task backbone) and save them there, point '
+            f'to them with --cfg-options '
+            f'model.backbone.init_cfg.checkpoint=PATH, or train from '
+            f'scratch with --cfg-options model.backbone.init_cfg=None.')
+
+
 def apply_device_fallbacks(cfg, launcher='none', amp=False):
     """Adapt a GPU recipe to a machine without one: gloo for distributed
     runs and bfloat16 autocast for ``--amp``.
@@ -223,6 +268,9 @@ def apply_device_fallbacks(cfg, launcher='none', amp=False):
         cfg.setdefault('env_cfg', {})
         cfg.env_cfg.setdefault('dist_cfg', {})
         cfg.env_cfg.dist_cfg['backend'] = 'gloo'
+        # torch's SyncBatchNorm synchronises only CUDA tensors; on CPU each
+        # process normalises its own batch (one process falls back alone).
+        _replace_norm_type(cfg.model, 'SyncBN', 'BN')
         # DistributedDataParallel takes no device ids for CPU modules.
         wrapper = cfg.get('model_wrapper_cfg') or dict(
             type='MMDistributedDataParallel',

@@ -1,0 +1,25 @@
+# Mask R-CNN with a VAN-b0 backbone, 1x schedule on COCO. The backbone starts
+# from the ImageNet weights converted by tools/model_converters/van2mmvan.py.
+_base_ = 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py'
+
+model = dict(
+    backbone=dict(
+        _delete_=True,
+        type='mmvan.VAN',
+        arch='b0',
+        drop_path_rate=0.1,
+        out_indices=(0, 1, 2, 3),
+        norm_cfg=dict(type='SyncBN', requires_grad=True),
+        init_cfg=dict(
+            type='Pretrained',
+            checkpoint='checkpoints/van-b0_in1k.pth',
+            prefix='backbone.')),
+    neck=dict(in_channels=[32, 64, 160, 256]))
+
+optim_wrapper = dict(
+    _delete_=True,
+    type='OptimWrapper',
+    optimizer=dict(type='AdamW', lr=1e-4, weight_decay=0.05))
+
+train_dataloader = dict(batch_size=2)
+auto_scale_lr = dict(base_batch_size=16)

@@ -1,0 +1,33 @@
+# RetinaNet with a VAN-b0 backbone, 1x schedule on COCO. The backbone starts
+# from the ImageNet weights converted by tools/model_converters/van2mmvan.py
+# (classifier or --task backbone checkpoint; only backbone.* is read).
+_base_ = 'mmdet::retinanet/retinanet_r50_fpn_1x_coco.py'
+
+model = dict(
+    backbone=dict(
+        _delete_=True,
+        type='mmvan.VAN',
+        arch='b0',
+        drop_path_rate=0.1,
+        out_indices=(0, 1, 2, 3),
+        norm_cfg=dict(type='SyncBN', requires_grad=True),
+        init_cfg=dict(
+            type='Pretrained',
+            checkpoint='checkpoints/van-b0_in1k.pth',
+            prefix='backbone.')),
+    # Stages 2-4 feed the pyramid; two extra levels come from the input of
+    # the top level, as in the pyramid-backbone RetinaNet recipes.
+    neck=dict(
+        in_channels=[32, 64, 160, 256],
+        start_level=1,
+        add_extra_convs='on_input',
+        num_outs=5))
+
+optim_wrapper = dict(
+    _delete_=True,
+    type='OptimWrapper',
+    optimizer=dict(type='AdamW', lr=1e-4, weight_decay=0.05))
+
+# 8 GPUs x 2 images; --auto-scale-lr scales the lr to your batch.
+train_dataloader = dict(batch_size=2)
+auto_scale_lr = dict(base_batch_size=16)

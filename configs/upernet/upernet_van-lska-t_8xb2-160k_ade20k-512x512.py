@@ -1,0 +1,11 @@
+# UperNet with a VAN-LSKA (k = 23) backbone.
+_base_ = './upernet_van-b0_8xb2-160k_ade20k-512x512.py'
+
+model = dict(
+    backbone=dict(
+        arch='b0',
+        attention='lska',
+        kernel_size=23,
+        init_cfg=dict(checkpoint='checkpoints/van-lska-t_in1k.pth')),
+    decode_head=dict(in_channels=[32, 64, 160, 256]),
+    auxiliary_head=dict(in_channels=160))
