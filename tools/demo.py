@@ -4,7 +4,8 @@ show that it learns.
 
     python tools/demo.py                 # classification (make demo)
     python tools/demo.py --task det      # RetinaNet on COCO-format shapes
-    python tools/demo.py --task det --config configs/mask_rcnn/mask-rcnn_van-b0_fpn_demo.py
+    python tools/demo.py --task det \
+        --config configs/mask_rcnn/mask-rcnn_van-b0_fpn_demo.py
     python tools/demo.py --task seg      # Semantic FPN on ADE20K-format shapes
 
 Makes the data (deterministic), evaluates the untrained model, trains with
