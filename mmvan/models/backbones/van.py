@@ -20,7 +20,7 @@ from mmpretrain.models.backbones.base_backbone import BaseBackbone
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmvan.registry import MODELS
-from ..layers import LKA, LSKA
+from ..layers import LKA, LSKA, conv_binary, conv_gelu, undilate_
 
 ATTENTIONS = {'lka': LKA, 'lska': LSKA}
 
@@ -215,15 +215,23 @@ class VANBlock(BaseModule):
 
     def _forward(self, x):
         if self.deploy:
-            # norm1, norm2 and both layer scales live in the convolutions;
-            # the attention shortcut became a per-channel scale of x.
-            x = torch.addcmul(self.attn.branch(x), x, self.shortcut_scale)
-            return x + self.mlp(x)
+            return self._forward_deploy(x)
         x = x + self.drop_path(
             self._scale(self.attn(self.norm1(x)), self.layer_scale_1))
         x = x + self.drop_path(
             self._scale(self.mlp(self.norm2(x)), self.layer_scale_2))
         return x
+
+    def _forward_deploy(self, x):
+        # norm1, norm2 and both layer scales live in the convolutions; the
+        # attention shortcut became a per-channel scale of x. Each
+        # element-wise step rides on the convolution before it.
+        attn, mlp = self.attn, self.mlp
+        a = conv_gelu(x, attn.proj_1)
+        a = attn.spatial_gating_unit.fused_forward(a)
+        x = conv_binary(a, x * self.shortcut_scale, attn.proj_2, 'add')
+        h = conv_gelu(mlp.fc1(x), mlp.dwconv.dwconv)
+        return conv_binary(mlp.drop(h), x, mlp.fc2, 'add')
 
     def forward(self, x):
         if self.with_cp and self.training and x.requires_grad:
@@ -258,6 +266,9 @@ class VANBlock(BaseModule):
                              (1 + ls1 * scale1).view(-1, 1, 1).clone())
         _fold_bn_into_next_conv(self.norm2, self.mlp.fc1)
         _scale_conv_output(self.mlp.fc2, ls2)
+        for conv in self.attn.spatial_gating_unit.children():
+            if isinstance(conv, nn.Conv2d):
+                undilate_(conv)
         self.norm1 = nn.Identity()
         self.norm2 = nn.Identity()
         self.layer_scale_1 = self.layer_scale_2 = None

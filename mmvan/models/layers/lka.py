@@ -2,6 +2,7 @@
 import torch.nn as nn
 from mmengine.model import BaseModule
 
+from .fused_conv import conv_binary
 from .kernel_decomposition import decompose_kernel
 
 
@@ -42,3 +43,9 @@ class LKA(BaseModule):
 
     def forward(self, x):
         return x * self.attention(x)
+
+    def fused_forward(self, x):
+        """``forward`` with the product fused into ``conv1`` (inference on
+        CPU; other cases run the plain operations)."""
+        return conv_binary(
+            self.conv_spatial(self.conv0(x)), x, self.conv1, 'mul')

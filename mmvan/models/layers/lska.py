@@ -2,6 +2,7 @@
 import torch.nn as nn
 from mmengine.model import BaseModule
 
+from .fused_conv import conv_binary
 from .kernel_decomposition import LSKA_KERNELS, decompose_kernel
 
 
@@ -41,3 +42,10 @@ class LSKA(BaseModule):
 
     def forward(self, x):
         return x * self.attention(x)
+
+    def fused_forward(self, x):
+        """``forward`` with the product fused into ``conv1`` (inference on
+        CPU; other cases run the plain operations)."""
+        attn = self.conv0v(self.conv0h(x))
+        attn = self.conv_spatial_v(self.conv_spatial_h(attn))
+        return conv_binary(attn, x, self.conv1, 'mul')

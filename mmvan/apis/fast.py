@@ -1,0 +1,44 @@
+# Copyright (c) mmvan contributors. All rights reserved.
+"""The fastest exact inference path for models with VAN backbones."""
+import torch
+
+from .deploy import fuse_model
+
+
+def optimize_for_inference(model, channels_last=True, compile=False):
+    """Fold, change layout and optionally compile a model for inference.
+
+    Every step computes the same function as the trained model (the folded
+    and compiled outputs differ from it by float32 rounding only, about
+    1e-5 relative).
+
+    Args:
+        model (nn.Module): A model containing mmvan VAN backbones, or a VAN.
+        channels_last (bool): Store weights and activations channels-last,
+            which oneDNN's CPU convolutions run faster. Inputs are converted
+            by the returned callable.
+        compile (bool): ``torch.compile`` (inductor) with weight freezing,
+            which fuses the element-wise work into the convolutions. The
+            first call compiles (tens of seconds on a small CPU).
+
+    Returns:
+        callable: ``f(x)`` running the optimised model under
+        ``torch.inference_mode``.
+    """
+    fuse_model(model)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    runner = model
+    if compile:
+        import torch._inductor.config as inductor_config
+        inductor_config.freezing = True
+        runner = torch.compile(model)
+
+    def forward(x):
+        if channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            return runner(x)
+
+    forward.model = model
+    return forward

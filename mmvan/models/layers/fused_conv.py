@@ -1,0 +1,85 @@
+# Copyright (c) mmvan contributors. All rights reserved.
+"""Convolutions with their following element-wise operation fused in, for
+the folded (deploy) model on CPU.
+
+oneDNN applies GELU, or an element-wise add/multiply with another tensor, to
+a convolution's output while it is written (a "post-op"), which saves a pass
+over memory per operation. The results equal the unfused operations up to
+float32 rounding. Elsewhere (other devices, autograd, tracing, export) the
+plain operations run.
+"""
+import torch
+import torch.nn.functional as F
+
+_POINTWISE = getattr(getattr(torch.ops, 'mkldnn', None),
+                     '_convolution_pointwise', None)
+
+
+def _fusable(x):
+    if _POINTWISE is None or x.device.type != 'cpu':
+        return False
+    if x.dtype != torch.float32 or torch.is_grad_enabled():
+        return False
+    if torch.jit.is_tracing() or torch.compiler.is_compiling():
+        return False
+    return torch.backends.mkldnn.is_available()
+
+
+def _args(conv):
+    return (list(conv.padding), list(conv.stride), list(conv.dilation),
+            conv.groups)
+
+
+def conv_gelu(x, conv):
+    """``gelu(conv(x))`` (exact, erf-based GELU)."""
+    if _fusable(x) and isinstance(conv.padding, tuple):
+        return _POINTWISE(x, conv.weight, conv.bias, *_args(conv), 'gelu',
+                          [], 'none')
+    return F.gelu(conv(x))
+
+
+def conv_binary(x, other, conv, op):
+    """``conv(x) * other`` (``op='mul'``) or ``conv(x) + other``
+    (``op='add'``)."""
+    if (_fusable(x) and isinstance(conv.padding, tuple)
+            and other.shape[0] == x.shape[0] and other.dtype == x.dtype):
+        other = other.contiguous(memory_format=_memory_format(x))
+        return _POINTWISE.binary(x, other, conv.weight, conv.bias,
+                                 *_args(conv), op, None, None, [], None)
+    y = conv(x)
+    return y * other if op == 'mul' else y + other
+
+
+def _memory_format(x):
+    if not x.is_contiguous() and x.is_contiguous(
+            memory_format=torch.channels_last):
+        return torch.channels_last
+    return torch.contiguous_format
+
+
+@torch.no_grad()
+def undilate_(conv, max_taps=400):
+    """Turn a dilated depth-wise convolution into the same convolution with
+    a zero-stuffed kernel and no dilation, in place.
+
+    oneDNN has no fast path for dilated depth-wise kernels on CPU; the
+    equivalent dense kernel (zeros between the taps) runs several times
+    faster while computing exactly the same sums. Kept dilated when the
+    stuffed kernel would exceed ``max_taps`` taps.
+
+    Returns:
+        bool: whether the convolution was changed.
+    """
+    dh, dw = conv.dilation
+    if (dh, dw) == (1, 1) or conv.groups != conv.in_channels:
+        return False
+    kh, kw = conv.kernel_size
+    sh, sw = dh * (kh - 1) + 1, dw * (kw - 1) + 1
+    if sh * sw > max_taps:
+        return False
+    weight = conv.weight.new_zeros(conv.out_channels, 1, sh, sw)
+    weight[:, :, ::dh, ::dw] = conv.weight
+    conv.weight = torch.nn.Parameter(weight, requires_grad=False)
+    conv.kernel_size = (sh, sw)
+    conv.dilation = (1, 1)
+    return True

@@ -1,0 +1,245 @@
+# Copyright (c) mmvan contributors. All rights reserved.
+"""Throughput and peak memory of a config's backbone (or whole classifier),
+optionally against mmpretrain's VAN with the same weights in the same run.
+
+    python tools/analysis_tools/benchmark.py configs/van/van-t_8xb128_in1k.py \
+        --batch-size 16 --deploy --channels-last --compile --compare mmpretrain
+
+Throughput is the median of repeated timed runs after warm-up. With
+``--compare mmpretrain`` the two models run alternately, so machine noise
+affects both alike, and the ratio and the largest output difference are
+printed. ``--train`` times a training step (forward + backward) instead.
+"""
+import argparse
+import os
+import os.path as osp
+import resource
+import statistics
+import sys
+import time
+import warnings
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
+    osp.abspath(__file__)))))
+warnings.filterwarnings('ignore')
+
+from mmvan.utils import cli  # noqa: E402
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument('config')
+    p.add_argument('--checkpoint', help='weights (default: random init)')
+    p.add_argument('--batch-size', type=int, default=16)
+    p.add_argument('--shape', type=int, nargs=2, default=[224, 224])
+    p.add_argument(
+        '--deploy', action='store_true', help='fold BatchNorms/layer scales')
+    p.add_argument('--channels-last', action='store_true')
+    p.add_argument(
+        '--compile',
+        action='store_true',
+        help='torch.compile (inductor, freezing) the mmvan model')
+    p.add_argument(
+        '--compare',
+        choices=['mmpretrain'],
+        help='also run this implementation with the same weights')
+    p.add_argument(
+        '--compare-channels-last',
+        action='store_true',
+        help='run the reference model channels-last too')
+    p.add_argument('--train', action='store_true', help='time train steps')
+    p.add_argument(
+        '--with-cp',
+        action='store_true',
+        help='activation checkpointing (with --train)')
+    p.add_argument('--repeats', type=int, default=7)
+    p.add_argument('--warmup', type=int, default=2)
+    p.add_argument('--device', default='cuda' if _cuda() else 'cpu')
+    p.add_argument('--cfg-options', nargs='+', default=[])
+    return p.parse_args(argv)
+
+
+def _cuda():
+    import torch
+    return torch.cuda.is_available()
+
+
+def peak_memory_mb(device):
+    import torch
+    if device.startswith('cuda'):
+        return torch.cuda.max_memory_allocated() / 2**20
+    # ru_maxrss is in KiB on Linux.
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def build_backbones(args):
+    import torch
+    from mmengine.config import DictAction  # noqa: F401
+
+    from mmvan.models import VAN
+    cfg = cli.load_config(args.config, _options(args.cfg_options))
+    bcfg = dict(cfg.model.backbone)
+    bcfg.pop('type')
+    bcfg.pop('init_cfg', None)
+    bcfg['out_indices'] = (3, )
+    bcfg['drop_path_rate'] = 0.0
+    bcfg['with_cp'] = args.with_cp
+    norm = bcfg.get('norm_cfg')
+    if norm and norm.get('type') == 'SyncBN':
+        bcfg['norm_cfg'] = dict(norm, type='BN')
+    torch.manual_seed(0)
+    ours = VAN(**bcfg)
+    ours.init_weights()
+    if args.checkpoint:
+        from mmengine.runner import load_checkpoint
+        load_checkpoint(
+            ours,
+            args.checkpoint,
+            map_location='cpu',
+            revise_keys=[(r'^backbone\.', '')])
+    theirs = None
+    if args.compare == 'mmpretrain':
+        if ours.attention != 'lka' or ours.kernel_size != 21:
+            raise cli.UserError('--compare mmpretrain: mmpretrain has LKA '
+                                'with the released kernel only.')
+        from mmpretrain.models.backbones import VAN as MMPretrainVAN
+
+        from mmvan.converters import rename_keys
+        theirs = MMPretrainVAN(
+            arch=dict(
+                embed_dims=ours.embed_dims,
+                depths=ours.depths,
+                ffn_ratios=ours.mlp_ratios),
+            out_indices=(3, ),
+            norm_cfg=dict(type='LN', eps=ours.norm1.eps))
+        # mmpretrain's keys -> ours is a bijection; load theirs from ours.
+        mapping = {}
+        renamed, _ = rename_keys(theirs.state_dict(), 'mmpretrain', 'cls')
+        for (src, _), dst in zip(theirs.state_dict().items(), renamed):
+            mapping[src] = dst[len('backbone.'):]
+        sd = ours.state_dict()
+        theirs.load_state_dict({k: sd[v] for k, v in mapping.items()})
+    return ours, theirs
+
+
+def _options(opts):
+    from mmengine.config import DictAction
+    if not opts:
+        return None
+    ns = argparse.Namespace()
+    DictAction(option_strings=[], dest='o')(None, ns, opts)
+    return ns.o
+
+
+def make_runner(model, args, optimise):
+    import torch
+    model = model.to(args.device)
+    if args.train:
+        model.train()
+        if args.channels_last and optimise:
+            model = model.to(memory_format=torch.channels_last)
+        opt = torch.optim.SGD(model.parameters(), lr=1e-4)
+
+        def step(x):
+            opt.zero_grad(set_to_none=True)
+            out = model(x)
+            out[-1].float().mean().backward()
+            opt.step()
+            return out
+
+        return step
+    model.eval()
+    if optimise:
+        from mmvan.apis.fast import optimize_for_inference
+        if args.deploy:
+            return optimize_for_inference(
+                model, channels_last=args.channels_last, compile=args.compile)
+        if args.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        if args.compile:
+            model = torch.compile(model)
+    elif args.compare_channels_last:
+        model = model.to(memory_format=torch.channels_last)
+
+    def forward(x):
+        with torch.inference_mode():
+            return model(x)
+
+    return forward
+
+
+def _input(args, channels_last):
+    import torch
+    x = torch.rand(
+        args.batch_size,
+        3,
+        *args.shape,
+        generator=torch.Generator().manual_seed(1)).to(args.device)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
+def time_once(fn, x, device):
+    import torch
+    if device.startswith('cuda'):
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    out = fn(x)
+    if device.startswith('cuda'):
+        torch.cuda.synchronize()
+    return time.perf_counter() - start, out
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    import torch
+    ours, theirs = build_backbones(args)
+    params = sum(p.numel() for p in ours.parameters())
+    runners = {'mmvan': make_runner(ours, args, optimise=True)}
+    inputs = {'mmvan': _input(args, args.channels_last)}
+    if theirs is not None:
+        runners['mmpretrain'] = make_runner(theirs, args, optimise=False)
+        inputs['mmpretrain'] = _input(args, args.compare_channels_last)
+    outputs = {}
+    for name, fn in runners.items():
+        for _ in range(args.warmup):
+            _, outputs[name] = time_once(fn, inputs[name], args.device)
+    times = {name: [] for name in runners}
+    for _ in range(args.repeats):
+        for name, fn in runners.items():  # alternate the implementations
+            t, _ = time_once(fn, inputs[name], args.device)
+            times[name].append(t)
+    mode = 'train step' if args.train else 'inference'
+    print(f'{args.config}: {mode}, batch {args.batch_size}, '
+          f'{args.shape[0]}x{args.shape[1]}, {args.device}, '
+          f'{torch.get_num_threads()} threads, backbone params '
+          f'{params / 1e6:.2f} M')
+    print(f'  mmvan options: deploy={args.deploy} '
+          f'channels_last={args.channels_last} compile={args.compile} '
+          f'with_cp={args.with_cp}')
+    result = {}
+    for name, ts in times.items():
+        med = statistics.median(ts)
+        result[name] = args.batch_size / med
+        print(f'  {name:10s} {result[name]:8.2f} img/s  (median of '
+              f'{len(ts)} runs, {med * 1000:.1f} ms per batch)')
+    if theirs is not None:
+        ratio = result['mmvan'] / result['mmpretrain']
+        a = outputs['mmvan'][-1].float()
+        b = outputs['mmpretrain'][-1].float()
+        diff = (a - b).abs().max().item()
+        print(f'  ratio mmvan / mmpretrain: {ratio:.2f}x'
+              f' (mmpretrain channels_last={args.compare_channels_last})')
+        print(f'  max |output difference|: {diff:.3g}')
+        result['ratio'] = ratio
+        result['max_diff'] = diff
+    result['peak_memory_mb'] = peak_memory_mb(args.device)
+    print(f'  peak memory (process {"CUDA" if "cuda" in args.device else "RSS"}'
+          f'): {result["peak_memory_mb"]:.0f} MiB')
+    return result
+
+
+if __name__ == '__main__':
+    os.environ.setdefault('OMP_NUM_THREADS', str(os.cpu_count()))
+    cli.run_cli(main)
