@@ -19,8 +19,8 @@ import sys
 import time
 import warnings
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
-    osp.abspath(__file__)))))
+sys.path.insert(0,
+                osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 warnings.filterwarnings('ignore')
 
 from mmvan.utils import cli  # noqa: E402
@@ -202,6 +202,7 @@ def main(argv=None):
         runners['mmpretrain'] = make_runner(theirs, args, optimise=False)
         inputs['mmpretrain'] = _input(args, args.compare_channels_last)
     outputs = {}
+    base_memory = peak_memory_mb(args.device)
     for name, fn in runners.items():
         for _ in range(args.warmup):
             _, outputs[name] = time_once(fn, inputs[name], args.device)
@@ -235,8 +236,11 @@ def main(argv=None):
         result['ratio'] = ratio
         result['max_diff'] = diff
     result['peak_memory_mb'] = peak_memory_mb(args.device)
-    print(f'  peak memory (process {"CUDA" if "cuda" in args.device else "RSS"}'
-          f'): {result["peak_memory_mb"]:.0f} MiB')
+    result['peak_growth_mb'] = result['peak_memory_mb'] - base_memory
+    kind = 'CUDA' if 'cuda' in args.device else 'RSS'
+    print(f'  peak memory (process {kind}): {result["peak_memory_mb"]:.0f} '
+          f'MiB, of which {result["peak_growth_mb"]:.0f} MiB reached during '
+          f'the runs (activations)')
     return result
 
 

@@ -5,4 +5,6 @@ from .lka import LKA
 from .lska import LSKA
 
 __all__ = [
-    'conv_binary', 'conv_gelu', 'undilate_', 'LKA', 'LSKA', 'LKA_KERNELS', 'LSKA_KERNELS', 'decompose_kernel']
+    'conv_binary', 'conv_gelu', 'undilate_', 'LKA', 'LSKA', 'LKA_KERNELS',
+    'LSKA_KERNELS', 'decompose_kernel'
+]

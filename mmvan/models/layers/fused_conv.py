@@ -11,8 +11,8 @@ plain operations run.
 import torch
 import torch.nn.functional as F
 
-_POINTWISE = getattr(getattr(torch.ops, 'mkldnn', None),
-                     '_convolution_pointwise', None)
+_POINTWISE = getattr(
+    getattr(torch.ops, 'mkldnn', None), '_convolution_pointwise', None)
 
 
 def _fusable(x):
@@ -33,8 +33,8 @@ def _args(conv):
 def conv_gelu(x, conv):
     """``gelu(conv(x))`` (exact, erf-based GELU)."""
     if _fusable(x) and isinstance(conv.padding, tuple):
-        return _POINTWISE(x, conv.weight, conv.bias, *_args(conv), 'gelu',
-                          [], 'none')
+        return _POINTWISE(x, conv.weight, conv.bias, *_args(conv), 'gelu', [],
+                          'none')
     return F.gelu(conv(x))
 
 

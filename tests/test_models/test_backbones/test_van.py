@@ -326,8 +326,9 @@ def test_parity_with_mmpretrain(arch):
             assert (a - b).abs().max().item() <= 1e-5
 
 
-@pytest.mark.parametrize('attention,k', [('lka', 21), ('lska', 23),
-                                         ('lska', 7)])
+@pytest.mark.parametrize('attention,k',
+                         [('lka', 21), ('lska', 23), ('lska', 7), ('lka', 53),
+                          ('lska', 53)])
 def test_deploy_fusion_is_exact(attention, k):
     torch.manual_seed(0)
     model = VAN(
@@ -351,6 +352,19 @@ def test_deploy_fusion_is_exact(attention, k):
     for a, b in zip(ref, fused):
         rel = (a - b).abs().max() / a.abs().max()
         assert rel <= 1e-4
+    # Channels-last inputs take oneDNN's fused kernels; same function.
+    with torch.no_grad():
+        fused_cl = model.to(memory_format=torch.channels_last)(
+            x.contiguous(memory_format=torch.channels_last))
+    for a, b in zip(ref, fused_cl):
+        assert (a - b).abs().max() / a.abs().max() <= 1e-4
+    # Dilated depth-wise kernels became dense zero-stuffed ones where small.
+    sgu = model.block1[0].attn.spatial_gating_unit
+    dilations = [m.dilation for m in sgu.children() if hasattr(m, 'dilation')]
+    if k == 53 and attention == 'lka':
+        assert (3, 3) in dilations
+    else:
+        assert all(d == (1, 1) for d in dilations)
     # Idempotent.
     model.switch_to_deploy()
 

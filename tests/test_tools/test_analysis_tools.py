@@ -1,0 +1,97 @@
+# Copyright (c) mmvan contributors. All rights reserved.
+import os.path as osp
+import sys
+
+import pytest
+import torch
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+sys.path.insert(0, osp.join(ROOT, 'tools', 'analysis_tools'))
+
+import benchmark  # noqa: E402
+import get_flops  # noqa: E402
+import kernel_scaling  # noqa: E402
+
+
+@pytest.mark.parametrize('name,gflops', [('van-t_8xb128_in1k.py', 0.88),
+                                         ('van-s_8xb128_in1k.py', 2.52)])
+def test_get_flops_reproduces_paper(name, gflops):
+    info = get_flops.main([osp.join(ROOT, 'configs', 'van', name)])
+    assert info['flops'] / 1e9 == pytest.approx(gflops, rel=0.02)
+    assert info['backbone_flops'] < info['flops']
+    assert info['backbone_params'] < info['params']
+
+
+def test_get_flops_segmentor_shape():
+    info = get_flops.main([
+        osp.join(ROOT, 'configs', 'sem_fpn', 'fpn_van-b0_demo.py'), '--shape',
+        '64', '96'
+    ])
+    assert info['shape'] == (64, 96)
+    assert info['flops'] > info['backbone_flops'] > 0
+
+
+def test_benchmark_compare_mmpretrain_is_self_consistent():
+    res = benchmark.main([
+        osp.join(ROOT, 'configs', 'van',
+                 'van-t_8xb128_in1k.py'), '--batch-size', '2', '--shape', '64',
+        '64', '--deploy', '--channels-last', '--compare', 'mmpretrain',
+        '--repeats', '3', '--warmup', '1'
+    ])
+    assert res['max_diff'] <= 1e-4
+    assert res['mmvan'] > 0 and res['mmpretrain'] > 0
+    assert res['ratio'] == pytest.approx(res['mmvan'] / res['mmpretrain'])
+    assert res['peak_memory_mb'] > 0
+
+
+def test_benchmark_train_with_cp():
+    res = benchmark.main([
+        osp.join(ROOT, 'configs', 'van',
+                 'van-t_8xb128_in1k.py'), '--batch-size', '2', '--shape', '64',
+        '64', '--train', '--with-cp', '--repeats', '2', '--warmup', '1'
+    ])
+    assert res['mmvan'] > 0
+
+
+def test_benchmark_rejects_lska_compare():
+    from mmvan.utils.cli import UserError
+    with pytest.raises(UserError, match='mmpretrain has LKA'):
+        benchmark.main([
+            osp.join(ROOT, 'configs', 'van', 'van-lska-t_8xb128_in1k.py'),
+            '--compare', 'mmpretrain'
+        ])
+
+
+def test_kernel_scaling(tmp_path):
+    out = tmp_path / 'k.png'
+    rows = kernel_scaling.main([
+        '--kernels', '23', '53', '--shape', '64', '--batch-size', '2',
+        '--repeats', '1', '--out-file',
+        str(out)
+    ])
+    assert out.stat().st_size > 0
+    lska_params, _, _ = kernel_scaling.growth(rows, 'lska', 'params_m')
+    lska_flops, _, _ = kernel_scaling.growth(rows, 'lska', 'gflops')
+    lka_params, _, _ = kernel_scaling.growth(rows, 'lka', 'params_m')
+    lka_flops, _, _ = kernel_scaling.growth(rows, 'lka', 'gflops')
+    # VAN-b0, k 23 -> 53: LSKA adds 20 taps per channel and block, LKA 240.
+    # At 224: params LSKA +0.79 %, LKA +9.35 %; FLOPs LSKA +1.51 %,
+    # LKA +17.5 %.
+    assert 0 < lska_params <= 0.01 and 0 < lska_flops <= 0.02
+    assert lka_params >= 8 * lska_params and lka_flops >= 8 * lska_flops
+    assert all(r['img_per_s'] > 0 for r in rows)
+
+
+def test_optimize_for_inference_matches_model():
+    from mmvan.apis.fast import optimize_for_inference
+    from mmvan.models import VAN
+    torch.manual_seed(0)
+    model = VAN(arch='b0', out_indices=(0, 1, 2, 3))
+    model.init_weights()
+    model.eval()
+    x = torch.rand(2, 3, 97, 75)
+    with torch.no_grad():
+        ref = model(x)
+    fast = optimize_for_inference(model)
+    for a, b in zip(ref, fast(x)):
+        assert (a - b).abs().max() / a.abs().max() <= 1e-4
