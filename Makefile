@@ -18,7 +18,7 @@ test: env
 demo: env
 	$(PY) tools/demo.py
 
-LINT_PATHS := mmvan tools tests configs setup.py
+LINT_PATHS := mmvan tools tests configs demo setup.py
 
 lint: env
 	$(PY) -m flake8 $(LINT_PATHS)

@@ -1,0 +1,127 @@
+# Copyright (c) mmvan contributors. All rights reserved.
+"""Run a VAN model on one image, print the prediction and draw it.
+
+    python demo/image_demo.py demo/cat.jpg configs/van/van-t_8xb128_in1k.py \
+        van-t.pth --out-file cat_pred.png
+
+Classifiers: the top-5 labels are written on the image. Detectors: boxes
+(and masks). Segmentors: the class map blended over the image. The picture
+has the input's size.
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+import warnings
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+warnings.filterwarnings('ignore')
+
+from mmvan.utils import cli  # noqa: E402
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument('img', help='image file')
+    parser.add_argument('config', help='config file')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('--out-file', help='where to write the picture')
+    parser.add_argument('--device', default='cpu')
+    parser.add_argument('--topk', type=int, default=5)
+    parser.add_argument(
+        '--score-thr', type=float, default=0.3, help='boxes to draw')
+    return parser.parse_args(argv)
+
+
+def draw_classification(image_rgb, sample, classes, topk, out_file):
+    import numpy as np
+    from mmengine.visualization import Visualizer
+    scores = sample.pred_score
+    k = min(topk, scores.numel())
+    values, indices = scores.topk(k)
+    lines = []
+    for score, idx in zip(values.tolist(), indices.tolist()):
+        name = classes[idx] if idx < len(classes) else str(idx)
+        lines.append(f'{name}: {score:.3f}')
+    vis = Visualizer(image=image_rgb)
+    h, w = image_rgb.shape[:2]
+    size = max(10, min(h, w) // 22)
+    for i, line in enumerate(lines):
+        vis.draw_texts(
+            line,
+            positions=np.array([8, 6 + i * (size + 6)]),
+            font_sizes=size,
+            colors='white',
+            bboxes=dict(facecolor='black', alpha=0.6, pad=2, edgecolor='none'))
+    _save(vis.get_image(), out_file)
+    return lines
+
+
+def _save(image_rgb, out_file):
+    import mmcv
+    if out_file:
+        folder = osp.dirname(out_file)
+        if folder:
+            os.makedirs(folder, exist_ok=True)
+        mmcv.imwrite(image_rgb[..., ::-1], out_file)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    from mmvan.apis import inference_model, init_model, load_image
+    image_bgr = load_image(args.img)  # clear errors before building
+    if not osp.isfile(args.checkpoint):
+        raise cli.UserError(f'Checkpoint {args.checkpoint} does not exist.')
+    model = init_model(args.config, args.checkpoint, device=args.device)
+    sample = inference_model(model, image_bgr)
+    image_rgb = image_bgr[..., ::-1].copy()
+    classes = model.dataset_meta.get('classes', ())
+    if model.task == 'cls':
+        lines = draw_classification(image_rgb, sample, classes, args.topk,
+                                    args.out_file)
+        print('top-%d:' % len(lines))
+        for line in lines:
+            print('  ' + line)
+    elif model.task == 'det':
+        from mmdet.visualization import DetLocalVisualizer
+        vis = DetLocalVisualizer()
+        vis.dataset_meta = model.dataset_meta
+        vis.add_datasample(
+            'result',
+            image_rgb,
+            sample,
+            draw_gt=False,
+            pred_score_thr=args.score_thr,
+            show=False)
+        _save(vis.get_image(), args.out_file)
+        inst = sample.pred_instances
+        keep = inst.scores >= args.score_thr
+        print(f'{int(keep.sum())} objects with score >= {args.score_thr}')
+        for box, label, score in zip(inst.bboxes[keep], inst.labels[keep],
+                                     inst.scores[keep]):
+            name = classes[label] if label < len(classes) else int(label)
+            print(f'  {name}: {score:.3f} at '
+                  f'{[round(v, 1) for v in box.tolist()]}')
+    else:
+        from mmseg.visualization import SegLocalVisualizer
+        vis = SegLocalVisualizer(alpha=0.5)
+        vis.set_dataset_meta(
+            classes=model.dataset_meta.get('classes'),
+            palette=model.dataset_meta.get('palette'))
+        vis.add_datasample(
+            'result', image_rgb, sample, draw_gt=False, show=False)
+        _save(vis.get_image(), args.out_file)
+        seg = sample.pred_sem_seg.data[0]
+        labels, counts = seg.unique(return_counts=True)
+        print('classes in the prediction (share of pixels):')
+        for label, count in sorted(
+                zip(labels.tolist(), counts.tolist()), key=lambda t: -t[1]):
+            name = classes[label] if label < len(classes) else label
+            print(f'  {name}: {count / seg.numel():.3f}')
+    if args.out_file:
+        print(f'picture saved to {args.out_file}')
+    return sample
+
+
+if __name__ == '__main__':
+    cli.run_cli(main)

@@ -1,0 +1,175 @@
+# Copyright (c) mmvan contributors. All rights reserved.
+import os.path as osp
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from mmvan.apis import inference_model, init_model, load_image
+from mmvan.utils.cli import UserError
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+CONFIGS = {
+    'cls': 'configs/van/van-t_demo.py',
+    'det': 'configs/retinanet/retinanet_van-b0_fpn_demo.py',
+    'seg': 'configs/sem_fpn/fpn_van-b0_demo.py',
+}
+sys.path.insert(0, osp.join(ROOT, 'demo'))
+sys.path.insert(0, osp.join(ROOT, 'tools', 'visualization'))
+sys.path.insert(0, osp.join(ROOT, 'tools', 'deployment'))
+
+
+def save_checkpoint(task, path, seed=0):
+    torch.manual_seed(seed)
+    model = init_model(osp.join(ROOT, CONFIGS[task]))
+    model.init_weights()
+    torch.save({'state_dict': model.state_dict(), 'meta': {}}, path)
+    return model
+
+
+@pytest.fixture(scope='module')
+def checkpoints(tmp_path_factory):
+    folder = tmp_path_factory.mktemp('ckpt')
+    out = {}
+    for task in CONFIGS:
+        out[task] = str(folder / f'{task}.pth')
+        save_checkpoint(task, out[task])
+    return out
+
+
+@pytest.mark.parametrize('task', sorted(CONFIGS))
+def test_api_round_trip(task, checkpoints):
+    model = init_model(osp.join(ROOT, CONFIGS[task]), checkpoints[task])
+    assert model.task == task and not model.training
+    ref = torch.load(checkpoints[task], weights_only=True)['state_dict']
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, ref[k]), k
+    sample = inference_model(model, osp.join(ROOT, 'demo', 'cat.jpg'))
+    if task == 'cls':
+        assert sample.pred_score.shape == (5, )
+        assert float(sample.pred_score.sum()) == pytest.approx(1, abs=1e-4)
+        assert int(sample.pred_label) == int(sample.pred_score.argmax())
+    elif task == 'det':
+        assert sample.pred_instances.bboxes.shape[-1] == 4
+    else:
+        assert tuple(sample.pred_sem_seg.data.shape[-2:]) == (300, 451)
+
+
+@pytest.mark.parametrize('task', sorted(CONFIGS))
+def test_image_demo_writes_picture_of_input_size(task, checkpoints, tmp_path):
+    import image_demo
+    out = tmp_path / f'{task}.png'
+    image_demo.main([
+        osp.join(ROOT, 'demo', 'coffee.jpg'),
+        osp.join(ROOT, CONFIGS[task]), checkpoints[task], '--out-file',
+        str(out)
+    ])
+    assert out.stat().st_size > 0
+    assert Image.open(out).size == Image.open(
+        osp.join(ROOT, 'demo', 'coffee.jpg')).size
+
+
+def test_gray_and_rgba_images(tmp_path, checkpoints):
+    rgb = Image.open(osp.join(ROOT, 'demo', 'cat.jpg'))
+    gray, rgba = tmp_path / 'g.png', tmp_path / 'a.png'
+    rgb.convert('L').save(gray)
+    rgb.convert('RGBA').save(rgba)
+    assert load_image(str(gray)).shape == (300, 451, 3)
+    assert load_image(str(rgba)).shape == (300, 451, 3)
+    assert load_image(np.zeros((7, 9), np.uint8)).shape == (7, 9, 3)
+    assert load_image(np.zeros((7, 9, 4), np.uint8)).shape == (7, 9, 3)
+    model = init_model(osp.join(ROOT, CONFIGS['cls']), checkpoints['cls'])
+    for path in (gray, rgba):
+        assert inference_model(model, str(path)).pred_score.shape == (5, )
+
+
+def test_bad_inputs(tmp_path, checkpoints):
+    with pytest.raises(UserError, match='does not exist'):
+        load_image(str(tmp_path / 'missing.jpg'))
+    text = tmp_path / 'notes.jpg'
+    text.write_text('not an image')
+    with pytest.raises(UserError, match='not an image'):
+        load_image(str(text))
+    # A checkpoint of another architecture.
+    with pytest.raises(UserError, match='does not fit config.*shapes differ'):
+        init_model(
+            osp.join(ROOT, CONFIGS['cls']),
+            checkpoints['cls'],
+            cfg_options={'model.backbone.arch': 'b1'})
+    # Through the command line: one message, no traceback.
+    out = subprocess.run([
+        sys.executable, 'demo/image_demo.py',
+        str(text), CONFIGS['cls'], checkpoints['cls']
+    ],
+                         cwd=ROOT,
+                         capture_output=True,
+                         text=True,
+                         timeout=300)
+    assert out.returncode == 2 and 'Traceback' not in out.stderr
+    assert 'not an image' in out.stderr
+
+
+@pytest.mark.parametrize('attention', ['lka', 'lska'])
+def test_attention_maps(tmp_path, checkpoints, attention):
+    import vis_attention
+    options = ['--stages', '0', '1', '3']
+    out = tmp_path / 'attn.png'
+    if attention == 'lska':
+        cfg = 'configs/van/van-lska-t_8xb128_in1k.py'
+        maps = vis_attention.main([
+            osp.join(ROOT, 'demo', 'cat.jpg'),
+            osp.join(ROOT, cfg), '--out-file',
+            str(out), '--shape', '97', '131', *options
+        ])
+        h, w = 97, 131
+    else:
+        maps = vis_attention.main([
+            osp.join(ROOT, 'demo', 'cat.jpg'),
+            osp.join(ROOT, CONFIGS['cls']), checkpoints['cls'], '--out-file',
+            str(out), *options
+        ])
+        h, w = 300, 451
+    assert sorted(maps) == [0, 1, 3]
+    size = [((h - 1) // 4 + 1, (w - 1) // 4 + 1)]
+    for _ in range(3):
+        size.append(((size[-1][0] - 1) // 2 + 1, (size[-1][1] - 1) // 2 + 1))
+    for stage, attn in maps.items():
+        assert attn.shape == size[stage]
+        assert float(attn.std()) > 0  # not constant
+    assert out.stat().st_size > 0
+
+
+def test_onnx_export_dynamic(tmp_path, checkpoints):
+    import pytorch2onnx
+    out = tmp_path / 'van.onnx'
+    worst = pytorch2onnx.main([
+        osp.join(ROOT, CONFIGS['cls']), checkpoints['cls'], '--out',
+        str(out), '--dynamic', '--shape', '64', '96'
+    ])
+    assert worst <= 1e-4 and out.stat().st_size > 0
+    import onnxruntime as ort
+    session = ort.InferenceSession(str(out))
+    for shape in [(1, 3, 64, 96), (3, 3, 77, 51)]:
+        logits = session.run(
+            None,
+            {'image': np.random.rand(*shape).astype(np.float32) * 255})[0]
+        assert logits.shape == (shape[0], 5)
+
+
+def test_onnx_backbone_only(tmp_path, checkpoints):
+    import pytorch2onnx
+    out = tmp_path / 'backbone.onnx'
+    worst = pytorch2onnx.main([
+        osp.join(ROOT, CONFIGS['seg']), checkpoints['seg'], '--out',
+        str(out), '--backbone-only', '--shape', '64', '64'
+    ])
+    assert worst <= 1e-4
+    with pytest.raises(UserError, match='--backbone-only'):
+        pytorch2onnx.main([
+            osp.join(ROOT, CONFIGS['seg']), checkpoints['seg'], '--out',
+            str(tmp_path / 'x.onnx')
+        ])
+    assert not (tmp_path / 'x.onnx').exists()
