@@ -29,6 +29,10 @@ def parse_args(argv=None):
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--topk', type=int, default=5)
     parser.add_argument(
+        '--no-deploy',
+        action='store_true',
+        help='run the model as trained instead of the folded one')
+    parser.add_argument(
         '--score-thr', type=float, default=0.3, help='boxes to draw')
     return parser.parse_args(argv)
 
@@ -72,7 +76,11 @@ def main(argv=None):
     image_bgr = load_image(args.img)  # clear errors before building
     if not osp.isfile(args.checkpoint):
         raise cli.UserError(f'Checkpoint {args.checkpoint} does not exist.')
-    model = init_model(args.config, args.checkpoint, device=args.device)
+    model = init_model(
+        args.config,
+        args.checkpoint,
+        device=args.device,
+        deploy=not args.no_deploy)
     sample = inference_model(model, image_bgr)
     image_rgb = image_bgr[..., ::-1].copy()
     classes = model.dataset_meta.get('classes', ())

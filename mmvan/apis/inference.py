@@ -114,11 +114,22 @@ def load_weights(model, checkpoint, config=''):
     return meta
 
 
-def init_model(config, checkpoint=None, device='cpu', cfg_options=None):
+def init_model(config,
+               checkpoint=None,
+               device='cpu',
+               cfg_options=None,
+               deploy=True):
     """Build a model from a config (path or ``Config``) and load weights.
 
+    Args:
+        deploy (bool): Fold the VAN backbones (BatchNorms and layer scales
+            into the convolutions, channels-last; same outputs, faster).
+            False keeps the model as trained (e.g. to read its attention or
+            train it further).
+
     Returns:
-        nn.Module: in eval mode, with ``cfg`` and ``dataset_meta`` set.
+        nn.Module: in eval mode, with ``cfg``, ``dataset_meta`` and
+        ``task`` set.
     """
     from mmengine.config import Config
     from mmengine.registry import MODELS, DefaultScope, init_default_scope
@@ -150,6 +161,9 @@ def init_model(config, checkpoint=None, device='cpu', cfg_options=None):
     model.task = task
     model.to(device)
     model.eval()
+    if deploy:
+        from .deploy import fuse_model
+        fuse_model(model)
     return model
 
 

@@ -1,6 +1,7 @@
 # Copyright (c) mmvan contributors. All rights reserved.
 """Small labelled data sets that mmvan makes deterministically, for demos
 and end-to-end tests on a CPU."""
+import contextlib
 import os
 import os.path as osp
 import shutil
@@ -11,6 +12,23 @@ from PIL import Image
 
 CLASSIFICATION_CLASSES = ('horizontal_stripes', 'vertical_stripes',
                           'diagonal_stripes', 'checkerboard', 'dots')
+
+
+@contextlib.contextmanager
+def _build_in_place(root):
+    """Yield a temporary folder beside ``root``; on success it replaces
+    ``root``, on failure it is removed, so no partial data set is left."""
+    parent = osp.dirname(osp.abspath(root))
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix='.demo-', dir=parent)
+    try:
+        yield tmp
+        if osp.exists(root):
+            shutil.rmtree(root)
+        os.replace(tmp, root)
+    finally:
+        if osp.exists(tmp):
+            shutil.rmtree(tmp)
 
 
 def _colours(rng):
@@ -67,10 +85,7 @@ def make_classification_demo(root,
     """
     if osp.isdir(root) and osp.isfile(osp.join(root, 'meta', 'val.txt')):
         return root
-    parent = osp.dirname(osp.abspath(root))
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix='.demo-', dir=parent)
-    try:
+    with _build_in_place(root) as tmp:
         rng = np.random.default_rng(seed)
         os.makedirs(osp.join(tmp, 'meta'))
         for split, per_class in (('train', num_train), ('val', num_val)):
@@ -89,12 +104,6 @@ def make_classification_demo(root,
                     lines.append(f'{name}/{fname} {label}')
             with open(osp.join(tmp, 'meta', f'{split}.txt'), 'w') as f:
                 f.write('\n'.join(lines) + '\n')
-        if osp.exists(root):
-            shutil.rmtree(root)
-        os.replace(tmp, root)
-    finally:
-        if osp.exists(tmp):
-            shutil.rmtree(tmp)
     return root
 
 
@@ -136,10 +145,7 @@ def make_detection_demo(root,
     from PIL import ImageDraw
     if osp.isfile(osp.join(root, 'annotations', 'instances_val.json')):
         return root
-    parent = osp.dirname(osp.abspath(root))
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix='.demo-', dir=parent)
-    try:
+    with _build_in_place(root) as tmp:
         rng = np.random.default_rng(seed)
         os.makedirs(osp.join(tmp, 'annotations'))
         ann_id = 1
@@ -196,12 +202,6 @@ def make_detection_demo(root,
                     osp.join(tmp, 'annotations', f'instances_{split}.json'),
                     'w') as f:
                 json.dump(coco, f)
-        if osp.exists(root):
-            shutil.rmtree(root)
-        os.replace(tmp, root)
-    finally:
-        if osp.exists(tmp):
-            shutil.rmtree(tmp)
     return root
 
 
@@ -230,11 +230,8 @@ def make_segmentation_demo(root,
     from PIL import ImageDraw
     if osp.isdir(osp.join(root, 'annotations', 'validation')):
         return root
-    parent = osp.dirname(osp.abspath(root))
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix='.demo-', dir=parent)
     h, w = size
-    try:
+    with _build_in_place(root) as tmp:
         rng = np.random.default_rng(seed)
         for split, count in (('training', num_train), ('validation', num_val)):
             os.makedirs(osp.join(tmp, 'images', split))
@@ -262,10 +259,4 @@ def make_segmentation_demo(root,
                 pil.save(
                     osp.join(tmp, 'images', split, stem + '.jpg'), quality=95)
                 label.save(osp.join(tmp, 'annotations', split, stem + '.png'))
-        if osp.exists(root):
-            shutil.rmtree(root)
-        os.replace(tmp, root)
-    finally:
-        if osp.exists(tmp):
-            shutil.rmtree(tmp)
     return root

@@ -24,7 +24,7 @@ sys.path.insert(0, osp.join(ROOT, 'tools', 'deployment'))
 
 def save_checkpoint(task, path, seed=0):
     torch.manual_seed(seed)
-    model = init_model(osp.join(ROOT, CONFIGS[task]))
+    model = init_model(osp.join(ROOT, CONFIGS[task]), deploy=False)
     model.init_weights()
     torch.save({'state_dict': model.state_dict(), 'meta': {}}, path)
     return model
@@ -42,12 +42,22 @@ def checkpoints(tmp_path_factory):
 
 @pytest.mark.parametrize('task', sorted(CONFIGS))
 def test_api_round_trip(task, checkpoints):
-    model = init_model(osp.join(ROOT, CONFIGS[task]), checkpoints[task])
-    assert model.task == task and not model.training
+    raw = init_model(
+        osp.join(ROOT, CONFIGS[task]), checkpoints[task], deploy=False)
+    assert raw.task == task and not raw.training
     ref = torch.load(checkpoints[task], weights_only=True)['state_dict']
-    for k, v in model.state_dict().items():
+    for k, v in raw.state_dict().items():
         assert torch.equal(v, ref[k]), k
+    model = init_model(osp.join(ROOT, CONFIGS[task]), checkpoints[task])
+    assert model.backbone.deploy  # the fast path is the default
     sample = inference_model(model, osp.join(ROOT, 'demo', 'cat.jpg'))
+    raw_sample = inference_model(raw, osp.join(ROOT, 'demo', 'cat.jpg'))
+    if task == 'cls':
+        torch.testing.assert_close(
+            sample.pred_score, raw_sample.pred_score, atol=1e-4, rtol=0)
+    elif task == 'seg':
+        same = (sample.pred_sem_seg.data == raw_sample.pred_sem_seg.data)
+        assert same.float().mean() > 0.999
     if task == 'cls':
         assert sample.pred_score.shape == (5, )
         assert float(sample.pred_score.sum()) == pytest.approx(1, abs=1e-4)

@@ -13,7 +13,6 @@ printed. ``--train`` times a training step (forward + backward) instead.
 import argparse
 import os
 import os.path as osp
-import resource
 import statistics
 import sys
 import time
@@ -68,8 +67,19 @@ def peak_memory_mb(device):
     import torch
     if device.startswith('cuda'):
         return torch.cuda.max_memory_allocated() / 2**20
-    # ru_maxrss is in KiB on Linux.
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    from mmvan.utils.memory import peak_rss_mb
+    return peak_rss_mb()
+
+
+def start_memory_window(device):
+    """Memory in use now; peaks are measured from here on."""
+    import torch
+    if device.startswith('cuda'):
+        torch.cuda.reset_peak_memory_stats()
+        return torch.cuda.memory_allocated() / 2**20
+    from mmvan.utils.memory import current_rss_mb, reset_peak_rss
+    reset_peak_rss()
+    return current_rss_mb()
 
 
 def build_backbones(args):
@@ -202,7 +212,7 @@ def main(argv=None):
         runners['mmpretrain'] = make_runner(theirs, args, optimise=False)
         inputs['mmpretrain'] = _input(args, args.compare_channels_last)
     outputs = {}
-    base_memory = peak_memory_mb(args.device)
+    base_memory = start_memory_window(args.device)
     for name, fn in runners.items():
         for _ in range(args.warmup):
             _, outputs[name] = time_once(fn, inputs[name], args.device)
@@ -239,8 +249,8 @@ def main(argv=None):
     result['peak_growth_mb'] = result['peak_memory_mb'] - base_memory
     kind = 'CUDA' if 'cuda' in args.device else 'RSS'
     print(f'  peak memory (process {kind}): {result["peak_memory_mb"]:.0f} '
-          f'MiB, of which {result["peak_growth_mb"]:.0f} MiB reached during '
-          f'the runs (activations)')
+          f'MiB during the runs, {result["peak_growth_mb"]:.0f} MiB above '
+          f'what was in use before them (activations)')
     return result
 
 

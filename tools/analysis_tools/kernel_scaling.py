@@ -12,7 +12,6 @@ memory (RSS growth during the timed forward passes) is measured alone.
 import argparse
 import json
 import os.path as osp
-import resource
 import subprocess
 import sys
 import time
@@ -60,23 +59,26 @@ def build(arch, attention, k):
 def worker(args, attention, k):
     """Throughput and peak-memory growth of one model, in this process."""
     import torch
+
+    from mmvan.utils.memory import current_rss_mb, peak_rss_mb, reset_peak_rss
     model = build(args.arch, attention, int(k))
     x = torch.rand(args.batch_size, 3, args.shape, args.shape)
     with torch.inference_mode():
-        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        reset_peak_rss()
+        base = current_rss_mb()
         model(x)
         times = []
         for _ in range(args.repeats):
             start = time.perf_counter()
             model(x)
             times.append(time.perf_counter() - start)
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        peak = peak_rss_mb()
     times.sort()
     print(
         json.dumps(
             dict(
                 img_per_s=args.batch_size / times[len(times) // 2],
-                peak_mb=(peak - base) / 1024)))
+                peak_mb=peak - base)))
 
 
 def measure(args):

@@ -80,7 +80,7 @@ def build(args):
     import copy
 
     from mmvan.apis import fuse_model, init_model
-    model = init_model(args.config, args.checkpoint)
+    model = init_model(args.config, args.checkpoint, deploy=False)
     if model.task != 'cls' and not args.backbone_only:
         raise cli.UserError(
             f'{args.config} is a {model.task} config: export its backbone '
@@ -90,7 +90,7 @@ def build(args):
         model.backbone.out_indices = (0, 1, 2, 3)
     reference = Exported(copy.deepcopy(model), args.backbone_only).eval()
     if not args.no_deploy:
-        fuse_model(model)
+        fuse_model(model, channels_last=False)
     return Exported(model, args.backbone_only).eval(), reference
 
 

@@ -157,7 +157,8 @@ def main(argv=None):
         raise cli.UserError(f'Checkpoint {args.checkpoint} does not exist.')
     if not args.out_file.lower().endswith('.png'):
         raise cli.UserError('--out-file must be a .png file.')
-    model = init_model(args.config, args.checkpoint, device=args.device)
+    model = init_model(
+        args.config, args.checkpoint, device=args.device, deploy=False)
     if args.shape:
         import mmcv
         image_bgr = mmcv.imresize(image_bgr, (args.shape[1], args.shape[0]))
