@@ -375,15 +375,20 @@ def test_deploy_fusion_is_exact(attention, k):
                                                   ('b3', 512, 8.99)])
 def test_classifier_flops_match_paper(arch, channels, gflops):
     from mmengine.analysis import get_model_complexity_info
+    from mmengine.registry import DefaultScope
     from mmpretrain.registry import MODELS as PRETRAIN_MODELS
-    model = PRETRAIN_MODELS.build(
-        dict(
-            type='ImageClassifier',
-            backbone=dict(type='mmvan.VAN', arch=arch),
-            neck=dict(type='GlobalAveragePooling'),
-            head=dict(
-                type='LinearClsHead', num_classes=1000,
-                in_channels=channels))).eval()
+
+    # Other tests may leave another library's default scope set.
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        model = PRETRAIN_MODELS.build(
+            dict(
+                type='ImageClassifier',
+                backbone=dict(type='mmvan.VAN', arch=arch),
+                neck=dict(type='GlobalAveragePooling'),
+                head=dict(
+                    type='LinearClsHead',
+                    num_classes=1000,
+                    in_channels=channels))).eval()
     info = get_model_complexity_info(
         model, input_shape=(3, 224, 224), show_table=False, show_arch=False)
     assert info['flops'] / 1e9 == pytest.approx(gflops, rel=0.02)
