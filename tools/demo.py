@@ -87,6 +87,17 @@ def data_options(task, data_root):
     return opts
 
 
+def eval_options(config):
+    """Keep every detection when evaluating, so that the untrained model
+    (whose scores are all low) is ranked by COCO AP like the trained one;
+    AP is a ranking metric, so low-scoring boxes only add to the tail."""
+    if 'retinanet' in config:
+        return ['model.test_cfg.score_thr=0.0']
+    if 'rcnn' in config:
+        return ['model.test_cfg.rcnn.score_thr=0.0']
+    return []
+
+
 def save_untrained(config, scope, path):
     """The model as initialised before training, as a checkpoint."""
     import torch
@@ -111,7 +122,8 @@ def evaluate(py, config, ckpt, work_dir, options, metric):
         '--cfg-options', *options
     ])
     with open(out) as f:
-        return json.load(f)[metric]
+        # mmdet's CocoMetric returns nothing when there is no detection.
+        return json.load(f).get(metric, 0.0)
 
 
 def main():
@@ -136,7 +148,9 @@ def main():
     import os
     os.makedirs(abs_work_dir, exist_ok=True)
     save_untrained(osp.join(ROOT, config), task['scope'], untrained)
-    before = evaluate(py, config, untrained, work_dir, options, task['metric'])
+    test_options = options + eval_options(config)
+    before = evaluate(py, config, untrained, work_dir, test_options,
+                      task['metric'])
 
     train_options = list(options)
     if args.epochs:
@@ -151,7 +165,8 @@ def main():
     best = sorted(glob.glob(osp.join(abs_work_dir, 'best_*.pth')))
     if not best:
         sys.exit(f'error: no best checkpoint in {work_dir}')
-    after = evaluate(py, config, best[-1], work_dir, options, task['metric'])
+    after = evaluate(py, config, best[-1], work_dir, test_options,
+                     task['metric'])
 
     runs = sorted(
         d for d in glob.glob(osp.join(abs_work_dir, '2*')) if osp.isdir(d))
