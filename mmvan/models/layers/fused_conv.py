@@ -65,13 +65,16 @@ def undilate_(conv, max_taps=400):
     oneDNN has no fast path for dilated depth-wise kernels on CPU; the
     equivalent dense kernel (zeros between the taps) runs several times
     faster while computing exactly the same sums. Kept dilated when the
-    stuffed kernel would exceed ``max_taps`` taps.
+    stuffed kernel would exceed ``max_taps`` taps, and on other devices
+    (GPU libraries have fast dilated kernels).
 
     Returns:
         bool: whether the convolution was changed.
     """
     dh, dw = conv.dilation
     if (dh, dw) == (1, 1) or conv.groups != conv.in_channels:
+        return False
+    if conv.weight.device.type != 'cpu':
         return False
     kh, kw = conv.kernel_size
     sh, sw = dh * (kh - 1) + 1, dw * (kw - 1) + 1

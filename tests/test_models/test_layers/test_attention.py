@@ -89,3 +89,21 @@ def test_lska_every_kernel(k):
 def test_lska_bad_kernel(k):
     with pytest.raises(ValueError, match=r'supported sizes are \[7, 11, 23'):
         LSKA(4, kernel_size=k)
+
+
+def test_undilate_is_exact_and_cpu_only():
+    import torch.nn as nn
+
+    from mmvan.models.layers import undilate_
+    conv = nn.Conv2d(4, 4, 7, padding=9, dilation=3, groups=4)
+    x = torch.randn(2, 4, 23, 17)
+    with torch.no_grad():
+        ref = conv(x)
+        assert undilate_(conv)
+        assert conv.dilation == (1, 1) and conv.kernel_size == (19, 19)
+        torch.testing.assert_close(conv(x), ref, atol=1e-5, rtol=1e-5)
+    big = nn.Conv2d(4, 4, 17, padding=24, dilation=3, groups=4)
+    assert not undilate_(big)  # 49x49 stuffed taps: kept dilated
+    with torch.device('meta'):
+        meta = nn.Conv2d(4, 4, 7, padding=9, dilation=3, groups=4)
+    assert not undilate_(meta)  # not a CPU tensor
