@@ -14,9 +14,9 @@ def optimize_for_inference(model, channels_last=True, compile=False):
 
     Args:
         model (nn.Module): A model containing mmvan VAN backbones, or a VAN.
-        channels_last (bool): Store weights and activations channels-last,
-            which oneDNN's CPU convolutions run faster. Inputs are converted
-            by the returned callable.
+        channels_last (bool): Store the VAN weights and activations
+            channels-last, which oneDNN's CPU convolutions run faster; their
+            inputs are converted on the way in.
         compile (bool): ``torch.compile`` (inductor) with weight freezing,
             which fuses the element-wise work into the convolutions. The
             first call compiles (tens of seconds on a small CPU).
@@ -25,9 +25,7 @@ def optimize_for_inference(model, channels_last=True, compile=False):
         callable: ``f(x)`` running the optimised model under
         ``torch.inference_mode``.
     """
-    fuse_model(model)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    fuse_model(model, channels_last=channels_last)
     runner = model
     if compile:
         import torch._inductor.config as inductor_config
@@ -35,8 +33,6 @@ def optimize_for_inference(model, channels_last=True, compile=False):
         runner = torch.compile(model)
 
     def forward(x):
-        if channels_last and x.dim() == 4:
-            x = x.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
             return runner(x)
 

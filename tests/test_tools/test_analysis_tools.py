@@ -95,3 +95,12 @@ def test_optimize_for_inference_matches_model():
     fast = optimize_for_inference(model)
     for a, b in zip(ref, fast(x)):
         assert (a - b).abs().max() / a.abs().max() <= 1e-4
+    assert model.patch_embed1.proj.weight.is_contiguous(
+        memory_format=torch.channels_last)
+    # channels_last=False keeps the default layout.
+    plain = VAN(arch='b0', out_indices=(0, 1, 2, 3))
+    plain.load_state_dict(VAN(arch='b0').state_dict())
+    plain.eval()
+    optimize_for_inference(plain, channels_last=False)
+    assert plain.patch_embed1.proj.weight.is_contiguous()
+    assert not plain._forward_pre_hooks
