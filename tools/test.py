@@ -56,11 +56,7 @@ def parse_args(argv=None):
 
 def merge_args(cfg, args):
     cfg.launcher = args.launcher
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join('./work_dirs',
-                                osp.splitext(osp.basename(args.config))[0])
+    cli.set_work_dir(cfg, args.work_dir, args.config)
     cfg.load_from = args.checkpoint
     if args.tta:
         if 'tta_model' not in cfg or 'tta_pipeline' not in cfg:

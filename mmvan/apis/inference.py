@@ -16,7 +16,7 @@ import os.path as osp
 import numpy as np
 import torch
 
-from mmvan.utils.cli import UserError
+from mmvan.utils.cli import UserError, sync_bn_to_bn
 
 TASKS = {'mmpretrain': 'cls', 'mmdet': 'det', 'mmseg': 'seg'}
 
@@ -150,7 +150,7 @@ def init_model(config,
         # The Runner moves the top-level preprocessor into the model.
         cfg.model.data_preprocessor = cfg.data_preprocessor
     cfg.model.setdefault('backbone', {}).pop('init_cfg', None)
-    _sync_bn_to_bn(cfg.model)
+    sync_bn_to_bn(cfg.model)
     with DefaultScope.overwrite_default_scope(scope):
         model = MODELS.build(cfg.model)
     meta = {}
@@ -165,19 +165,6 @@ def init_model(config,
         from .deploy import fuse_model
         fuse_model(model)
     return model
-
-
-def _sync_bn_to_bn(node):
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key == 'norm_cfg' and isinstance(
-                    value, dict) and value.get('type') == 'SyncBN':
-                value['type'] = 'BN'
-            else:
-                _sync_bn_to_bn(value)
-    elif isinstance(node, list):
-        for value in node:
-            _sync_bn_to_bn(value)
 
 
 def _dataset_meta(cfg, meta, task):

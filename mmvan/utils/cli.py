@@ -204,17 +204,35 @@ def check_data(cfg, loaders):
                     f'{missing[0][0]}.dataset.data_root=/path/to/data.')
 
 
-def _replace_norm_type(node, old, new):
+def sync_bn_to_bn(node):
+    """Replace ``SyncBN`` by ``BN`` in every ``norm_cfg`` / ``out_norm_cfg``
+    of a config (sub)tree, in place.
+
+    torch's SyncBatchNorm synchronises only CUDA tensors; on CPU, and in
+    single-model uses such as inference or FLOP counting, plain BN computes
+    the same.
+    """
     if isinstance(node, dict):
         for key, value in node.items():
             if key in ('norm_cfg', 'out_norm_cfg') and isinstance(
-                    value, dict) and value.get('type') == old:
-                value['type'] = new
+                    value, dict) and value.get('type') == 'SyncBN':
+                value['type'] = 'BN'
             else:
-                _replace_norm_type(value, old, new)
+                sync_bn_to_bn(value)
     elif isinstance(node, (list, tuple)):
         for value in node:
-            _replace_norm_type(value, old, new)
+            sync_bn_to_bn(value)
+    return node
+
+
+def set_work_dir(cfg, work_dir, config_path):
+    """``--work-dir`` if given, else the config's, else
+    ``./work_dirs/<config name>``."""
+    if work_dir is not None:
+        cfg.work_dir = work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs',
+                                osp.splitext(osp.basename(config_path))[0])
 
 
 def check_pretrained(cfg):
@@ -268,9 +286,8 @@ def apply_device_fallbacks(cfg, launcher='none', amp=False):
         cfg.setdefault('env_cfg', {})
         cfg.env_cfg.setdefault('dist_cfg', {})
         cfg.env_cfg.dist_cfg['backend'] = 'gloo'
-        # torch's SyncBatchNorm synchronises only CUDA tensors; on CPU each
-        # process normalises its own batch (one process falls back alone).
-        _replace_norm_type(cfg.model, 'SyncBN', 'BN')
+        # On CPU each process normalises its own batch.
+        sync_bn_to_bn(cfg.model)
         # DistributedDataParallel takes no device ids for CPU modules.
         wrapper = cfg.get('model_wrapper_cfg') or dict(
             type='MMDistributedDataParallel',

@@ -94,9 +94,7 @@ def build_backbones(args):
     bcfg['out_indices'] = (3, )
     bcfg['drop_path_rate'] = 0.0
     bcfg['with_cp'] = args.with_cp
-    norm = bcfg.get('norm_cfg')
-    if norm and norm.get('type') == 'SyncBN':
-        bcfg['norm_cfg'] = dict(norm, type='BN')
+    cli.sync_bn_to_bn(bcfg)
     torch.manual_seed(0)
     ours = VAN(**bcfg)
     ours.init_weights()

@@ -54,14 +54,8 @@ def complexity(config, shape=None):
     cfg = cli.load_config(config)
     scope = cfg.get('default_scope', 'mmpretrain')
     init_default_scope(scope)
-    bb = cfg.model.backbone
-    if bb.get('norm_cfg', {}).get('type') == 'SyncBN':
-        bb.norm_cfg.type = 'BN'
-    bb.pop('init_cfg', None)
-    for key in ('decode_head', 'auxiliary_head'):
-        head = cfg.model.get(key)
-        if head and head.get('norm_cfg', {}).get('type') == 'SyncBN':
-            head.norm_cfg.type = 'BN'
+    cli.sync_bn_to_bn(cfg.model)
+    cfg.model.backbone.pop('init_cfg', None)
     with DefaultScope.overwrite_default_scope(scope):
         model = MODELS.build(cfg.model)
     model.eval()
