@@ -15,7 +15,7 @@ def _to_channels_last(module, args):
     return None
 
 
-def fuse_model(model, channels_last=True):
+def fuse_model(model, channels_last=True, chunk_mib=16):
     """Put ``model`` in eval mode and fold every mmvan VAN inside it.
 
     Args:
@@ -23,6 +23,9 @@ def fuse_model(model, channels_last=True):
         channels_last (bool): Also keep each VAN's weights and feature maps
             channels-last (oneDNN's fast layout on CPU); its inputs are
             converted on the way in.
+        chunk_mib (float): Without autograd, run each stage over slices of
+            the batch whose largest activation fits in this many MiB (see
+            :meth:`mmvan.models.VAN.switch_to_deploy`); 0 runs whole batches.
 
     Returns:
         int: The number of VAN backbones folded.
@@ -34,7 +37,7 @@ def fuse_model(model, channels_last=True):
     count = 0
     for module in model.modules():
         if isinstance(module, VAN) and not module.deploy:
-            module.switch_to_deploy()
+            module.switch_to_deploy(chunk_mib=chunk_mib)
             if channels_last:
                 module.to(memory_format=torch.channels_last)
                 module.register_forward_pre_hook(_to_channels_last)

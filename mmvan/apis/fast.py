@@ -5,7 +5,10 @@ import torch
 from .deploy import fuse_model
 
 
-def optimize_for_inference(model, channels_last=True, compile=False):
+def optimize_for_inference(model,
+                           channels_last=True,
+                           compile=False,
+                           chunk_mib=16):
     """Fold, change layout and optionally compile a model for inference.
 
     Every step computes the same function as the trained model (the folded
@@ -20,12 +23,14 @@ def optimize_for_inference(model, channels_last=True, compile=False):
         compile (bool): ``torch.compile`` (inductor) with weight freezing,
             which fuses the element-wise work into the convolutions. The
             first call compiles (tens of seconds on a small CPU).
+        chunk_mib (float): Slice size of the batch in eager mode (see
+            :func:`mmvan.apis.fuse_model`); 0 runs whole batches.
 
     Returns:
         callable: ``f(x)`` running the optimised model under
         ``torch.inference_mode``.
     """
-    fuse_model(model, channels_last=channels_last)
+    fuse_model(model, channels_last=channels_last, chunk_mib=chunk_mib)
     runner = model
     if compile:
         import torch._inductor.config as inductor_config

@@ -1,5 +1,6 @@
 # Copyright (c) mmvan contributors. All rights reserved.
 import os.path as osp
+import subprocess
 import sys
 
 import pytest
@@ -36,12 +37,49 @@ def test_benchmark_compare_mmpretrain_is_self_consistent():
         osp.join(ROOT, 'configs', 'van',
                  'van-t_8xb128_in1k.py'), '--batch-size', '2', '--shape', '64',
         '64', '--deploy', '--channels-last', '--compare', 'mmpretrain',
-        '--repeats', '3', '--warmup', '1'
+        '--repeats', '3', '--warmup', '1', '--chunk-mib', '0.1'
     ])
     assert res['max_diff'] <= 1e-4
     assert res['mmvan'] > 0 and res['mmpretrain'] > 0
     assert res['ratio'] == pytest.approx(res['mmvan'] / res['mmpretrain'])
     assert res['peak_memory_mb'] > 0
+
+
+def test_benchmark_keep_freed_memory():
+    # Changes malloc for the whole process, so in a process of its own.
+    out = subprocess.run([
+        sys.executable,
+        osp.join(ROOT, 'tools', 'analysis_tools', 'benchmark.py'),
+        osp.join(ROOT, 'configs', 'van', 'van-t_8xb128_in1k.py'),
+        '--batch-size', '2', '--shape', '64', '64', '--deploy', '--repeats',
+        '2', '--warmup', '1', '--keep-freed-memory'
+    ],
+                         capture_output=True,
+                         text=True,
+                         cwd=ROOT,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert 'malloc: keeps freed memory' in out.stdout
+    assert 'chunk_mib=16' in out.stdout
+    assert 'img/s' in out.stdout
+
+
+def test_keep_freed_memory_applies_on_glibc():
+    code = ('from mmvan.utils.memory import keep_freed_memory; '
+            'import torch; ok = keep_freed_memory(); '
+            'x = [torch.ones(2**23) for _ in range(3)]; '
+            'print(ok, float(sum(t.sum() for t in x)))')
+    out = subprocess.run([sys.executable, '-c', code],
+                         capture_output=True,
+                         text=True,
+                         cwd=ROOT,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    ok, total = out.stdout.split()
+    assert float(total) == 3 * 2**23
+    import platform
+    if platform.libc_ver()[0] == 'glibc':
+        assert ok == 'True'
 
 
 def test_benchmark_train_with_cp():

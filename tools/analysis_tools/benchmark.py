@@ -35,6 +35,17 @@ def parse_args(argv=None):
         '--deploy', action='store_true', help='fold BatchNorms/layer scales')
     p.add_argument('--channels-last', action='store_true')
     p.add_argument(
+        '--chunk-mib',
+        type=float,
+        default=16,
+        help='with --deploy: slice each batch so a stage\'s largest '
+        'activation fits in this many MiB (0: whole batches)')
+    p.add_argument(
+        '--keep-freed-memory',
+        action='store_true',
+        help='make glibc malloc reuse freed memory instead of mapping it '
+        'afresh (process-wide, so it speeds up both implementations)')
+    p.add_argument(
         '--compile',
         action='store_true',
         help='torch.compile (inductor, freezing) the mmvan model')
@@ -161,7 +172,10 @@ def make_runner(model, args, optimise):
         from mmvan.apis.fast import optimize_for_inference
         if args.deploy:
             return optimize_for_inference(
-                model, channels_last=args.channels_last, compile=args.compile)
+                model,
+                channels_last=args.channels_last,
+                compile=args.compile,
+                chunk_mib=args.chunk_mib)
         if args.channels_last:
             model = model.to(memory_format=torch.channels_last)
         if args.compile:
@@ -202,6 +216,13 @@ def time_once(fn, x, device):
 def main(argv=None):
     args = parse_args(argv)
     import torch
+    malloc = 'default'
+    if args.keep_freed_memory:
+        from mmvan.utils.memory import keep_freed_memory
+        if not keep_freed_memory():
+            raise cli.UserError('--keep-freed-memory needs glibc (Linux); '
+                                'run without it.')
+        malloc = 'keeps freed memory'
     ours, theirs = build_backbones(args)
     params = sum(p.numel() for p in ours.parameters())
     runners = {'mmvan': make_runner(ours, args, optimise=True)}
@@ -224,9 +245,10 @@ def main(argv=None):
           f'{args.shape[0]}x{args.shape[1]}, {args.device}, '
           f'{torch.get_num_threads()} threads, backbone params '
           f'{params / 1e6:.2f} M')
+    chunk = f' chunk_mib={args.chunk_mib:g}' if args.deploy else ''
     print(f'  mmvan options: deploy={args.deploy} '
           f'channels_last={args.channels_last} compile={args.compile} '
-          f'with_cp={args.with_cp}')
+          f'with_cp={args.with_cp}{chunk}; malloc: {malloc}')
     result = {}
     for name, ts in times.items():
         med = statistics.median(ts)

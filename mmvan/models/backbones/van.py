@@ -402,6 +402,7 @@ class VAN(BaseBackbone):
         self.norm_eval = norm_eval
         self.with_cp = with_cp
         self.deploy = False
+        self.chunk_bytes = 0
 
         total = sum(self.depths)
         # Stochastic depth rises linearly from 0 to drop_path_rate.
@@ -519,8 +520,7 @@ class VAN(BaseBackbone):
         for i in range(self.num_stages):
             patch_embed, blocks, norm = self.stage_modules(i)
             x = patch_embed(x)
-            for block in blocks:
-                x = block(x)
+            x = self._run_blocks(blocks, x)
             # LayerNorm over channels.
             x = norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
             x = x.contiguous(memory_format=memory_format)
@@ -528,13 +528,55 @@ class VAN(BaseBackbone):
                 outs.append(x)
         return tuple(outs)
 
-    def switch_to_deploy(self):
+    def _chunk_size(self, blocks, x):
+        """How many images of ``x`` one pass through ``blocks`` takes."""
+        if not (self.deploy and self.chunk_bytes) or x.dim() != 4:
+            return x.shape[0]
+        if (torch.is_grad_enabled() or torch.jit.is_tracing()
+                or torch.jit.is_scripting() or torch.compiler.is_compiling()):
+            return x.shape[0]
+        hidden = blocks[0].mlp.fc1.out_channels * x[0, 0].numel()
+        per_image = max(hidden * x.element_size(), 1)
+        return max(1, int(self.chunk_bytes // per_image))
+
+    def _run_blocks(self, blocks, x):
+        # The folded model has no batch statistics, so every image is
+        # independent. Running a stage's blocks over slices of the batch
+        # keeps its widest activation (the MLP's hidden map) within
+        # ``chunk_bytes``: smaller buffers are reused by the memory
+        # allocator instead of being mapped, page-faulted and returned to the
+        # system at every convolution, and they stay in cache from one block
+        # to the next. The results are the same images computed alone.
+        step = self._chunk_size(blocks, x)
+        if step >= x.shape[0]:
+            for block in blocks:
+                x = block(x)
+            return x
+        parts = []
+        for part in x.split(step):
+            for block in blocks:
+                part = block(part)
+            parts.append(part)
+        return torch.cat(parts)
+
+    def switch_to_deploy(self, chunk_mib=16):
         """Fold every BatchNorm and layer scale into a convolution, in place.
 
         The folded model computes the same function in eval mode with fewer
         operations. It cannot be trained any more, so the model must be in
         eval mode (``model.eval()``) and stays so.
+
+        Args:
+            chunk_mib (float): Without autograd, the folded model runs each
+                stage's blocks over slices of the batch whose MLP hidden map
+                fits in this many MiB (at least one image per slice), which
+                avoids re-allocating large buffers on every convolution.
+                The outputs do not change. 0 runs the whole batch at once.
+                Defaults to 16.
         """
+        if chunk_mib < 0:
+            raise ValueError(f'chunk_mib must be >= 0, got {chunk_mib}.')
+        self.chunk_bytes = int(chunk_mib * 2**20)
         if self.deploy:
             return self
         if self.training:

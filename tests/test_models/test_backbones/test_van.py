@@ -369,6 +369,44 @@ def test_deploy_fusion_is_exact(attention, k):
     model.switch_to_deploy()
 
 
+def test_deploy_runs_stages_over_slices_of_the_batch():
+    torch.manual_seed(0)
+    model = VAN(arch=TINY, out_indices=(0, 1, 2, 3))
+    model.init_weights()
+    randomize_statistics(model)
+    model.eval()
+    x = torch.randn(5, 3, 64, 48)
+    calls = []
+    model.block1[0].register_forward_pre_hook(
+        lambda m, args: calls.append(args[0].shape[0]))
+    with torch.no_grad():
+        model.switch_to_deploy(chunk_mib=0)
+        whole = model(x)
+        assert calls == [5]
+        # Stage 1's MLP hidden map of one 64x48 image: mlp_ratio * C * 16 *
+        # 12 floats; a budget of two images' worth gives slices of 2, 2, 1.
+        hidden = model.block1[0].mlp.fc1.out_channels * 16 * 12 * 4
+        model.switch_to_deploy(chunk_mib=2.5 * hidden / 2**20)
+        calls.clear()
+        sliced = model(x)
+        assert calls == [2, 2, 1]
+    for a, b in zip(whole, sliced):
+        assert a.shape == b.shape
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    # Channels-last stays channels-last through the slices.
+    model.to(memory_format=torch.channels_last)
+    with torch.no_grad():
+        out = model(x.contiguous(memory_format=torch.channels_last))
+    assert out[0].is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(out[-1], whole[-1], rtol=1e-4, atol=1e-5)
+    # With autograd the batch is never split (nothing to save there).
+    calls.clear()
+    model(x)
+    assert calls == [5]
+    with pytest.raises(ValueError, match='chunk_mib'):
+        model.switch_to_deploy(chunk_mib=-1)
+
+
 @pytest.mark.parametrize('arch,channels,gflops', [('b0', 256, 0.88),
                                                   ('b1', 512, 2.52),
                                                   ('b2', 512, 5.03),
