@@ -15,7 +15,7 @@ def _to_channels_last(module, args):
     return None
 
 
-def fuse_model(model, channels_last=True, chunk_mib=16):
+def fuse_model(model, channels_last=True, chunk_mib=8):
     """Put ``model`` in eval mode and fold every mmvan VAN inside it.
 
     Args:

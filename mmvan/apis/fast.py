@@ -8,7 +8,7 @@ from .deploy import fuse_model
 def optimize_for_inference(model,
                            channels_last=True,
                            compile=False,
-                           chunk_mib=16):
+                           chunk_mib=8):
     """Fold, change layout and optionally compile a model for inference.
 
     Every step computes the same function as the trained model (the folded

@@ -60,7 +60,7 @@ def test_benchmark_keep_freed_memory():
                          timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert 'malloc: keeps freed memory' in out.stdout
-    assert 'chunk_mib=16' in out.stdout
+    assert 'chunk_mib=8' in out.stdout
     assert 'img/s' in out.stdout
 
 

@@ -37,7 +37,7 @@ def parse_args(argv=None):
     p.add_argument(
         '--chunk-mib',
         type=float,
-        default=16,
+        default=8,
         help='with --deploy: slice each batch so a stage\'s largest '
         'activation fits in this many MiB (0: whole batches)')
     p.add_argument(

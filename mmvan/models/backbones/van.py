@@ -83,6 +83,18 @@ def _frozen_bn_statistics(module):
                 m.num_batches_tracked.copy_(count)
 
 
+# Fewest rows per band of the folded MLP: each band computes two rows more.
+_MIN_BAND_ROWS = 8
+
+
+def _may_slice(x):
+    """Whether the folded model may split ``x`` into slices or bands: only
+    for plain inference, where nothing records the shapes."""
+    return x.dim() == 4 and not (
+        torch.is_grad_enabled() or torch.jit.is_tracing()
+        or torch.jit.is_scripting() or torch.compiler.is_compiling())
+
+
 class OverlapPatchEmbed(BaseModule):
     """Strided convolution with overlapping windows, then a norm layer."""
 
@@ -194,6 +206,7 @@ class VANBlock(BaseModule):
         super().__init__(init_cfg=init_cfg)
         self.with_cp = with_cp
         self.deploy = False
+        self.chunk_bytes = 0
         self.norm1 = build_norm_layer(norm_cfg, embed_dims)[1]
         self.attn = SpatialAttention(embed_dims, attention, kernel_size)
         self.drop_path = (
@@ -230,8 +243,34 @@ class VANBlock(BaseModule):
         a = conv_gelu(x, attn.proj_1)
         a = attn.spatial_gating_unit.fused_forward(a)
         x = conv_binary(a, x * self.shortcut_scale, attn.proj_2, 'add')
-        h = conv_gelu(mlp.fc1(x), mlp.dwconv.dwconv)
-        return conv_binary(mlp.drop(h), x, mlp.fc2, 'add')
+        rows = self._band_rows(x)
+        if rows >= x.shape[2]:
+            h = conv_gelu(mlp.fc1(x), mlp.dwconv.dwconv)
+            return conv_binary(mlp.drop(h), x, mlp.fc2, 'add')
+        # The MLP's hidden map is mlp_ratio times wider than x. Where it
+        # would exceed chunk_bytes (a large image), run the MLP over bands
+        # of rows, each with one extra row above and below for the 3x3
+        # depth-wise convolution; the rows computed without their
+        # neighbours are dropped, so every output row is the same sum.
+        height = x.shape[2]
+        bands = []
+        for top in range(0, height, rows):
+            bottom = min(top + rows, height)
+            lo, hi = max(top - 1, 0), min(bottom + 1, height)
+            h = conv_gelu(mlp.fc1(x[:, :, lo:hi]), mlp.dwconv.dwconv)
+            h = mlp.drop(h[:, :, top - lo:bottom - lo])
+            bands.append(conv_binary(h, x[:, :, top:bottom], mlp.fc2, 'add'))
+        return torch.cat(bands, dim=2)
+
+    def _band_rows(self, x):
+        """Rows of ``x`` per band of the folded MLP (all rows: no
+        bands)."""
+        if not self.chunk_bytes or not _may_slice(x):
+            return x.shape[2]
+        per_row = (
+            self.mlp.fc1.out_channels * x.shape[0] * x.shape[3] *
+            x.element_size())
+        return max(_MIN_BAND_ROWS, int(self.chunk_bytes // max(per_row, 1)))
 
     def forward(self, x):
         if self.with_cp and self.training and x.requires_grad:
@@ -530,10 +569,7 @@ class VAN(BaseBackbone):
 
     def _chunk_size(self, blocks, x):
         """How many images of ``x`` one pass through ``blocks`` takes."""
-        if not (self.deploy and self.chunk_bytes) or x.dim() != 4:
-            return x.shape[0]
-        if (torch.is_grad_enabled() or torch.jit.is_tracing()
-                or torch.jit.is_scripting() or torch.compiler.is_compiling()):
+        if not (self.deploy and self.chunk_bytes) or not _may_slice(x):
             return x.shape[0]
         hidden = blocks[0].mlp.fc1.out_channels * x[0, 0].numel()
         per_image = max(hidden * x.element_size(), 1)
@@ -559,7 +595,7 @@ class VAN(BaseBackbone):
             parts.append(part)
         return torch.cat(parts)
 
-    def switch_to_deploy(self, chunk_mib=16):
+    def switch_to_deploy(self, chunk_mib=8):
         """Fold every BatchNorm and layer scale into a convolution, in place.
 
         The folded model computes the same function in eval mode with fewer
@@ -569,14 +605,18 @@ class VAN(BaseBackbone):
         Args:
             chunk_mib (float): Without autograd, the folded model runs each
                 stage's blocks over slices of the batch whose MLP hidden map
-                fits in this many MiB (at least one image per slice), which
-                avoids re-allocating large buffers on every convolution.
-                The outputs do not change. 0 runs the whole batch at once.
-                Defaults to 16.
+                fits in this many MiB (at least one image per slice), and
+                the MLP of an image larger than that over bands of rows.
+                This avoids re-allocating large buffers on every
+                convolution; the outputs do not change. 0 runs whole
+                batches and images. Defaults to 8.
         """
         if chunk_mib < 0:
             raise ValueError(f'chunk_mib must be >= 0, got {chunk_mib}.')
         self.chunk_bytes = int(chunk_mib * 2**20)
+        for i in range(self.num_stages):
+            for block in self.stage_modules(i)[1]:
+                block.chunk_bytes = self.chunk_bytes
         if self.deploy:
             return self
         if self.training:

@@ -407,6 +407,37 @@ def test_deploy_runs_stages_over_slices_of_the_batch():
         model.switch_to_deploy(chunk_mib=-1)
 
 
+@pytest.mark.parametrize('channels_last', [False, True])
+def test_deploy_mlp_over_bands_of_rows(channels_last):
+    torch.manual_seed(0)
+    model = VAN(arch=TINY, out_indices=(0, 1, 2, 3))
+    model.init_weights()
+    randomize_statistics(model)
+    model.eval().switch_to_deploy(chunk_mib=0)
+    # 75 x 61 input: stage 1 is 19 x 16; the smallest budget gives bands of
+    # the minimum 8 rows there: 8, 8 and 3.
+    x = torch.randn(1, 3, 75, 61)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    rows = []
+    model.block1[0].mlp.fc1.register_forward_hook(
+        lambda m, args, out: rows.append(out.shape[2]))
+    with torch.no_grad():
+        whole = model(x)
+        assert rows == [19]
+        model.switch_to_deploy(chunk_mib=1e-6)
+        rows.clear()
+        banded = model(x)
+    # Each band carries its neighbouring rows for the 3x3 convolution.
+    assert rows == [9, 10, 4]
+    for a, b in zip(whole, banded):
+        assert a.shape == b.shape
+        assert a.is_contiguous(memory_format=torch.channels_last) == \
+            b.is_contiguous(memory_format=torch.channels_last)
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize('arch,channels,gflops', [('b0', 256, 0.88),
                                                   ('b1', 512, 2.52),
                                                   ('b2', 512, 5.03),
