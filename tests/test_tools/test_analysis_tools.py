@@ -37,11 +37,16 @@ def test_benchmark_compare_mmpretrain_is_self_consistent():
         osp.join(ROOT, 'configs', 'van',
                  'van-t_8xb128_in1k.py'), '--batch-size', '2', '--shape', '64',
         '64', '--deploy', '--channels-last', '--compare', 'mmpretrain',
-        '--repeats', '3', '--warmup', '1', '--chunk-mib', '0.1'
+        '--repeats', '3', '--warmup', '1', '--chunk-mib', '0.1', '--ceiling'
     ])
+    # Counting the FLOPs must not disturb the weights both models share.
     assert res['max_diff'] <= 1e-4
     assert res['mmvan'] > 0 and res['mmpretrain'] > 0
     assert res['ratio'] == pytest.approx(res['mmvan'] / res['mmpretrain'])
+    assert res['ceiling'] > 0
+    for name in ('mmvan', 'mmpretrain'):
+        share = res[name] / res['ceiling']
+        assert res[f'{name}_share'] == pytest.approx(share)
     assert res['peak_memory_mb'] > 0
 
 

@@ -11,6 +11,7 @@ affects both alike, and the ratio and the largest output difference are
 printed. ``--train`` times a training step (forward + backward) instead.
 """
 import argparse
+import copy
 import os
 import os.path as osp
 import statistics
@@ -62,6 +63,11 @@ def parse_args(argv=None):
         '--with-cp',
         action='store_true',
         help='activation checkpointing (with --train)')
+    p.add_argument(
+        '--ceiling',
+        action='store_true',
+        help='also measure this machine\'s fp32 matrix-multiply rate and '
+        'report each throughput as a share of the rate it allows')
     p.add_argument('--repeats', type=int, default=7)
     p.add_argument('--warmup', type=int, default=2)
     p.add_argument('--device', default='cuda' if _cuda() else 'cpu')
@@ -139,6 +145,43 @@ def build_backbones(args):
         sd = ours.state_dict()
         theirs.load_state_dict({k: sd[v] for k, v in mapping.items()})
     return ours, theirs
+
+
+def backbone_macs(model, shape):
+    """Multiply-adds of one image through ``model`` (mmengine's count, which
+    calls them FLOPs), taken before any folding."""
+    from mmengine.analysis import get_model_complexity_info
+    info = get_model_complexity_info(
+        model, input_shape=(3, *shape), show_table=False, show_arch=False)
+    return info['flops']
+
+
+def dense_rates(device, repeats=7):
+    """Median fp32 multiply-adds per second of the two dense primitives: an
+    n x n matrix product and a channels-last 1x1 convolution (the kernel of
+    most of VAN's work). The higher one is the ceiling for convolutions."""
+    import torch
+
+    def median_time(fn, x):
+        times = []
+        for i in range(repeats + 2):
+            t, _ = time_once(fn, x, device)
+            if i >= 2:
+                times.append(t)
+        return statistics.median(times)
+
+    n = 2048
+    a = torch.rand(n, n, device=device)
+    b = torch.rand(n, n, device=device)
+    rates = {'matmul': n**3 / median_time(lambda x: torch.mm(x, b), a)}
+    c, hw, batch = 1024, 14, 16
+    conv = torch.nn.Conv2d(c, c, 1).to(device).eval()
+    x = torch.rand(batch, c, hw, hw, device=device)
+    conv = conv.to(memory_format=torch.channels_last)
+    x = x.contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        rates['conv1x1'] = batch * hw * hw * c * c / median_time(conv, x)
+    return rates
 
 
 def _options(opts):
@@ -225,6 +268,9 @@ def main(argv=None):
         malloc = 'keeps freed memory'
     ours, theirs = build_backbones(args)
     params = sum(p.numel() for p in ours.parameters())
+    macs = (
+        backbone_macs(copy.deepcopy(ours).eval(), args.shape)
+        if args.ceiling else None)
     runners = {'mmvan': make_runner(ours, args, optimise=True)}
     inputs = {'mmvan': _input(args, args.channels_last)}
     if theirs is not None:
@@ -265,6 +311,20 @@ def main(argv=None):
         print(f'  max |output difference|: {diff:.3g}')
         result['ratio'] = ratio
         result['max_diff'] = diff
+    if macs:
+        rates = dense_rates(args.device)
+        rate = max(rates.values())
+        ceiling = rate / macs
+        print(f'  dense fp32 rate: {rates["matmul"] / 1e9:.0f} G '
+              f'multiply-adds/s (2048x2048 matmul), '
+              f'{rates["conv1x1"] / 1e9:.0f} G (1x1 convolution); '
+              f'compute ceiling {rate / 1e9:.0f} G / {macs / 1e9:.3f} G per '
+              f'image = {ceiling:.1f} img/s')
+        for name in times:
+            share = result[name] / ceiling
+            result[f'{name}_share'] = share
+            print(f'  {name:10s} reaches {share:6.1%} of the ceiling')
+        result['ceiling'] = ceiling
     result['peak_memory_mb'] = peak_memory_mb(args.device)
     result['peak_growth_mb'] = result['peak_memory_mb'] - base_memory
     kind = 'CUDA' if 'cuda' in args.device else 'RSS'
