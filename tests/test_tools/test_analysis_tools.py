@@ -1,4 +1,5 @@
 # Copyright (c) mmvan contributors. All rights reserved.
+import json
 import os.path as osp
 import subprocess
 import sys
@@ -88,12 +89,29 @@ def test_keep_freed_memory_applies_on_glibc():
 
 
 def test_benchmark_train_with_cp():
-    res = benchmark.main([
-        osp.join(ROOT, 'configs', 'van',
-                 'van-t_8xb128_in1k.py'), '--batch-size', '2', '--shape', '64',
-        '64', '--train', '--with-cp', '--repeats', '2', '--warmup', '1'
-    ])
+    # In a fresh process, so the resident memory before the model is built
+    # holds no freed memory that the training step could reuse.
+    code = ('import json, sys; sys.path.insert(0, sys.argv[1]); '
+            'import benchmark; '
+            'print(json.dumps(benchmark.main(sys.argv[2:])))')
+    out = subprocess.run([
+        sys.executable, '-c', code,
+        osp.join(ROOT, 'tools', 'analysis_tools'),
+        osp.join(ROOT, 'configs', 'van', 'van-t_8xb128_in1k.py'),
+        '--batch-size', '2', '--shape', '64', '64', '--train', '--with-cp',
+        '--repeats', '2', '--warmup', '1'
+    ],
+                         capture_output=True,
+                         text=True,
+                         cwd=ROOT,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    res = json.loads(out.stdout.strip().splitlines()[-1])
     assert res['mmvan'] > 0
+    # Above the process before the models: at least b0's weights and their
+    # gradients (4.1 M floats each, 31 MiB together).
+    assert res['peak_model_mb'] >= 25
+    assert res['peak_model_mb'] >= res['peak_growth_mb']
 
 
 def test_benchmark_rejects_lska_compare():

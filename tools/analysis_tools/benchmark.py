@@ -88,6 +88,15 @@ def peak_memory_mb(device):
     return peak_rss_mb()
 
 
+def memory_in_use(device):
+    """Memory this process uses now (CUDA: allocated tensors)."""
+    import torch
+    if device.startswith('cuda'):
+        return torch.cuda.memory_allocated() / 2**20
+    from mmvan.utils.memory import current_rss_mb
+    return current_rss_mb()
+
+
 def start_memory_window(device):
     """Memory in use now; peaks are measured from here on."""
     import torch
@@ -266,6 +275,9 @@ def main(argv=None):
             raise cli.UserError('--keep-freed-memory needs glibc (Linux); '
                                 'run without it.')
         malloc = 'keeps freed memory'
+    # Everything but the models (Python, the libraries): on CPU the peak
+    # minus this counts what CUDA's max_memory_allocated would.
+    before_models = memory_in_use(args.device)
     ours, theirs = build_backbones(args)
     params = sum(p.numel() for p in ours.parameters())
     macs = (
@@ -327,10 +339,13 @@ def main(argv=None):
         result['ceiling'] = ceiling
     result['peak_memory_mb'] = peak_memory_mb(args.device)
     result['peak_growth_mb'] = result['peak_memory_mb'] - base_memory
+    result['peak_model_mb'] = result['peak_memory_mb'] - before_models
     kind = 'CUDA' if 'cuda' in args.device else 'RSS'
     print(f'  peak memory (process {kind}): {result["peak_memory_mb"]:.0f} '
-          f'MiB during the runs, {result["peak_growth_mb"]:.0f} MiB above '
-          f'what was in use before them (activations)')
+          f'MiB during the runs; {result["peak_model_mb"]:.0f} MiB above the '
+          f'process before the models were built (weights, gradients, '
+          f'activations); {result["peak_growth_mb"]:.0f} MiB above what was '
+          f'in use just before the runs (activations)')
     return result
 
 

@@ -16,7 +16,6 @@ from mmcv.cnn import build_norm_layer
 from mmcv.cnn.bricks import DropPath
 from mmengine.model import BaseModule
 from mmengine.model.weight_init import trunc_normal_
-from mmpretrain.models.backbones.base_backbone import BaseBackbone
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmvan.registry import MODELS
@@ -316,7 +315,7 @@ class VANBlock(BaseModule):
 
 
 @MODELS.register_module()
-class VAN(BaseBackbone):
+class VAN(BaseModule):
     """Visual Attention Network.
 
     A PyTorch implementation of `Visual Attention Network
