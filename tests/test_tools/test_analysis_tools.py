@@ -97,9 +97,9 @@ def test_benchmark_train_with_cp():
     out = subprocess.run([
         sys.executable, '-c', code,
         osp.join(ROOT, 'tools', 'analysis_tools'),
-        osp.join(ROOT, 'configs', 'van', 'van-t_8xb128_in1k.py'),
-        '--batch-size', '2', '--shape', '64', '64', '--train', '--with-cp',
-        '--repeats', '2', '--warmup', '1'
+        osp.join(ROOT, 'configs', 'van',
+                 'van-t_8xb128_in1k.py'), '--batch-size', '2', '--shape', '64',
+        '64', '--train', '--with-cp', '--repeats', '2', '--warmup', '1'
     ],
                          capture_output=True,
                          text=True,
