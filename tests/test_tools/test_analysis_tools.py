@@ -140,6 +140,18 @@ def test_kernel_scaling(tmp_path):
     # LKA +17.5 %.
     assert 0 < lska_params <= 0.01 and 0 < lska_flops <= 0.02
     assert lka_params >= 8 * lska_params and lka_flops >= 8 * lska_flops
+    # One undecomposed k x k kernel adds 53^2 - 23^2 = 2280 taps.
+    trivial_params, _, _ = kernel_scaling.growth(rows, 'lka-trivial',
+                                                 'params_m')
+    assert trivial_params >= 0.5
+    trivial_23 = next(r for r in rows
+                      if r['attention'] == 'lka-trivial' and r['k'] == 23)
+    lka_23 = next(r for r in rows if r['attention'] == 'lka' and r['k'] == 23)
+    # 23 x 23 = 529 taps against LKA's 5 x 5 + 7 x 7 = 74, and one bias
+    # instead of two: 454 more per channel of each of b0's 1600
+    # channel-blocks.
+    extra = (trivial_23['params_m'] - lka_23['params_m']) * 1e6
+    assert extra == pytest.approx(454 * 1600)
     assert all(r['img_per_s'] > 0 for r in rows)
 
 

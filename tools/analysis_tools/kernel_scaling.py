@@ -4,9 +4,11 @@ throughput of a whole VAN classifier for k in 7, 11, 23, 35, 41, 53.
 
     python tools/analysis_tools/kernel_scaling.py --arch b0 --out-file k.png
 
-Both attentions use the same decomposition of k (see
+LKA and LSKA use the same decomposition of k (see
 ``mmvan.models.layers.LSKA_KERNELS``); LKA's kernels are square, LSKA's are
-split into 1xk and kx1. Each timing runs in a fresh process so that peak
+split into 1xk and kx1. A third series, ``lka-trivial``, is LKA with one
+undecomposed k x k depth-wise kernel (the LSKA paper's "LKA-trivial"), whose
+cost grows with k squared. Each timing runs in a fresh process so that peak
 memory (RSS growth during the timed forward passes) is measured alone.
 """
 import argparse
@@ -22,6 +24,9 @@ sys.path.insert(0,
 warnings.filterwarnings('ignore')
 
 KERNELS = (7, 11, 23, 35, 41, 53)
+ATTENTIONS = ('lka', 'lska', 'lka-trivial')
+LABELS = {'lka': 'LKA', 'lska': 'LSKA', 'lka-trivial': 'LKA k x k'}
+STYLES = {'lka': 'o-', 'lska': 's-', 'lka-trivial': '^:'}
 
 
 def parse_args(argv=None):
@@ -30,6 +35,11 @@ def parse_args(argv=None):
     p.add_argument('--batch-size', type=int, default=8)
     p.add_argument('--shape', type=int, default=224)
     p.add_argument('--kernels', type=int, nargs='+', default=list(KERNELS))
+    p.add_argument(
+        '--attentions',
+        nargs='+',
+        choices=ATTENTIONS,
+        default=list(ATTENTIONS))
     p.add_argument('--repeats', type=int, default=5)
     p.add_argument('--out-file', default='kernel_scaling.png')
     p.add_argument('--json', help='also write the table as JSON')
@@ -41,7 +51,16 @@ def build(arch, attention, k):
     import torch.nn as nn
 
     from mmvan.models import VAN
-    backbone = VAN(arch=arch, attention=attention, kernel_size=k)
+    from mmvan.models.layers import LKA
+    if attention == 'lka-trivial':
+        backbone = VAN(arch=arch, attention='lka')
+        for module in backbone.modules():
+            if isinstance(module, LKA):
+                c = module.conv1.in_channels
+                module.conv0 = nn.Conv2d(c, c, k, padding=k // 2, groups=c)
+                module.conv_spatial = nn.Identity()
+    else:
+        backbone = VAN(arch=arch, attention=attention, kernel_size=k)
     head = nn.Linear(backbone.embed_dims[-1], 1000)
 
     class Classifier(nn.Module):
@@ -84,7 +103,7 @@ def worker(args, attention, k):
 def measure(args):
     from mmengine.analysis import get_model_complexity_info
     rows = []
-    for attention in ('lka', 'lska'):
+    for attention in args.attentions:
         for k in args.kernels:
             import torch
             model = build(args.arch, attention, k)
@@ -114,7 +133,7 @@ def measure(args):
                     gflops=flops / 1e9,
                     **timing))
             print(
-                f'{attention.upper():5s} k={k:2d}  params '
+                f'{LABELS[attention]:9s} k={k:2d}  params '
                 f'{params / 1e6:6.3f} M  FLOPs {flops / 1e9:6.3f} G  '
                 f'{timing["img_per_s"]:7.2f} img/s  peak +'
                 f'{timing["peak_mb"]:7.1f} MiB',
@@ -138,11 +157,13 @@ def plot(rows, path, arch):
             ('img_per_s', 'throughput (img/s)')]
     fig, axes = plt.subplots(1, 4, figsize=(16, 3.6))
     for ax, (key, label) in zip(axes, keys):
-        for attention, style in (('lka', 'o-'), ('lska', 's-')):
+        for attention, style in STYLES.items():
             sel = [r for r in rows if r['attention'] == attention]
+            if not sel:
+                continue
             ax.plot([r['k'] for r in sel], [r[key] for r in sel],
                     style,
-                    label=attention.upper())
+                    label=LABELS[attention])
         ax.set_xlabel('kernel size k')
         ax.set_title(label)
         ax.grid(alpha=0.3)
@@ -158,11 +179,11 @@ def main(argv=None):
         worker(args, *args.worker)
         return None
     rows = measure(args)
-    for attention in ('lka', 'lska'):
+    for attention in args.attentions:
         for key in ('params_m', 'gflops'):
             g, k0, k1 = growth(rows, attention, key)
-            print(f'{attention.upper()} {key}: {g * 100:+.2f} % from k={k0} '
-                  f'to k={k1}')
+            print(f'{LABELS[attention]} {key}: {g * 100:+.2f} % from '
+                  f'k={k0} to k={k1}')
     plot(rows, args.out_file, args.arch)
     print(f'plot saved to {args.out_file}')
     if args.json:
