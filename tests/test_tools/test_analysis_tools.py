@@ -135,6 +135,8 @@ def test_kernel_scaling(tmp_path):
     lska_flops, _, _ = kernel_scaling.growth(rows, 'lska', 'gflops')
     lka_params, _, _ = kernel_scaling.growth(rows, 'lka', 'params_m')
     lka_flops, _, _ = kernel_scaling.growth(rows, 'lka', 'gflops')
+    assert kernel_scaling.growth(rows, 'lka', 'gflops',
+                                 23) == (lka_flops, 23, 53)
     # VAN-b0, k 23 -> 53: LSKA adds 20 taps per channel and block, LKA 240.
     # At 224: params LSKA +0.79 %, LKA +9.35 %; FLOPs LSKA +1.51 %,
     # LKA +17.5 %.

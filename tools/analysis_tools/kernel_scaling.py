@@ -141,9 +141,12 @@ def measure(args):
     return rows
 
 
-def growth(rows, attention, key):
+def growth(rows, attention, key, since=None):
+    """Relative growth of ``key`` from the smallest kernel measured (or from
+    ``since``, when it was measured) to the largest."""
     sel = [r for r in rows if r['attention'] == attention]
     first = min(sel, key=lambda r: r['k'])
+    first = next((r for r in sel if r['k'] == since), first)
     last = max(sel, key=lambda r: r['k'])
     return last[key] / first[key] - 1, first['k'], last['k']
 
@@ -165,6 +168,7 @@ def plot(rows, path, arch):
                     style,
                     label=LABELS[attention])
         ax.set_xlabel('kernel size k')
+        ax.set_ylim(bottom=0)
         ax.set_title(label)
         ax.grid(alpha=0.3)
         ax.legend()
@@ -181,9 +185,11 @@ def main(argv=None):
     rows = measure(args)
     for attention in args.attentions:
         for key in ('params_m', 'gflops'):
-            g, k0, k1 = growth(rows, attention, key)
-            print(f'{LABELS[attention]} {key}: {g * 100:+.2f} % from '
-                  f'k={k0} to k={k1}')
+            # From the smallest kernel, and from the released one (23).
+            for since in sorted({min(args.kernels), 23} & set(args.kernels)):
+                g, k0, k1 = growth(rows, attention, key, since)
+                print(f'{LABELS[attention]} {key}: {g * 100:+.2f} % from '
+                      f'k={k0} to k={k1}')
     plot(rows, args.out_file, args.arch)
     print(f'plot saved to {args.out_file}')
     if args.json:

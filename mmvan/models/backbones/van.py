@@ -568,7 +568,9 @@ class VAN(BaseModule):
 
     def _chunk_size(self, blocks, x):
         """How many images of ``x`` one pass through ``blocks`` takes."""
-        if not (self.deploy and self.chunk_bytes) or not _may_slice(x):
+        if not (self.deploy and self.chunk_bytes and len(blocks)):
+            return x.shape[0]
+        if not _may_slice(x):
             return x.shape[0]
         hidden = blocks[0].mlp.fc1.out_channels * x[0, 0].numel()
         per_image = max(hidden * x.element_size(), 1)
