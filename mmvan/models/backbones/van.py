@@ -582,8 +582,8 @@ class VAN(BaseModule):
         # keeps its widest activation (the MLP's hidden map) within
         # ``chunk_bytes``: smaller buffers are reused by the memory
         # allocator instead of being mapped, page-faulted and returned to the
-        # system at every convolution, and they stay in cache from one block
-        # to the next. The results are the same images computed alone.
+        # system at every convolution. The results are the same images
+        # computed alone.
         step = self._chunk_size(blocks, x)
         if step >= x.shape[0]:
             for block in blocks:
