@@ -405,6 +405,12 @@ def test_deploy_runs_stages_over_slices_of_the_batch():
     assert calls == [5]
     with pytest.raises(ValueError, match='chunk_mib'):
         model.switch_to_deploy(chunk_mib=-1)
+    # Tracing (ONNX export) records whole batches: the traced graph serves
+    # another batch size.
+    with torch.no_grad():
+        traced = torch.jit.trace(model, x[:3], check_trace=False)
+        torch.testing.assert_close(
+            traced(x)[-1], whole[-1], rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize('channels_last', [False, True])
