@@ -23,9 +23,10 @@ def fuse_model(model, channels_last=True, chunk_mib=8):
         channels_last (bool): Also keep each VAN's weights and feature maps
             channels-last (oneDNN's fast layout on CPU); its inputs are
             converted on the way in.
-        chunk_mib (float): Without autograd, run each stage over slices of
-            the batch whose largest activation fits in this many MiB (see
-            :meth:`mmvan.models.VAN.switch_to_deploy`); 0 runs whole batches.
+        chunk_mib (float): On CPU without autograd, run each stage over
+            slices of the batch whose MLP hidden map fits in this many MiB
+            (see :meth:`mmvan.models.VAN.switch_to_deploy`); 0 runs whole
+            batches.
 
     Returns:
         int: The number of VAN backbones folded.

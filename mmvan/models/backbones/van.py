@@ -88,8 +88,10 @@ _MIN_BAND_ROWS = 8
 
 def _may_slice(x):
     """Whether the folded model may split ``x`` into slices or bands: only
-    for plain inference, where nothing records the shapes."""
-    return x.dim() == 4 and not (
+    for plain inference on CPU, where nothing records the shapes. (GPU
+    allocators cache their blocks, and slicing would only cut parallelism.)
+    """
+    return x.dim() == 4 and x.device.type == 'cpu' and not (
         torch.is_grad_enabled() or torch.jit.is_tracing()
         or torch.jit.is_scripting() or torch.compiler.is_compiling())
 
@@ -604,11 +606,11 @@ class VAN(BaseModule):
         eval mode (``model.eval()``) and stays so.
 
         Args:
-            chunk_mib (float): Without autograd, the folded model runs each
-                stage's blocks over slices of the batch whose MLP hidden map
-                fits in this many MiB (at least one image per slice), and
-                the MLP of an image larger than that over bands of rows.
-                This avoids re-allocating large buffers on every
+            chunk_mib (float): On CPU without autograd, the folded model
+                runs each stage's blocks over slices of the batch whose MLP
+                hidden map fits in this many MiB (at least one image per
+                slice), and the MLP of an image larger than that over bands
+                of rows. This avoids re-allocating large buffers on every
                 convolution; the outputs do not change. 0 runs whole
                 batches and images. Defaults to 8.
         """

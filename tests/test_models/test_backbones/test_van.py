@@ -405,6 +405,11 @@ def test_deploy_runs_stages_over_slices_of_the_batch():
     assert calls == [5]
     with pytest.raises(ValueError, match='chunk_mib'):
         model.switch_to_deploy(chunk_mib=-1)
+    # Only CPU tensors are sliced (other devices cache their memory).
+    from mmvan.models.backbones.van import _may_slice
+    with torch.no_grad():
+        assert _may_slice(x)
+        assert not _may_slice(x.to('meta'))
     # Tracing (ONNX export) records whole batches: the traced graph serves
     # another batch size.
     with torch.no_grad():
