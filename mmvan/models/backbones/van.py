@@ -266,12 +266,19 @@ class VANBlock(BaseModule):
     def _band_rows(self, x):
         """Rows of ``x`` per band of the folded MLP (all rows: no
         bands)."""
-        if not self.chunk_bytes or not _may_slice(x):
-            return x.shape[2]
-        per_row = (
-            self.mlp.fc1.out_channels * x.shape[0] * x.shape[3] *
-            x.element_size())
-        return max(_MIN_BAND_ROWS, int(self.chunk_bytes // max(per_row, 1)))
+        return self.units_in_budget(x[:, :, :1], x.shape[2], _MIN_BAND_ROWS)
+
+    def units_in_budget(self, unit, total, least):
+        """How many of ``total`` slices like ``unit`` (one image, or one row)
+        the folded block may take at once so that its MLP's hidden map fits
+        in ``chunk_bytes``; at least ``least``, and ``total`` when nothing
+        may be sliced."""
+        if not self.chunk_bytes or not _may_slice(unit):
+            return total
+        hidden = (
+            self.mlp.fc1.out_channels * (unit.numel() // unit.shape[1]) *
+            unit.element_size())
+        return max(least, self.chunk_bytes // max(hidden, 1))
 
     def forward(self, x):
         if self.with_cp and self.training and x.requires_grad:
@@ -442,7 +449,6 @@ class VAN(BaseModule):
         self.norm_eval = norm_eval
         self.with_cp = with_cp
         self.deploy = False
-        self.chunk_bytes = 0
 
         total = sum(self.depths)
         # Stochastic depth rises linearly from 0 to drop_path_rate.
@@ -570,19 +576,15 @@ class VAN(BaseModule):
 
     def _chunk_size(self, blocks, x):
         """How many images of ``x`` one pass through ``blocks`` takes."""
-        if not (self.deploy and self.chunk_bytes and len(blocks)):
+        if not (self.deploy and len(blocks)):
             return x.shape[0]
-        if not _may_slice(x):
-            return x.shape[0]
-        hidden = blocks[0].mlp.fc1.out_channels * x[0, 0].numel()
-        per_image = max(hidden * x.element_size(), 1)
-        return max(1, int(self.chunk_bytes // per_image))
+        return blocks[0].units_in_budget(x[:1], x.shape[0], 1)
 
     def _run_blocks(self, blocks, x):
         # The folded model has no batch statistics, so every image is
         # independent. Running a stage's blocks over slices of the batch
-        # keeps its widest activation (the MLP's hidden map) within
-        # ``chunk_bytes``: smaller buffers are reused by the memory
+        # keeps its widest activation (the MLP's hidden map) within the
+        # blocks' ``chunk_bytes``: smaller buffers are reused by the memory
         # allocator instead of being mapped, page-faulted and returned to the
         # system at every convolution. The results are the same images
         # computed alone.
@@ -616,20 +618,16 @@ class VAN(BaseModule):
         """
         if chunk_mib < 0:
             raise ValueError(f'chunk_mib must be >= 0, got {chunk_mib}.')
-        self.chunk_bytes = int(chunk_mib * 2**20)
-        for i in range(self.num_stages):
-            for block in self.stage_modules(i)[1]:
-                block.chunk_bytes = self.chunk_bytes
-        if self.deploy:
-            return self
-        if self.training:
+        if not self.deploy and self.training:
             raise RuntimeError(
                 'VAN.switch_to_deploy() folds BatchNorm running statistics '
                 'and is only valid for inference: call model.eval() first.')
         for i in range(self.num_stages):
             patch_embed, blocks, _ = self.stage_modules(i)
-            patch_embed.switch_to_deploy()
+            if not self.deploy:
+                patch_embed.switch_to_deploy()
             for block in blocks:
                 block.switch_to_deploy()
+                block.chunk_bytes = int(chunk_mib * 2**20)
         self.deploy = True
         return self

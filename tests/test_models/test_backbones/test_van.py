@@ -7,6 +7,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmvan.converters import convert_state_dict
 from mmvan.models import VAN
+from mmvan.models.backbones.van import VANBlock
 from mmvan.models.layers import LSKA_KERNELS
 
 TINY = dict(
@@ -341,6 +342,10 @@ def test_deploy_fusion_is_exact(attention, k):
     randomize_statistics(model)
     with pytest.raises(RuntimeError, match='model.eval'):
         model.switch_to_deploy()
+    # The refused call changed nothing: no slicing budget either.
+    assert not model.deploy
+    assert all(b.chunk_bytes == 0 for b in model.modules()
+               if isinstance(b, VANBlock))
     model.eval()
     x = torch.randn(2, 3, 75, 53)
     with torch.no_grad():
