@@ -102,10 +102,10 @@ def start_memory_window(device):
     import torch
     if device.startswith('cuda'):
         torch.cuda.reset_peak_memory_stats()
-        return torch.cuda.memory_allocated() / 2**20
-    from mmvan.utils.memory import current_rss_mb, reset_peak_rss
-    reset_peak_rss()
-    return current_rss_mb()
+    else:
+        from mmvan.utils.memory import reset_peak_rss
+        reset_peak_rss()
+    return memory_in_use(device)
 
 
 def build_backbones(args):
