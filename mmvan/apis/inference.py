@@ -16,6 +16,7 @@ import os.path as osp
 import numpy as np
 import torch
 
+from mmvan.utils.checkpoint import key_mismatches, safe_torch_load
 from mmvan.utils.cli import UserError, sync_bn_to_bn
 
 TASKS = {'mmpretrain': 'cls', 'mmdet': 'det', 'mmseg': 'seg'}
@@ -71,7 +72,6 @@ def load_image(img):
 
 
 def _state_dict_of(checkpoint):
-    from mmvan.utils.checkpoint import safe_torch_load
     ckpt = safe_torch_load(checkpoint, map_location='cpu')
     sd = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(sd, dict):
@@ -87,13 +87,10 @@ def load_weights(model, checkpoint, config=''):
     """Load ``checkpoint`` strictly into ``model``, or fail with a message
     that names what does not fit (another architecture, another task)."""
     sd, meta = _state_dict_of(checkpoint)
-    own = model.state_dict()
-    missing = [k for k in own if k not in sd]
-    unexpected = [k for k in sd if k not in own]
-    wrong = [
-        f'{k} {tuple(sd[k].shape)} vs {tuple(own[k].shape)}' for k in own
-        if k in sd and sd[k].shape != own[k].shape
-    ]
+    missing, unexpected, wrong = key_mismatches(sd, {
+        k: v.shape
+        for k, v in model.state_dict().items()
+    })
     if missing or unexpected or wrong:
         parts = []
         if wrong:

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 import torch
 
 from mmvan.models.layers import LKA_KERNELS, LSKA_KERNELS
-from mmvan.utils.checkpoint import CheckpointError, safe_torch_load
+from mmvan.utils.checkpoint import (CheckpointError, key_mismatches,
+                                    safe_torch_load)
 from .formats import FORMATS, FORMATS_BY_NAME
 
 STATE_DICT_KEYS = ('state_dict', 'model', 'state_dict_ema', 'module')
@@ -198,13 +199,7 @@ def build_reference(arch_info, out_norm_eps=1e-6, task='cls'):
 def check_keys(state_dict, expected_shapes):
     """Every converted key is a model key of the right shape, and every
     model key is produced."""
-    unexpected = [k for k in state_dict if k not in expected_shapes]
-    missing = [k for k in expected_shapes if k not in state_dict]
-    wrong = [
-        f'{k}: {tuple(v.shape)} vs {expected_shapes[k]}'
-        for k, v in state_dict.items()
-        if k in expected_shapes and tuple(v.shape) != expected_shapes[k]
-    ]
+    missing, unexpected, wrong = key_mismatches(state_dict, expected_shapes)
     problems = []
     if unexpected:
         problems.append(f'{len(unexpected)} source keys map to nothing in '

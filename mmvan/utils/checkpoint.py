@@ -114,6 +114,24 @@ def safe_torch_load(filename, map_location=None):
         raise
 
 
+def key_mismatches(state_dict, expected_shapes):
+    """Compare a state dict with the keys and shapes a model expects.
+
+    Returns:
+        tuple[list]: ``missing`` (expected keys not in ``state_dict``),
+        ``unexpected`` (keys of ``state_dict`` not expected) and ``wrong``
+        (``'key: (shape) vs (expected shape)'`` for keys in both).
+    """
+    missing = [k for k in expected_shapes if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in expected_shapes]
+    wrong = [
+        f'{k}: {tuple(v.shape)} vs {tuple(expected_shapes[k])}'
+        for k, v in state_dict.items()
+        if k in expected_shapes and tuple(v.shape) != tuple(expected_shapes[k])
+    ]
+    return missing, unexpected, wrong
+
+
 def _load_from_local(filename, map_location):
     return safe_torch_load(filename, map_location=map_location)
 
