@@ -4,7 +4,6 @@
     python tools/test.py configs/van/van-b_8xb128_in1k.py van-b.pth
 """
 import argparse
-import os
 import os.path as osp
 import sys
 import warnings
@@ -12,8 +11,6 @@ import warnings
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 # mmengine imports pkg_resources, which warns on every start.
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
-
-from mmengine.config import DictAction  # noqa: E402
 
 from mmvan.utils import cli  # noqa: E402
 
@@ -37,21 +34,8 @@ def parse_args(argv=None):
         action='store_true',
         help='evaluate the model as trained, without folding BatchNorms and '
         'layer scales (the folded model computes the same outputs)')
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override config settings')
-    parser.add_argument(
-        '--launcher',
-        choices=['none', 'pytorch', 'slurm', 'mpi'],
-        default='none',
-        help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args(argv)
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
-    return args
+    cli.add_launcher_args(parser)
+    return cli.parse_args(parser, argv)
 
 
 def merge_args(cfg, args):

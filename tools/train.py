@@ -14,8 +14,6 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 # mmengine imports pkg_resources, which warns on every start.
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
 
-from mmengine.config import DictAction  # noqa: E402
-
 from mmvan.utils import cli  # noqa: E402
 
 
@@ -50,21 +48,11 @@ def parse_args(argv=None):
         '--no-persistent-workers',
         action='store_true',
         help='do not keep data loader workers between epochs')
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override config settings, e.g. model.backbone.arch=b1')
-    parser.add_argument(
-        '--launcher',
-        choices=['none', 'pytorch', 'slurm', 'mpi'],
-        default='none',
-        help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args(argv)
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
-    return args
+    cli.add_launcher_args(
+        parser,
+        cfg_options_help='override config settings, '
+        'e.g. model.backbone.arch=b1')
+    return cli.parse_args(parser, argv)
 
 
 def merge_args(cfg, args):

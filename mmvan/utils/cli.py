@@ -28,6 +28,29 @@ _CONFIG_ERROR_PATTERNS = (
 )
 
 
+def add_launcher_args(parser, cfg_options_help='override config settings'):
+    """Add what train.py and test.py both take: ``--cfg-options``,
+    ``--launcher`` and ``--local-rank``; parse with :func:`parse_args`."""
+    from mmengine.config import DictAction
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction, help=cfg_options_help)
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+
+
+def parse_args(parser, argv=None):
+    """Parse ``argv``; ``--local-rank`` becomes ``LOCAL_RANK`` unless the
+    launcher has set it."""
+    args = parser.parse_args(argv)
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
+
+
 def _is_config_error(exc):
     if not isinstance(exc, (TypeError, KeyError, ValueError)):
         return False
