@@ -3,9 +3,13 @@
 from .utils.checkpoint import setup_safe_loading
 from .utils.config_path import register_config_package
 from .version import __version__, version_info
+from .zoo.loader import register_schemes
 
 # mmengine's own checkpoints load with torch's safe loader still on.
 setup_safe_loading()
+# ``mmvan://<name>`` and cached, checked http(s) downloads in every
+# mmengine checkpoint load (load_from, init_cfg of any model).
+register_schemes()
 
 # ``_base_ = 'mmvan::van/van-t_8xb128_in1k.py'`` in any config.
 register_config_package()

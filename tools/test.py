@@ -1,7 +1,12 @@
 # Copyright (c) mmvan contributors. All rights reserved.
 """Evaluate a checkpoint (classification, detection or segmentation).
 
-    python tools/test.py configs/van/van-b_8xb128_in1k.py van-b.pth
+    python tools/test.py configs/van/van-b2_8xb128_in1k.py van-b2.pth
+    python tools/test.py configs/van/van-b2_8xb128_in1k.py \
+        mmvan://van-b2_3rdparty_in1k
+
+The checkpoint may be a path, an URL or a zoo name, in any format mmvan
+converts; every tensor of the model must load.
 """
 import argparse
 import os.path as osp
@@ -18,7 +23,9 @@ from mmvan.utils import cli  # noqa: E402
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Test (and eval) a model')
     parser.add_argument('config', help='test config file path')
-    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument(
+        'checkpoint',
+        help='checkpoint: a file, an http(s):// URL or mmvan://<zoo name>')
     parser.add_argument('--work-dir', help='the dir to save the results')
     parser.add_argument(
         '--out', help='dump the predictions to a pickle (or json) file')
@@ -57,13 +64,15 @@ def merge_args(cfg, args):
 
 def main(argv=None):
     args = parse_args(argv)
-    if not osp.isfile(args.checkpoint):
-        raise cli.UserError(f'Checkpoint {args.checkpoint} does not exist.')
+    # A path, an URL or mmvan://<name>: fetched (once) before anything is
+    # built, so a wrong name fails at once.
+    from mmvan.zoo import resolve
+    resolve(args.checkpoint)
     cfg = cli.load_config(args.config, args.cfg_options)
     cfg = merge_args(cfg, args)
     cli.check_data(cfg, ['test_dataloader'])
 
-    from mmengine.runner import Runner
+    from mmvan.engine.runner import Runner
     runner = Runner.from_cfg(cfg)
     if not args.no_deploy and not args.tta:
         from mmvan.apis.deploy import DeployHook

@@ -96,7 +96,7 @@ def main(argv=None):
         raise cli.UserError(f'--resume: checkpoint {cfg.load_from} does not '
                             f'exist.')
 
-    from mmengine.runner import Runner
+    from mmvan.engine.runner import Runner
     before = set(os.listdir(cfg.work_dir)) if osp.isdir(cfg.work_dir) \
         else None
     try:

@@ -16,7 +16,6 @@ import os.path as osp
 import numpy as np
 import torch
 
-from mmvan.utils.checkpoint import key_mismatches, safe_torch_load
 from mmvan.utils.cli import UserError, sync_bn_to_bn
 
 TASKS = {'mmpretrain': 'cls', 'mmdet': 'det', 'mmseg': 'seg'}
@@ -71,44 +70,19 @@ def load_image(img):
     return np.ascontiguousarray(np.asarray(rgb)[..., ::-1])
 
 
-def _state_dict_of(checkpoint):
-    ckpt = safe_torch_load(checkpoint, map_location='cpu')
-    sd = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else None
-    if not isinstance(sd, dict):
-        raise UserError(f'{checkpoint} holds no state dict.')
-    meta = ckpt.get('meta', {}) if isinstance(ckpt, dict) else {}
-    return {
-        k[len('module.'):] if k.startswith('module.') else k: v
-        for k, v in sd.items()
-    }, meta
-
-
 def load_weights(model, checkpoint, config=''):
-    """Load ``checkpoint`` strictly into ``model``, or fail with a message
-    that names what does not fit (another architecture, another task)."""
-    sd, meta = _state_dict_of(checkpoint)
-    missing, unexpected, wrong = key_mismatches(sd, {
-        k: v.shape
-        for k, v in model.state_dict().items()
-    })
-    if missing or unexpected or wrong:
-        parts = []
-        if wrong:
-            parts.append(f'{len(wrong)} shapes differ (e.g. {wrong[0]})')
-        if missing:
-            parts.append(f'{len(missing)} model weights missing (e.g. '
-                         f'{missing[0]})')
-        if unexpected:
-            parts.append(f'{len(unexpected)} unexpected weights (e.g. '
-                         f'{unexpected[0]})')
-        arch = meta.get('arch') if isinstance(meta, dict) else None
-        hint = f' The checkpoint says arch={arch}.' if arch else ''
-        raise UserError(
-            f'Checkpoint {checkpoint} does not fit config {config}: '
-            f'{"; ".join(parts)}. Is it for another architecture or '
-            f'task?{hint}')
-    model.load_state_dict(sd, strict=True)
-    return meta
+    """Load ``checkpoint`` (a path, an URL or ``mmvan://<name>``, in any
+    format mmvan converts) strictly into ``model``, or fail with a
+    :class:`~mmvan.zoo.WeightsMismatchError` that names what does not fit
+    (another architecture, another task).
+
+    Returns:
+        dict: the checkpoint's ``meta``.
+    """
+    from mmvan.zoo import load_weights as zoo_load_weights
+    what = f'the model of config {config}' if config else 'the model'
+    report = zoo_load_weights(model, checkpoint, strict=True, what=what)
+    return report['meta']
 
 
 def init_model(config,

@@ -100,6 +100,10 @@ def _clean_build_message(text):
     return text.splitlines()[0] if text else text
 
 
+# Top-level settings a config may leave out that the tools still read.
+RUNTIME_KEYS = ('work_dir', 'load_from', 'load_from_strict', 'resume')
+
+
 def load_config(path, cfg_options=None):
     """``Config.fromfile`` with clear errors, then ``--cfg-options``.
 
@@ -126,7 +130,7 @@ def load_config(path, cfg_options=None):
     if cfg_options:
         for key in cfg_options:
             top = key.split('.', 1)[0]
-            if top not in cfg:
+            if top not in cfg and top not in RUNTIME_KEYS:
                 close = difflib.get_close_matches(top, list(cfg.keys()), n=3)
                 hint = f' Did you mean: {", ".join(close)}?' if close else ''
                 raise UserError(
@@ -270,7 +274,10 @@ def check_pretrained(cfg):
             for item in inits:
                 if isinstance(item, dict) and item.get('type') == 'Pretrained':
                     ckpt = item.get('checkpoint')
-                    if isinstance(ckpt, str) and not re.match(
+                    if isinstance(ckpt, str) and ckpt.startswith('mmvan://'):
+                        from mmvan.zoo import find_model
+                        find_model(ckpt[len('mmvan://'):])
+                    elif isinstance(ckpt, str) and not re.match(
                             r'\w+://', ckpt) and not osp.isfile(ckpt):
                         missing.append(ckpt)
             for value in node.values():
@@ -282,12 +289,12 @@ def check_pretrained(cfg):
     visit(cfg.get('model', {}))
     if missing:
         raise UserError(
-            f'pretrained checkpoint {missing[0]} not found. Convert the '
-            f'ImageNet weights with tools/model_converters/van2mmvan.py '
-            f'(classifier or --task backbone) and save them there, point '
-            f'to them with --cfg-options '
-            f'model.backbone.init_cfg.checkpoint=PATH, or train from '
-            f'scratch with --cfg-options model.backbone.init_cfg=None.')
+            f'pretrained checkpoint {missing[0]} not found. Point the '
+            f'backbone at a file, an URL or a zoo name with --cfg-options '
+            f'model.backbone.init_cfg.checkpoint=mmvan://NAME (any known '
+            f'format loads; mmvan.apis.list_models() lists the names), or '
+            f'train from scratch with --cfg-options '
+            f'model.backbone.init_cfg=None.')
 
 
 def apply_device_fallbacks(cfg, launcher='none', amp=False):

@@ -359,8 +359,13 @@ class VAN(BaseModule):
         layer_scale_init_value (float): Defaults to 1e-2.
         with_cp (bool): Activation checkpointing in every block. Defaults to
             False.
+        pretrained (str, optional): A checkpoint reference; the same as
+            ``init_cfg=dict(type='Pretrained', checkpoint=pretrained)``
+            (mmseg's segmentors pass it). Defaults to None.
         init_cfg (dict, optional): e.g. ``dict(type='Pretrained',
-            checkpoint=..., prefix='backbone.')``.
+            checkpoint='mmvan://van-b0_3rdparty_in1k')``: a path, an URL
+            or a zoo name, in any format mmvan converts, checked key by key
+            (add ``strict=False`` to load only what fits).
 
     Examples:
         >>> import torch
@@ -427,7 +432,14 @@ class VAN(BaseModule):
                  out_norm_cfg=dict(type='LN', eps=1e-6),
                  layer_scale_init_value=1e-2,
                  with_cp=False,
+                 pretrained=None,
                  init_cfg=None):
+        if pretrained is not None:
+            # mmseg's segmentors hand ``pretrained=`` to their backbone.
+            if init_cfg is not None:
+                raise ValueError('VAN: give pretrained or init_cfg, not '
+                                 'both.')
+            init_cfg = dict(type='Pretrained', checkpoint=pretrained)
         super().__init__(init_cfg=init_cfg)
         self.arch_settings = self._parse_arch(arch)
         attention = str(attention).lower()
@@ -513,24 +525,37 @@ class VAN(BaseModule):
         return tuple(sorted(set(parsed)))
 
     def init_weights(self):
-        """Initialise as the official code does, then apply ``init_cfg``
-        (e.g. load a pretrained checkpoint)."""
+        """Initialise as the official code does, or load ``init_cfg``'s
+        pretrained checkpoint.
+
+        ``dict(type='Pretrained', checkpoint=REF)`` takes a path, an URL or
+        a zoo name (``mmvan://van-b0_3rdparty_in1k``) in any checkpoint
+        format mmvan converts; every backbone tensor must arrive with its
+        shape unless ``strict=False`` is added (see
+        :func:`mmvan.zoo.load_pretrained`).
+        """
         pretrained = (
             isinstance(self.init_cfg, dict)
             and self.init_cfg.get('type') == 'Pretrained')
-        if not pretrained:
-            for m in self.modules():
-                if isinstance(m, nn.Linear):
-                    trunc_normal_(m.weight, std=.02)
-                    if m.bias is not None:
-                        nn.init.zeros_(m.bias)
-                elif isinstance(m, nn.Conv2d):
-                    fan_out = (
-                        m.kernel_size[0] * m.kernel_size[1] * m.out_channels //
-                        m.groups)
-                    nn.init.normal_(m.weight, 0, (2.0 / fan_out)**0.5)
-                    if m.bias is not None:
-                        nn.init.zeros_(m.bias)
+        if pretrained:
+            if getattr(self, '_is_init', False):
+                return
+            from mmvan.zoo.loader import load_pretrained
+            load_pretrained(self, self.init_cfg)
+            self._is_init = True
+            return
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                trunc_normal_(m.weight, std=.02)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Conv2d):
+                fan_out = (
+                    m.kernel_size[0] * m.kernel_size[1] * m.out_channels //
+                    m.groups)
+                nn.init.normal_(m.weight, 0, (2.0 / fan_out)**0.5)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
         super().init_weights()
 
     def stage_modules(self, i):

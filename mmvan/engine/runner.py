@@ -1,0 +1,40 @@
+# Copyright (c) mmvan contributors. All rights reserved.
+"""mmengine's Runner with mmvan's checked weight loading for ``load_from``.
+
+``load_from`` (and ``tools/test.py CONFIG CKPT``) takes a path, an URL or
+``mmvan://<name>`` in any checkpoint format mmvan converts, and every tensor
+of the model must arrive with its shape (a classification head of another
+class count excepted). ``load_from_strict=False`` in the config loads only
+what fits and logs the counts. ``--resume`` is mmengine's as it is.
+"""
+from mmengine.model import is_model_wrapper
+from mmengine.runner import Runner as MMEngineRunner
+
+
+class Runner(MMEngineRunner):
+    """:class:`mmengine.runner.Runner` whose ``load_checkpoint`` goes
+    through :func:`mmvan.zoo.load_weights`."""
+
+    def load_checkpoint(self,
+                        filename,
+                        map_location='cpu',
+                        strict=None,
+                        revise_keys=None):
+        from mmvan.zoo.loader import check_and_load, load_source_weights
+        from mmvan.zoo.loader import _van_prefix
+        if strict is None:
+            strict = bool(self.cfg.get('load_from_strict', True))
+        model = self.model.module if is_model_wrapper(self.model) else \
+            self.model
+        source = load_source_weights(filename)
+        checkpoint = dict(state_dict=source.state_dict, meta=source.meta)
+        self.call_hook('after_load_checkpoint', checkpoint=checkpoint)
+        check_and_load(
+            model,
+            source,
+            prefix=_van_prefix(model),
+            strict=strict,
+            what='the model',
+            logger=self.logger.instance_name)
+        self._has_loaded = True
+        return checkpoint

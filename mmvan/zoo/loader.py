@@ -1,0 +1,412 @@
+# Copyright (c) mmvan contributors. All rights reserved.
+"""One loader for every checkpoint reference.
+
+A reference is a local path, an ``http(s)://`` URL or a zoo name
+``mmvan://<name>``. The file may be in any format that
+:mod:`mmvan.converters` knows (official VAN / LSKA, official segmentation,
+the LSKA repository's, mmpretrain / mmcls, HF transformers ``.bin`` or
+``.safetensors``, mmvan); it is converted in memory and every tensor is
+checked against the model it is loaded into:
+
+- a missing key, an unexpected key of the model's part or a shape mismatch
+  is a :class:`WeightsMismatchError` naming the first keys and the
+  architecture the checkpoint holds, unless ``strict=False`` (then what fits
+  is loaded and the counts are logged as a warning);
+- a classification head with another number of classes (fine-tuning 1k ->
+  another data set) is the one expected difference: it is left at its
+  initialisation and reported in one line.
+
+:func:`register_schemes` makes mmengine's ``CheckpointLoader`` use this for
+``mmvan://`` and ``http(s)://``, so ``load_from`` and ``init_cfg`` of any
+OpenMMLab model resolve zoo names and download with the same cache.
+"""
+import os
+import os.path as osp
+import re
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+import torch
+
+from mmvan.utils.checkpoint import CheckpointError, key_mismatches
+from mmvan.utils.download import cached_path, download
+from .index import find_by_url, find_model
+
+ZOO_PREFIX = 'mmvan://'
+MIRROR_ENV = 'MMVAN_ZOO_MIRROR'
+# The classifier's head: its class count may differ from the checkpoint's.
+HEAD_KEYS = re.compile(r'(^|\.)head\.fc\.(weight|bias)$')
+
+
+class WeightsMismatchError(CheckpointError):
+    """A checkpoint's tensors do not fit the model they are loaded into."""
+
+
+def is_url(ref):
+    return isinstance(ref, str) and ref.startswith(('http://', 'https://'))
+
+
+def _mirror_location(info):
+    """Where ``MMVAN_ZOO_MIRROR`` keeps the file of ``info`` (a local path
+    or a URL), or None without a mirror."""
+    mirror = os.environ.get(MIRROR_ENV)
+    if not mirror:
+        return None
+    if mirror.startswith('file://'):
+        mirror = mirror[len('file://'):]
+    if is_url(mirror):
+        return mirror.rstrip('/') + '/' + info.file_name
+    return osp.join(osp.expanduser(mirror), info.file_name)
+
+
+def resolve(ref, progress=True):
+    """A local file for ``ref``, downloading it if needed.
+
+    Returns:
+        tuple: ``(path, info)``; ``info`` is the zoo entry
+        (:class:`~mmvan.zoo.index.ModelInfo`) or None.
+    """
+    ref = str(ref)
+    if ref.startswith(ZOO_PREFIX):
+        info = find_model(ref[len(ZOO_PREFIX):])
+        mirrored = _mirror_location(info)
+        if mirrored is not None and not is_url(mirrored):
+            if not osp.isfile(mirrored):
+                raise CheckpointError(
+                    f'{ref}: the mirror {os.environ[MIRROR_ENV]} '
+                    f'({MIRROR_ENV}) has no {info.file_name}. Copy it there '
+                    f'from {info.weights}.')
+            return mirrored, info
+        if not info.weights:
+            raise CheckpointError(f'{ref}: the zoo lists no weights for it.')
+        cached = cached_path(info.weights, info.file)
+        if osp.isfile(cached):
+            return cached, info
+        if mirrored is None and info.download != 'direct':
+            raise CheckpointError(
+                f'{ref}: the release is a share page ({info.weights}) that '
+                f'cannot be downloaded by a program. Download '
+                f'{info.file_name} there by hand and save it as {cached}, '
+                f'or put it in a folder named by {MIRROR_ENV}.')
+        if mirrored is not None:
+            # A mirrored file is cached under the canonical URL's key, so a
+            # later run without the mirror finds it.
+            path = download(
+                mirrored,
+                sha256=info.sha256,
+                file_name=info.file,
+                progress=progress)
+            if not osp.isfile(cached):
+                os.makedirs(osp.dirname(cached), exist_ok=True)
+                try:
+                    os.link(path, cached)
+                except OSError:
+                    pass
+            return path, info
+        return download(
+            info.weights,
+            sha256=info.sha256,
+            file_name=info.file,
+            progress=progress), info
+    if is_url(ref):
+        info = find_by_url(ref)
+        sha = info.sha256 if info else None
+        return download(
+            ref,
+            sha256=sha,
+            file_name=info.file if info else None,
+            progress=progress), info
+    path = osp.expanduser(ref)
+    if not osp.isfile(path):
+        raise CheckpointError(
+            f'Checkpoint {ref} does not exist. Give a file, an http(s):// '
+            f'URL or a zoo name such as mmvan://van-b0_3rdparty_in1k '
+            f'(mmvan.apis.list_models() lists them).')
+    return path, None
+
+
+def read_checkpoint(path):
+    """The object stored in ``path``: a ``.safetensors`` file as a dict of
+    tensors, anything else through torch's safe loader."""
+    if str(path).endswith('.safetensors'):
+        try:
+            from safetensors.torch import load_file
+        except ImportError:
+            raise CheckpointError(
+                f'{path} is a safetensors file; install safetensors '
+                f'(pip install safetensors) to read it.') from None
+        try:
+            return load_file(str(path), device='cpu')
+        except Exception as e:  # noqa: B902 - safetensors raises its own
+            raise CheckpointError(
+                f'Checkpoint {path} is truncated or not a safetensors file '
+                f'({e}). Download or copy it again.') from None
+    from mmvan.converters.engine import load_source
+    return load_source(path)
+
+
+@dataclass
+class SourceWeights:
+    """A checkpoint's tensors in mmvan's scheme (``backbone.*`` with the
+    official names, ``head.fc.*``; other parts such as ``neck.*`` or
+    ``decode_head.*`` as they were)."""
+    state_dict: 'OrderedDict[str, torch.Tensor]'
+    source_format: str = None
+    meta: dict = field(default_factory=dict)
+    ref: str = ''
+
+    def describe_arch(self):
+        """``'VAN-b1 (lka, k21)'`` from the backbone tensors, or ''."""
+        from mmvan.converters.engine import infer_arch
+        try:
+            info = infer_arch(self.state_dict)
+        except Exception:  # noqa: B902 - not a VAN checkpoint
+            return ''
+        arch = info['arch']
+        if not isinstance(arch, str):
+            arch = f'custom {arch}'
+        return f'VAN-{arch} ({info["attention"]}, k{info["kernel_size"]})'
+
+
+def _strip_module(sd):
+    return OrderedDict(
+        (k[len('module.'):] if k.startswith('module.') else k, v)
+        for k, v in sd.items())
+
+
+def to_mmvan(state_dict, meta=None):
+    """Convert a state dict of a known VAN format into mmvan's scheme.
+
+    Returns:
+        tuple: ``(state_dict, format name)``; the dict is returned as it is
+        with format None when no VAN format is recognised.
+    """
+    from mmvan.converters import FORMATS_BY_NAME, ConversionError
+    from mmvan.converters.engine import (_strip, detect_format, rename_keys)
+    from mmvan.converters.formats import DENSE_HEADS
+    try:
+        fmt = detect_format(state_dict.keys(), meta)
+    except ConversionError:
+        return OrderedDict(state_dict), None
+    spec = FORMATS_BY_NAME[fmt]
+    renamed, dropped = rename_keys(state_dict, spec, task='cls')
+    for key in dropped:
+        # Necks and dense heads are not the backbone's: keep them for
+        # whole-model loads (detectors, segmentors).
+        short = _strip(key, spec.prefixes)
+        if re.search(DENSE_HEADS, short) and short not in renamed:
+            renamed[short] = state_dict[key]
+    return renamed, fmt
+
+
+def load_source_weights(ref, progress=True):
+    """Resolve, read and convert ``ref``; see :class:`SourceWeights`."""
+    from mmvan.converters.engine import extract_state_dict
+    from mmvan.converters import ConversionError
+    path, info = resolve(ref, progress=progress)
+    checkpoint = read_checkpoint(path)
+    try:
+        sd = extract_state_dict(checkpoint)
+    except ConversionError as e:
+        raise CheckpointError(f'{ref}: {e}') from None
+    meta = checkpoint.get('meta', {}) if isinstance(checkpoint, dict) else {}
+    if not isinstance(meta, dict):
+        meta = {}
+    sd, fmt = to_mmvan(_strip_module(sd), meta)
+    return SourceWeights(sd, fmt, meta, str(ref))
+
+
+def _fit(source, target_shapes, prefix):
+    """Map the source tensors onto the target's keys.
+
+    ``prefix`` is where the VAN backbone sits in the target: ``''`` for a
+    bare backbone, ``'backbone.'`` for a classifier, detector or segmentor.
+    Returns ``(tensors, ignored)``; ``ignored`` counts source tensors that
+    belong to parts a bare backbone does not have (a head, a neck).
+    """
+    tensors, ignored = OrderedDict(), []
+    for key, value in source.state_dict.items():
+        if source.source_format is None:
+            tensors[key] = value
+        elif key.startswith('backbone.'):
+            tensors[prefix + key[len('backbone.'):]] = value
+        elif prefix == '':
+            ignored.append(key)
+        else:
+            tensors[key] = value
+    return tensors, ignored
+
+
+def _first(keys, n=3):
+    shown = ', '.join(str(k) for k in keys[:n])
+    return shown + (', ...' if len(keys) > n else '')
+
+
+def check_and_load(module,
+                   source,
+                   prefix='',
+                   strict=True,
+                   what=None,
+                   logger='current'):
+    """Load ``source`` (:class:`SourceWeights`) into ``module``.
+
+    Returns:
+        dict: ``loaded``, ``total`` (tensors of the module), ``missing``,
+        ``unexpected``, ``mismatched`` key lists and ``head`` (a note when a
+        head of another class count was left out).
+
+    Raises:
+        WeightsMismatchError: with ``strict`` when anything does not fit.
+    """
+    from mmengine.logging import print_log
+    target = module.state_dict()
+    shapes = OrderedDict((k, tuple(v.shape)) for k, v in target.items())
+    tensors, ignored = _fit(source, shapes, prefix)
+    head_note = ''
+    for key in [k for k in tensors if HEAD_KEYS.search(k)]:
+        if key in shapes and tuple(tensors[key].shape) != shapes[key] and \
+                tensors[key].shape[1:] == target[key].shape[1:]:
+            head_note = (f'head: the checkpoint has {tensors[key].shape[0]} '
+                         f'classes, the model {shapes[key][0]}; the head '
+                         f'keeps its initialisation.')
+            del tensors[key]
+            shapes.pop(key)
+    missing, unexpected, wrong = key_mismatches(tensors, shapes)
+    what = what or type(module).__name__
+    fmt = source.source_format or 'unrecognised'
+    report = dict(
+        loaded=0,
+        total=len(target),
+        missing=missing,
+        unexpected=unexpected,
+        mismatched=wrong,
+        head=head_note,
+        ignored=ignored,
+        format=fmt)
+    problems = []
+    if wrong:
+        problems.append(f'{len(wrong)} shapes differ ({_first(wrong)})')
+    if missing:
+        problems.append(f'{len(missing)} of the model\'s {len(target)} '
+                        f'tensors are not in the checkpoint '
+                        f'({_first(missing)})')
+    if unexpected:
+        problems.append(f'{len(unexpected)} checkpoint tensors are not in '
+                        f'the model ({_first(unexpected)})')
+    if problems and strict:
+        held = source.describe_arch()
+        hint = f' The checkpoint holds {held};' if held else ''
+        model_arch = getattr(module, 'arch_settings', None)
+        if model_arch is None and hasattr(module, 'backbone'):
+            model_arch = getattr(module.backbone, 'arch_settings', None)
+        if model_arch is not None:
+            hint += f' the model has embed_dims {model_arch["embed_dims"]}, '
+            hint += f'depths {model_arch["depths"]}.'
+        raise WeightsMismatchError(
+            f'{source.ref} ({fmt} format) does not fit {what}: '
+            f'{"; ".join(problems)}.{hint} Is it for another architecture '
+            f'or task? To load only what fits, set strict=False (e.g. '
+            f'init_cfg=dict(type=\'Pretrained\', checkpoint=..., '
+            f'strict=False)).')
+    fitting = OrderedDict(
+        (k, v) for k, v in tensors.items()
+        if k in shapes and tuple(v.shape) == shapes[k])
+    module.load_state_dict(fitting, strict=False)
+    report['loaded'] = len(fitting)
+    if problems:
+        print_log(
+            f'Loaded {len(fitting)} of {len(target)} tensors of {what} from '
+            f'{source.ref} ({fmt} format), strict=False: '
+            f'{"; ".join(problems)}.',
+            logger=logger,
+            level=30)
+    else:
+        print_log(
+            f'Loaded {len(fitting)} of {len(target)} tensors of {what} from '
+            f'{source.ref} ({fmt} format).',
+            logger=logger)
+    if head_note:
+        print_log(head_note, logger=logger)
+    return report
+
+
+def load_pretrained(backbone, init_cfg, logger='current'):
+    """Apply ``init_cfg=dict(type='Pretrained', checkpoint=...)`` to a VAN
+    backbone: any reference, any known format, checked key by key.
+
+    ``prefix`` is honoured for checkpoints of no known VAN format (as
+    mmengine does); known formats are mapped by the converter, which knows
+    where their backbone is. ``strict`` (default True) refuses partial
+    loads.
+    """
+    ref = init_cfg.get('checkpoint')
+    if not ref:
+        raise CheckpointError(
+            "init_cfg type='Pretrained' needs a checkpoint (a path, an URL "
+            'or mmvan://<name>).')
+    source = load_source_weights(ref)
+    if source.source_format is None and init_cfg.get('prefix'):
+        p = init_cfg['prefix']
+        p = p if p.endswith('.') else p + '.'
+        source.state_dict = OrderedDict(
+            (k[len(p):], v) for k, v in source.state_dict.items()
+            if k.startswith(p))
+    return check_and_load(
+        backbone,
+        source,
+        prefix='',
+        strict=init_cfg.get('strict', True),
+        what='the VAN backbone',
+        logger=logger)
+
+
+def _van_prefix(model):
+    """Where the VAN backbone sits in ``model``'s state dict."""
+    from mmvan.models.backbones.van import VAN
+    if isinstance(model, VAN):
+        return ''
+    for name, sub in model.named_modules():
+        if isinstance(sub, VAN):
+            return name + '.'
+    return 'backbone.'
+
+
+def load_weights(model, ref, strict=True, what='the model', logger='current'):
+    """Load a whole-model checkpoint (``load_from``, ``tools/test.py``,
+    :func:`mmvan.apis.init_model`): any reference and known format.
+
+    Returns:
+        dict: the report of :func:`check_and_load` with ``meta`` added.
+    """
+    source = load_source_weights(ref)
+    report = check_and_load(
+        model,
+        source,
+        prefix=_van_prefix(model),
+        strict=strict,
+        what=what,
+        logger=logger)
+    report['meta'] = source.meta
+    return report
+
+
+def _scheme_zoo(filename, map_location=None):
+    """mmengine ``CheckpointLoader`` scheme for ``mmvan://``: the zoo file,
+    converted into mmvan's scheme."""
+    source = load_source_weights(filename)
+    return dict(state_dict=source.state_dict, meta=source.meta)
+
+
+def _scheme_http(filename, map_location=None):
+    """mmengine ``CheckpointLoader`` scheme for ``http(s)://``: downloaded
+    once with a temporary file and a completeness check, loaded safely."""
+    path, _ = resolve(filename)
+    return read_checkpoint(path)
+
+
+def register_schemes():
+    from mmengine.runner.checkpoint import CheckpointLoader
+    CheckpointLoader.register_scheme(
+        prefixes=ZOO_PREFIX, loader=_scheme_zoo, force=True)
+    CheckpointLoader.register_scheme(
+        prefixes=('http://', 'https://'), loader=_scheme_http, force=True)
