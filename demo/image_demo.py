@@ -1,7 +1,7 @@
 # Copyright (c) mmvan contributors. All rights reserved.
 """Run a VAN model on one image, print the prediction and draw it.
 
-    python demo/image_demo.py demo/cat.jpg configs/van/van-t_8xb128_in1k.py \
+    python demo/image_demo.py demo/cat.jpg configs/van/van-b0_8xb128_in1k.py \
         van-t.pth --out-file cat_pred.png
 
 Classifiers: the top-5 labels are written on the image. Detectors: boxes

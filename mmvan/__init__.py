@@ -11,7 +11,7 @@ setup_safe_loading()
 # mmengine checkpoint load (load_from, init_cfg of any model).
 register_schemes()
 
-# ``_base_ = 'mmvan::van/van-t_8xb128_in1k.py'`` in any config.
+# ``_base_ = 'mmvan::van/van-b0_8xb128_in1k.py'`` in any config.
 register_config_package()
 
 __all__ = ['__version__', 'version_info']

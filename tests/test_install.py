@@ -17,7 +17,7 @@ def test_all_libraries_import_together():
 def test_mmvan_config_inheritance(tmp_path):
     """``_base_ = 'mmvan::...'`` resolves from outside the repository."""
     cfg = tmp_path / 'my_van.py'
-    cfg.write_text("_base_ = 'mmvan::van/van-t_8xb128_in1k.py'\n"
+    cfg.write_text("_base_ = 'mmvan::van/van-b0_8xb128_in1k.py'\n"
                    "model = dict(backbone=dict(arch='b1'))\n")
     code = ('import mmvan\n'
             'from mmengine.config import Config\n'

@@ -29,7 +29,7 @@ warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
 TASKS = {
     'cls':
     dict(
-        config='configs/van/van-t_demo.py',
+        config='configs/van/van-b0_demo.py',
         data_root='data/demo_cls',
         maker='make_classification_demo',
         metric='accuracy/top1',

@@ -1,8 +1,8 @@
 # Copyright (c) mmvan contributors. All rights reserved.
 """Train a model from a config (classification, detection or segmentation).
 
-    python tools/train.py configs/van/van-b_8xb128_in1k.py
-    bash tools/dist_train.sh configs/van/van-b_8xb128_in1k.py 8
+    python tools/train.py configs/van/van-b2_8xb128_in1k.py
+    bash tools/dist_train.sh configs/van/van-b2_8xb128_in1k.py 8
 """
 import argparse
 import os

@@ -1,5 +1,6 @@
 # Mask R-CNN with a VAN-b0 backbone, 1x schedule on COCO. The backbone starts
-# from the ImageNet weights converted by tools/model_converters/van2mmvan.py.
+# from the released ImageNet weights (a zoo name: downloaded, checked and
+# converted on first use; see configs/van/README.md for mirrors).
 _base_ = 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py'
 
 model = dict(
@@ -12,7 +13,7 @@ model = dict(
         norm_cfg=dict(type='SyncBN', requires_grad=True),
         init_cfg=dict(
             type='Pretrained',
-            checkpoint='checkpoints/van-b0_in1k.pth',
+            checkpoint='mmvan://van-b0_3rdparty_in1k',
             prefix='backbone.')),
     neck=dict(in_channels=[32, 64, 160, 256]))
 

@@ -1,6 +1,6 @@
 # RetinaNet with a VAN-b0 backbone, 1x schedule on COCO. The backbone starts
-# from the ImageNet weights converted by tools/model_converters/van2mmvan.py
-# (classifier or --task backbone checkpoint; only backbone.* is read).
+# from the released ImageNet weights (a zoo name: downloaded, checked and
+# converted on first use; see configs/van/README.md for mirrors).
 _base_ = 'mmdet::retinanet/retinanet_r50_fpn_1x_coco.py'
 
 model = dict(
@@ -13,7 +13,7 @@ model = dict(
         norm_cfg=dict(type='SyncBN', requires_grad=True),
         init_cfg=dict(
             type='Pretrained',
-            checkpoint='checkpoints/van-b0_in1k.pth',
+            checkpoint='mmvan://van-b0_3rdparty_in1k',
             prefix='backbone.')),
     # Stages 2-4 feed the pyramid; two extra levels come from the input of
     # the top level, as in the pyramid-backbone RetinaNet recipes.

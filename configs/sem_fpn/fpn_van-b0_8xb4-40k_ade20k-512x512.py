@@ -1,5 +1,5 @@
 # Semantic FPN with a VAN-b0 backbone on ADE20K, 40k iterations, total batch
-# 32 (8 GPUs x 4). The backbone starts from the converted ImageNet weights.
+# 32 (8 GPUs x 4). The backbone starts from the released ImageNet weights.
 _base_ = [
     'mmseg::_base_/models/fpn_r50.py', 'mmseg::_base_/datasets/ade20k.py',
     'mmseg::_base_/default_runtime.py',
@@ -21,7 +21,7 @@ model = dict(
         out_norm_cfg=dict(type='LN', eps=1e-5),
         init_cfg=dict(
             type='Pretrained',
-            checkpoint='checkpoints/van-b0_in1k.pth',
+            checkpoint='mmvan://van-b0_3rdparty_in1k',
             prefix='backbone.')),
     neck=dict(in_channels=[32, 64, 160, 256], out_channels=256, num_outs=4),
     decode_head=dict(channels=128, num_classes=150))

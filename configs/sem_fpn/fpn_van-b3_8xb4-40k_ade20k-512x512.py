@@ -4,5 +4,5 @@ model = dict(
     backbone=dict(
         arch='b3',
         drop_path_rate=0.3,
-        init_cfg=dict(checkpoint='checkpoints/van-b3_in1k.pth')),
+        init_cfg=dict(checkpoint='mmvan://van-b3_3rdparty_in1k')),
     neck=dict(in_channels=[64, 128, 320, 512]))

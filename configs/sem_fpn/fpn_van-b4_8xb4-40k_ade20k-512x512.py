@@ -4,5 +4,5 @@ model = dict(
     backbone=dict(
         arch='b4',
         drop_path_rate=0.4,
-        init_cfg=dict(checkpoint='checkpoints/van-b4_in1k.pth')),
+        init_cfg=dict(checkpoint='mmvan://van-b4_3rdparty_in1k')),
     neck=dict(in_channels=[64, 128, 320, 512]))

@@ -20,7 +20,7 @@ model = dict(
         out_norm_cfg=dict(type='LN', eps=1e-5),
         init_cfg=dict(
             type='Pretrained',
-            checkpoint='checkpoints/van-b0_in1k.pth',
+            checkpoint='mmvan://van-b0_3rdparty_in1k',
             prefix='backbone.')),
     decode_head=dict(
         in_channels=[32, 64, 160, 256],

@@ -4,6 +4,6 @@ model = dict(
     backbone=dict(
         arch='b3',
         drop_path_rate=0.3,
-        init_cfg=dict(checkpoint='checkpoints/van-b3_in1k.pth')),
+        init_cfg=dict(checkpoint='mmvan://van-b3_3rdparty_in1k')),
     decode_head=dict(in_channels=[64, 128, 320, 512]),
     auxiliary_head=dict(in_channels=320))

@@ -4,6 +4,6 @@ model = dict(
     backbone=dict(
         arch='b4',
         drop_path_rate=0.4,
-        init_cfg=dict(checkpoint='checkpoints/van-b4_in1k.pth')),
+        init_cfg=dict(checkpoint='mmvan://van-b4_3rdparty_in1k')),
     decode_head=dict(in_channels=[64, 128, 320, 512]),
     auxiliary_head=dict(in_channels=320))

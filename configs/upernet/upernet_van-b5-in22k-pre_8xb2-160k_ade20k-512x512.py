@@ -4,6 +4,6 @@ model = dict(
     backbone=dict(
         arch='b5',
         drop_path_rate=0.4,
-        init_cfg=dict(checkpoint='checkpoints/van-b5_in22k.pth')),
+        init_cfg=dict(checkpoint='mmvan://van-b5_3rdparty_in22k')),
     decode_head=dict(in_channels=[96, 192, 480, 768]),
     auxiliary_head=dict(in_channels=480))

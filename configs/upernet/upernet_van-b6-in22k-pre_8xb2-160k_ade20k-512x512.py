@@ -4,6 +4,6 @@ model = dict(
     backbone=dict(
         arch='b6',
         drop_path_rate=0.5,
-        init_cfg=dict(checkpoint='checkpoints/van-b6_in22k.pth')),
+        init_cfg=dict(checkpoint='mmvan://van-b6_3rdparty_in22k')),
     decode_head=dict(in_channels=[96, 192, 384, 768]),
     auxiliary_head=dict(in_channels=384))

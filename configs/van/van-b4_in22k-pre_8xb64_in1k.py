@@ -1,6 +1,5 @@
-# Fine-tune ImageNet-22k weights on ImageNet-1k at 224. Convert the 22k
-# checkpoint first (tools/model_converters/van2mmvan.py --task backbone) and
-# point the backbone's init_cfg at it.
+# Fine-tune ImageNet-22k weights on ImageNet-1k at 224. The backbone starts
+# from the released 22k weights (zoo name; the 21k-class head is not used).
 _base_ = [
     '../_base_/models/van/van_classifier.py',
     '../_base_/datasets/imagenet_bs128_van_224.py',
@@ -14,7 +13,7 @@ model = dict(
         drop_path_rate=0.2,
         init_cfg=dict(
             type='Pretrained',
-            checkpoint='checkpoints/van-b4_in22k_backbone.pth',
+            checkpoint='mmvan://van-b4_3rdparty_in22k',
             prefix='backbone.')),
     head=dict(in_channels=512),
     # no Mixup / CutMix when fine-tuning

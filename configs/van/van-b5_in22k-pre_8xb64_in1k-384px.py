@@ -5,5 +5,5 @@ model = dict(
     backbone=dict(
         arch='b5',
         drop_path_rate=0.3,
-        init_cfg=dict(checkpoint='checkpoints/van-b5_in22k_backbone.pth')),
+        init_cfg=dict(checkpoint='mmvan://van-b5_3rdparty_in22k')),
     head=dict(in_channels=768))

@@ -5,5 +5,5 @@ model = dict(
     backbone=dict(
         arch='b6',
         drop_path_rate=0.5,
-        init_cfg=dict(checkpoint='checkpoints/van-b6_in22k_backbone.pth')),
+        init_cfg=dict(checkpoint='mmvan://van-b6_3rdparty_in22k')),
     head=dict(in_channels=768))

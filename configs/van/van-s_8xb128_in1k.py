@@ -1,9 +1,2 @@
-_base_ = [
-    '../_base_/models/van/van_classifier.py',
-    '../_base_/datasets/imagenet_bs128_van_224.py',
-    '../_base_/schedules/imagenet_bs1024_adamw_van.py',
-    '../_base_/default_runtime.py',
-]
-
-model = dict(
-    backbone=dict(arch='b1', drop_path_rate=0.1), head=dict(in_channels=512))
+# Former name of van-b1_8xb128_in1k.py (VAN-b1, 'small'), kept as an alias.
+_base_ = './van-b1_8xb128_in1k.py'

@@ -1,9 +1,2 @@
-_base_ = [
-    '../_base_/models/van/van_classifier.py',
-    '../_base_/datasets/imagenet_bs128_van_224.py',
-    '../_base_/schedules/imagenet_bs1024_adamw_van.py',
-    '../_base_/default_runtime.py',
-]
-
-model = dict(
-    backbone=dict(arch='b0', drop_path_rate=0.1), head=dict(in_channels=256))
+# Former name of van-b0_8xb128_in1k.py (VAN-b0, 'tiny'), kept as an alias.
+_base_ = './van-b0_8xb128_in1k.py'

@@ -2,7 +2,8 @@
 """One inference API for VAN classifiers, detectors and segmentors.
 
     >>> from mmvan.apis import init_model, inference_model
-    >>> model = init_model('configs/van/van-t_8xb128_in1k.py', 'van-t.pth')
+    >>> model = init_model('configs/van/van-b0_8xb128_in1k.py',
+    ...                    'mmvan://van-b0_3rdparty_in1k')
     >>> sample = inference_model(model, 'demo/cat.jpg')
     >>> sample.pred_label, sample.pred_score.topk(5)
 

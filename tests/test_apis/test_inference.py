@@ -10,10 +10,11 @@ from PIL import Image
 
 from mmvan.apis import inference_model, init_model, load_image
 from mmvan.utils.cli import UserError
+from mmvan.zoo import WeightsMismatchError
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIGS = {
-    'cls': 'configs/van/van-t_demo.py',
+    'cls': 'configs/van/van-b0_demo.py',
     'det': 'configs/retinanet/retinanet_van-b0_fpn_demo.py',
     'seg': 'configs/sem_fpn/fpn_van-b0_demo.py',
 }
@@ -104,7 +105,8 @@ def test_bad_inputs(tmp_path, checkpoints):
     with pytest.raises(UserError, match='not an image'):
         load_image(str(text))
     # A checkpoint of another architecture.
-    with pytest.raises(UserError, match='does not fit config.*shapes differ'):
+    with pytest.raises(WeightsMismatchError,
+                       match='does not fit the model of config.*shapes differ'):
         init_model(
             osp.join(ROOT, CONFIGS['cls']),
             checkpoints['cls'],
@@ -128,7 +130,7 @@ def test_attention_maps(tmp_path, checkpoints, attention):
     options = ['--stages', '0', '1', '3']
     out = tmp_path / 'attn.png'
     if attention == 'lska':
-        cfg = 'configs/van/van-lska-t_8xb128_in1k.py'
+        cfg = 'configs/van/van-lska-b0_8xb128_in1k.py'
         maps = vis_attention.main([
             osp.join(ROOT, 'demo', 'cat.jpg'),
             osp.join(ROOT, cfg), '--out-file',

@@ -34,11 +34,11 @@ def expected_params(backbone, num_classes):
 
 def test_all_configs_found():
     names = {osp.basename(c) for c in CONFIGS}
-    for name in ('van-t_8xb128_in1k.py', 'van-s_8xb128_in1k.py',
-                 'van-b_8xb128_in1k.py', 'van-l_8xb128_in1k.py',
-                 'van-b4_8xb128_in1k.py', 'van-lska-t_8xb128_in1k.py',
-                 'van-lska-s_8xb128_in1k.py', 'van-lska-b_8xb128_in1k.py',
-                 'van-b6_in22k-pre_8xb64_in1k-384px.py', 'van-t_demo.py'):
+    for name in ('van-b0_8xb128_in1k.py', 'van-b1_8xb128_in1k.py',
+                 'van-b2_8xb128_in1k.py', 'van-b3_8xb128_in1k.py',
+                 'van-b4_8xb128_in1k.py', 'van-lska-b0_8xb128_in1k.py',
+                 'van-lska-b1_8xb128_in1k.py', 'van-lska-b2_8xb128_in1k.py',
+                 'van-b6_in22k-pre_8xb64_in1k-384px.py', 'van-b0_demo.py'):
         assert name in names
 
 
@@ -59,7 +59,7 @@ def test_config_builds_with_expected_params(path):
 
 
 @pytest.mark.parametrize('name',
-                         ['van-t_8xb128_in1k.py', 'van-l_8xb128_in1k.py'])
+                         ['van-b0_8xb128_in1k.py', 'van-b3_8xb128_in1k.py'])
 def test_official_recipe(name):
     cfg = Config.fromfile(osp.join(ROOT, 'configs', 'van', name))
     assert cfg.data_preprocessor.mean == [127.5] * 3

@@ -13,113 +13,13 @@ import torch
 
 from mmvan.converters import ConversionError, convert_state_dict
 from mmvan.models import VAN
+from mmvan.testing import (TINY, official, randomized, to_hf, to_lska_mm,
+                           to_official_seg)
 from mmvan.utils import CheckpointError
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, osp.join(ROOT, 'tools', 'model_converters'))
 import van2mmvan  # noqa: E402
-
-TINY = dict(
-    embed_dims=[8, 16, 24, 32], depths=[1, 2, 1, 1], mlp_ratios=[2, 2, 2, 2])
-
-
-def randomized(model, seed=0):
-    """Initialised weights with non-trivial BN statistics and layer
-    scales."""
-    torch.manual_seed(seed)
-    model.init_weights()
-    with torch.no_grad():
-        for name, v in model.state_dict().items():
-            if name.endswith('running_mean'):
-                v.copy_(torch.randn(v.shape) * 0.1)
-            elif name.endswith('running_var'):
-                v.copy_(torch.rand(v.shape) + 0.5)
-            elif 'layer_scale' in name:
-                v.copy_(torch.rand(v.shape) * 0.1)
-    return model.eval()
-
-
-def official(attention='lka', arch='b0', k=None):
-    model = randomized(VAN(arch=arch, attention=attention, kernel_size=k))
-    sd = OrderedDict(model.state_dict())
-    c = model.embed_dims[-1]
-    sd['head.weight'] = torch.randn(1000, c)
-    sd['head.bias'] = torch.randn(1000)
-    return model, sd
-
-
-# Inverse renames written from each repository's module names, so that the
-# converter's tables are checked against an independent statement of them.
-def to_hf(sd):
-    out = OrderedDict()
-    for k, v in sd.items():
-        k = re.sub(
-            r'^patch_embed(\d)\.proj\.',
-            lambda m: f'encoder.stages.{int(m[1]) - 1}.embeddings.'
-            'convolution.', k)
-        k = re.sub(
-            r'^patch_embed(\d)\.norm\.',
-            lambda m: f'encoder.stages.{int(m[1]) - 1}.embeddings.'
-            'normalization.', k)
-        k = re.sub(r'^norm(\d)\.',
-                   lambda m: f'encoder.stages.{int(m[1]) - 1}.normalization.',
-                   k)
-        k = re.sub(r'^block(\d)\.(\d+)\.',
-                   lambda m: f'encoder.stages.{int(m[1]) - 1}.layers.{m[2]}.',
-                   k)
-        for a, b in [('.norm1.', '.pre_normomalization.'),
-                     ('.norm2.', '.post_normalization.'),
-                     ('.attn.proj_1.', '.attention.pre_projection.conv.'),
-                     ('.attn.proj_2.', '.attention.post_projection.'),
-                     ('.attn.spatial_gating_unit.conv0.',
-                      '.attention.attention_layer.attention.depth_wise.'),
-                     ('.attn.spatial_gating_unit.conv_spatial.',
-                      '.attention.attention_layer.attention.'
-                      'depth_wise_dilated.'),
-                     ('.attn.spatial_gating_unit.conv1.',
-                      '.attention.attention_layer.attention.point_wise.'),
-                     ('.mlp.fc1.', '.mlp.in_dense.'),
-                     ('.mlp.dwconv.dwconv.', '.mlp.depth_wise.'),
-                     ('.mlp.fc2.', '.mlp.out_dense.')]:
-            k = k.replace(a, b)
-        k = re.sub(r'\.layer_scale_1$', '.attention_scaling.weight', k)
-        k = re.sub(r'\.layer_scale_2$', '.mlp_scaling.weight', k)
-        if k.startswith('head.'):
-            out['classifier.' + k[len('head.'):]] = v
-        else:
-            out['van.' + k] = v
-    # VanModel's unused final LayerNorm.
-    out['van.layernorm.weight'] = torch.ones(sd['norm4.weight'].shape)
-    out['van.layernorm.bias'] = torch.zeros(sd['norm4.weight'].shape)
-    return out
-
-
-def to_lska_mm(sd):
-    out = OrderedDict()
-    for k, v in sd.items():
-        if k.startswith('head.'):
-            continue
-        k = re.sub(r'^block(\d)\.', r'blocks\1.', k)
-        k = re.sub(r'^patch_embed(\d)\.proj\.', r'patch_embed\1.projection.',
-                   k)
-        for a, b in [('.conv0h.', '.DW_conv_h.'), ('.conv0v.', '.DW_conv_v.'),
-                     ('.conv_spatial_h.', '.DW_D_conv_h.'),
-                     ('.conv_spatial_v.', '.DW_D_conv_v.'),
-                     ('.mlp.dwconv.dwconv.', '.mlp.dwconv.')]:
-            k = k.replace(a, b)
-        out['backbone.' + k] = v
-    out['neck.lateral_convs.0.conv.weight'] = torch.randn(4, 4, 1, 1)
-    out['decode_head.conv_seg.weight'] = torch.randn(150, 4, 1, 1)
-    return out
-
-
-def to_official_seg(sd):
-    out = OrderedDict(('backbone.' + k, v) for k, v in sd.items()
-                      if not k.startswith('head.'))
-    out['decode_head.conv_seg.weight'] = torch.randn(150, 128, 1, 1)
-    out['auxiliary_head.conv_seg.weight'] = torch.randn(150, 256, 1, 1)
-    return out
-
 
 def convert_file(tmp_path, obj, *args):
     src = tmp_path / 'src.pth'
@@ -160,7 +60,7 @@ def test_official_classification(tmp_path):
     assert out['meta']['arch']['num_classes'] == 1000
     assert torch.equal(out['state_dict']['head.fc.weight'], sd['head.weight'])
     assert_same_backbone(model, out)
-    assert re.search(r'van-t_3rdparty_in1k-[0-9a-f]{8}\.pth$', path)
+    assert re.search(r'van-b0_3rdparty_in1k-[0-9a-f]{8}\.pth$', path)
     import hashlib
     digest = hashlib.sha256(open(path, 'rb').read()).hexdigest()
     assert osp.basename(path).endswith(digest[:8] + '.pth')
@@ -174,7 +74,7 @@ def test_official_lska_classification(tmp_path, k):
     _, out, path = convert_file(tmp_path, {'state_dict': sd})
     assert out['meta']['arch']['attention'] == 'lska'
     assert out['meta']['arch']['kernel_size'] == k
-    assert f'lska-t-k{k}' in path
+    assert (f'van-lska-b0-k{k}_' if k != 23 else 'van-lska-b0_') in path
     assert_same_backbone(model, out)
 
 

@@ -15,8 +15,8 @@ import get_flops  # noqa: E402
 import kernel_scaling  # noqa: E402
 
 
-@pytest.mark.parametrize('name,gflops', [('van-t_8xb128_in1k.py', 0.88),
-                                         ('van-s_8xb128_in1k.py', 2.52)])
+@pytest.mark.parametrize('name,gflops', [('van-b0_8xb128_in1k.py', 0.88),
+                                         ('van-b1_8xb128_in1k.py', 2.52)])
 def test_get_flops_reproduces_paper(name, gflops):
     info = get_flops.main([osp.join(ROOT, 'configs', 'van', name)])
     assert info['flops'] / 1e9 == pytest.approx(gflops, rel=0.02)
@@ -36,7 +36,7 @@ def test_get_flops_segmentor_shape():
 def test_benchmark_compare_mmpretrain_is_self_consistent():
     res = benchmark.main([
         osp.join(ROOT, 'configs', 'van',
-                 'van-t_8xb128_in1k.py'), '--batch-size', '2', '--shape', '64',
+                 'van-b0_8xb128_in1k.py'), '--batch-size', '2', '--shape', '64',
         '64', '--deploy', '--channels-last', '--compare', 'mmpretrain',
         '--repeats', '3', '--warmup', '1', '--chunk-mib', '0.1', '--ceiling'
     ])
@@ -56,7 +56,7 @@ def test_benchmark_keep_freed_memory():
     out = subprocess.run([
         sys.executable,
         osp.join(ROOT, 'tools', 'analysis_tools', 'benchmark.py'),
-        osp.join(ROOT, 'configs', 'van', 'van-t_8xb128_in1k.py'),
+        osp.join(ROOT, 'configs', 'van', 'van-b0_8xb128_in1k.py'),
         '--batch-size', '2', '--shape', '64', '64', '--deploy', '--repeats',
         '2', '--warmup', '1', '--keep-freed-memory'
     ],
@@ -98,7 +98,7 @@ def test_benchmark_train_with_cp():
         sys.executable, '-c', code,
         osp.join(ROOT, 'tools', 'analysis_tools'),
         osp.join(ROOT, 'configs', 'van',
-                 'van-t_8xb128_in1k.py'), '--batch-size', '2', '--shape', '64',
+                 'van-b0_8xb128_in1k.py'), '--batch-size', '2', '--shape', '64',
         '64', '--train', '--with-cp', '--repeats', '2', '--warmup', '1'
     ],
                          capture_output=True,
@@ -118,7 +118,7 @@ def test_benchmark_rejects_lska_compare():
     from mmvan.utils.cli import UserError
     with pytest.raises(UserError, match='mmpretrain has LKA'):
         benchmark.main([
-            osp.join(ROOT, 'configs', 'van', 'van-lska-t_8xb128_in1k.py'),
+            osp.join(ROOT, 'configs', 'van', 'van-lska-b0_8xb128_in1k.py'),
             '--compare', 'mmpretrain'
         ])
 

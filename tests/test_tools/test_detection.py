@@ -33,12 +33,12 @@ PAPER_PARAMS = {
 }
 # LSKA variants: LKA size less 48 x channels per block (see the backbone).
 LSKA_PARAMS = {
-    'retinanet_van-lska-t': 13.31,
-    'retinanet_van-lska-s': 23.47,
-    'retinanet_van-lska-b': 36.03,
-    'mask-rcnn_van-lska-t': 23.81,
-    'mask-rcnn_van-lska-s': 33.39,
-    'mask-rcnn_van-lska-b': 45.95,
+    'retinanet_van-lska-b0': 13.31,
+    'retinanet_van-lska-b1': 23.47,
+    'retinanet_van-lska-b2': 36.03,
+    'mask-rcnn_van-lska-b0': 23.81,
+    'mask-rcnn_van-lska-b1': 33.39,
+    'mask-rcnn_van-lska-b2': 45.95,
 }
 CONFIGS = sorted(
     glob.glob(osp.join(ROOT, 'configs', 'retinanet', '*.py')) +

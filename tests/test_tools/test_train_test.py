@@ -16,7 +16,7 @@ import torch
 from mmvan.datasets import make_classification_demo
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-CONFIG = osp.join('configs', 'van', 'van-t_demo.py')
+CONFIG = osp.join('configs', 'van', 'van-b0_demo.py')
 
 
 @pytest.fixture(scope='module')
@@ -101,7 +101,7 @@ def test_amp_on_cpu_uses_bf16(tmp_path, data_root):
     ])
     assert (tmp_path / 'amp' / 'epoch_1.pth').is_file()
     assert 'CPUAmpOptimWrapper' in (tmp_path / 'amp' /
-                                    'van-t_demo.py').read_text()
+                                    'van-b0_demo.py').read_text()
     assert 'Traceback' not in out.stderr
 
 
@@ -194,15 +194,15 @@ def _assert_one_clear_error(out, *needles):
 
 
 def test_missing_config(tmp_path):
-    out = run_tool(['tools/train.py', 'configs/van/van-t_8xb128_in1kk.py'],
+    out = run_tool(['tools/train.py', 'configs/van/van-b0_8xb128_in1kk.py'],
                    check=False)
-    _assert_one_clear_error(out, 'does not exist', 'van-t_8xb128_in1k.py')
+    _assert_one_clear_error(out, 'does not exist', 'van-b0_8xb128_in1k.py')
 
 
 def test_missing_imagenet_leaves_nothing(tmp_path):
     work_dir = tmp_path / 'w'
     out = run_tool([
-        'tools/train.py', 'configs/van/van-t_8xb128_in1k.py', '--work-dir',
+        'tools/train.py', 'configs/van/van-b0_8xb128_in1k.py', '--work-dir',
         str(work_dir), '--cfg-options',
         f'train_dataloader.dataset.data_root={tmp_path}/imagenet',
         f'val_dataloader.dataset.data_root={tmp_path}/imagenet'
@@ -212,7 +212,7 @@ def test_missing_imagenet_leaves_nothing(tmp_path):
                             'image-net.org')
     assert not work_dir.exists()
     out = run_tool([
-        'tools/test.py', 'configs/van/van-t_8xb128_in1k.py',
+        'tools/test.py', 'configs/van/van-b0_8xb128_in1k.py',
         str(tmp_path / 'none.pth')
     ],
                    check=False)

@@ -2,7 +2,7 @@
 """Throughput and peak memory of a config's backbone (or whole classifier),
 optionally against mmpretrain's VAN with the same weights in the same run.
 
-    python tools/analysis_tools/benchmark.py configs/van/van-t_8xb128_in1k.py \
+    python tools/analysis_tools/benchmark.py configs/van/van-b0_8xb128_in1k.py \
         --batch-size 16 --deploy --channels-last --compile --compare mmpretrain
 
 Throughput is the median of repeated timed runs after warm-up. With

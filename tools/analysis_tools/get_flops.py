@@ -3,7 +3,7 @@
 (mmengine's complexity analysis; a multiply-add counts as one FLOP, as in
 the VAN paper).
 
-    python tools/analysis_tools/get_flops.py configs/van/van-b_8xb128_in1k.py
+    python tools/analysis_tools/get_flops.py configs/van/van-b2_8xb128_in1k.py
     python tools/analysis_tools/get_flops.py CONFIG --shape 512 512
 """
 import argparse

@@ -2,7 +2,7 @@
 """Export a VAN classifier (or a backbone) to ONNX and check it with
 onnxruntime.
 
-    python tools/deployment/pytorch2onnx.py configs/van/van-t_8xb128_in1k.py \
+    python tools/deployment/pytorch2onnx.py configs/van/van-b0_8xb128_in1k.py \
         van-t.pth --out van-t.onnx --dynamic
 
 The graph takes an RGB image batch, float32 in 0..255, NCHW, and applies the

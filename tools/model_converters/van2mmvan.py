@@ -9,7 +9,7 @@ LSKA classification (timm ``.pth.tar``), official VAN segmentation backbones
 VAN and HF transformers ``VanModel`` / ``VanForImageClassification``.
 
 DST is a ``.pth`` file name or a folder. The written name carries the first 8
-hex digits of the file's sha256 (``van-b0_3rdparty_in1k-1a2b3c4d.pth``), as
+hex digits of the file's sha256 (``van-b0_3rdparty_in1k-1a2b3c4d.pth``, the zoo's names), as
 OpenMMLab's published models do. Every source key must be mapped or
 explicitly dropped and every model key produced; otherwise nothing is
 written.
@@ -27,7 +27,11 @@ warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
 
 from mmvan.utils import cli  # noqa: E402
 
-SHORT_NAMES = {'b0': 't', 'b1': 's', 'b2': 'b', 'b3': 'l'}
+# Arch aliases of VAN.arch_zoo -> the b0-b6 names used everywhere.
+SHORT_NAMES = {
+    't': 'b0', 'tiny': 'b0', 's': 'b1', 'small': 'b1', 'b': 'b2',
+    'base': 'b2', 'l': 'b3', 'large': 'b3'
+}
 
 
 def parse_args(argv=None):
@@ -60,10 +64,15 @@ def parse_args(argv=None):
 
 
 def output_name(arch_info, task):
+    """The zoo's vocabulary: ``van-b0_3rdparty_in1k``,
+    ``van-lska-b1_3rdparty_in1k`` (k=23), ``van-lska-b0-k7_...``."""
     arch = arch_info['arch']
-    name = SHORT_NAMES.get(arch, arch) if isinstance(arch, str) else 'custom'
+    name = arch if isinstance(arch, str) else 'custom'
+    name = SHORT_NAMES.get(name, name)
     if arch_info['attention'] == 'lska':
-        name = f'lska-{name}-k{arch_info["kernel_size"]}'
+        name = f'lska-{name}'
+        if arch_info['kernel_size'] != 23:
+            name += f'-k{arch_info["kernel_size"]}'
     suffix = 'in1k' if task == 'cls' else 'backbone'
     return f'van-{name}_3rdparty_{suffix}'
 

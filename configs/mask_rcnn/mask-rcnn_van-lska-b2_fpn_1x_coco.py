@@ -3,8 +3,8 @@ _base_ = './mask-rcnn_van-b0_fpn_1x_coco.py'
 
 model = dict(
     backbone=dict(
-        arch='b1',
+        arch='b2',
         attention='lska',
         kernel_size=23,
-        init_cfg=dict(checkpoint='checkpoints/van-lska-s_in1k.pth')),
+        init_cfg=dict(checkpoint='mmvan://van-lska-b2_3rdparty_in1k')),
     neck=dict(in_channels=[64, 128, 320, 512]))

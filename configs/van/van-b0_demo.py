@@ -2,7 +2,7 @@
 # `make demo` / tools/demo.py under data/demo_cls, ImageNet's on-disk layout)
 # with mmpretrain's real dataset, pipeline and Runner. About 4 minutes on a
 # 2-core CPU.
-_base_ = './van-t_8xb128_in1k.py'
+_base_ = './van-b0_8xb128_in1k.py'
 
 data_root = 'data/demo_cls'
 classes = ('horizontal_stripes', 'vertical_stripes', 'diagonal_stripes',

@@ -3,8 +3,8 @@ _base_ = './retinanet_van-b0_fpn_1x_coco.py'
 
 model = dict(
     backbone=dict(
-        arch='b2',
+        arch='b0',
         attention='lska',
         kernel_size=23,
-        init_cfg=dict(checkpoint='checkpoints/van-lska-b_in1k.pth')),
-    neck=dict(in_channels=[64, 128, 320, 512]))
+        init_cfg=dict(checkpoint='mmvan://van-lska-b0_3rdparty_in1k')),
+    neck=dict(in_channels=[32, 64, 160, 256]))

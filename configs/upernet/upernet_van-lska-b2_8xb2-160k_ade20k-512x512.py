@@ -3,9 +3,9 @@ _base_ = './upernet_van-b0_8xb2-160k_ade20k-512x512.py'
 
 model = dict(
     backbone=dict(
-        arch='b1',
+        arch='b2',
         attention='lska',
         kernel_size=23,
-        init_cfg=dict(checkpoint='checkpoints/van-lska-s_in1k.pth')),
+        init_cfg=dict(checkpoint='mmvan://van-lska-b2_3rdparty_in1k')),
     decode_head=dict(in_channels=[64, 128, 320, 512]),
     auxiliary_head=dict(in_channels=320))

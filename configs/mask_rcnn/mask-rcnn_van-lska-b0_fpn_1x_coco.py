@@ -6,5 +6,5 @@ model = dict(
         arch='b0',
         attention='lska',
         kernel_size=23,
-        init_cfg=dict(checkpoint='checkpoints/van-lska-t_in1k.pth')),
+        init_cfg=dict(checkpoint='mmvan://van-lska-b0_3rdparty_in1k')),
     neck=dict(in_channels=[32, 64, 160, 256]))
