@@ -2,7 +2,7 @@
 """Run a VAN model on one image, print the prediction and draw it.
 
     python demo/image_demo.py demo/cat.jpg configs/van/van-b0_8xb128_in1k.py \
-        van-t.pth --out-file cat_pred.png
+        mmvan://van-b0_3rdparty_in1k --out-file cat_pred.png
 
 Classifiers: the top-5 labels are written on the image. Detectors: boxes
 (and masks). Segmentors: the class map blended over the image. The picture
@@ -24,7 +24,9 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument('img', help='image file')
     parser.add_argument('config', help='config file')
-    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument(
+        'checkpoint',
+        help='checkpoint: a file, an http(s):// URL or mmvan://<zoo name>')
     parser.add_argument('--out-file', help='where to write the picture')
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--topk', type=int, default=5)
@@ -74,8 +76,8 @@ def main(argv=None):
     args = parse_args(argv)
     from mmvan.apis import inference_model, init_model, load_image
     image_bgr = load_image(args.img)  # clear errors before building
-    if not osp.isfile(args.checkpoint):
-        raise cli.UserError(f'Checkpoint {args.checkpoint} does not exist.')
+    from mmvan.zoo import resolve
+    resolve(args.checkpoint)  # a path, an URL or mmvan://<name>
     model = init_model(
         args.config,
         args.checkpoint,

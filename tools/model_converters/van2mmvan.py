@@ -38,7 +38,10 @@ def parse_args(argv=None):
     from mmvan.converters import FORMATS_BY_NAME
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    parser.add_argument('src', help='source checkpoint')
+    parser.add_argument(
+        'src',
+        help='source checkpoint: a file (.pth, .pth.tar, .bin, '
+        '.safetensors), an http(s):// URL or mmvan://<zoo name>')
     parser.add_argument('dst', help='output .pth file or folder')
     parser.add_argument(
         '--format',
@@ -148,12 +151,14 @@ def verify(result, state_dict, task):
 def main(argv=None):
     args = parse_args(argv)
     from mmvan.converters import (convert_state_dict, extract_state_dict,
-                                  load_source, save_atomic, sha256_of)
+                                  save_atomic, sha256_of)
     from mmvan.models import VAN
-    src = osp.abspath(args.src)
-    if not osp.isfile(src):
+    from mmvan.zoo.loader import read_checkpoint, resolve
+    if '://' not in args.src and not osp.isfile(args.src):
         raise cli.UserError(f'Source checkpoint {args.src} does not exist.')
-    checkpoint = load_source(src)
+    # A path, an URL or mmvan://<name> (downloaded once, checked).
+    src = osp.abspath(resolve(args.src)[0])
+    checkpoint = read_checkpoint(src)
     state_dict = extract_state_dict(checkpoint)
     meta = checkpoint.get('meta') if isinstance(checkpoint, dict) else None
     arch = None
