@@ -122,8 +122,9 @@ def check_inputs(args):
 
 def main(argv=None):
     args = parse_args(argv)
-    if args.checkpoint and not osp.isfile(args.checkpoint):
-        raise cli.UserError(f'Checkpoint {args.checkpoint} does not exist.')
+    if args.checkpoint:
+        from mmvan.zoo import resolve
+        resolve(args.checkpoint)  # a path, an URL or mmvan://<name>
     if args.opset < 17:
         raise cli.UserError('--opset must be 17 or newer (LayerNorm).')
     try:

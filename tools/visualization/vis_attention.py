@@ -153,8 +153,9 @@ def main(argv=None):
     args = parse_args(argv)
     from mmvan.apis import init_model, load_image
     image_bgr = load_image(args.img)
-    if args.checkpoint and not osp.isfile(args.checkpoint):
-        raise cli.UserError(f'Checkpoint {args.checkpoint} does not exist.')
+    if args.checkpoint:
+        from mmvan.zoo import resolve
+        resolve(args.checkpoint)  # a path, an URL or mmvan://<name>
     if not args.out_file.lower().endswith('.png'):
         raise cli.UserError('--out-file must be a .png file.')
     model = init_model(
