@@ -1,0 +1,385 @@
+# Copyright (c) mmvan contributors. All rights reserved.
+"""Robustness benchmarks of ImageNet-1k classifiers.
+
+- ImageNet-C (`Hendrycks & Dietterich, ICLR 2019
+  <https://arxiv.org/abs/1903.12261>`_): top-1 error per corruption and
+  severity; the corruption error ``CE_c = sum_s E_{c,s} / sum_s
+  E^AlexNet_{c,s}``; mCE, the mean CE over the 15 standard corruptions and,
+  as the LSKA paper reports it, over all 19; with the clean error, the
+  relative ``CE_c = sum_s (E_{c,s} - E_clean) / sum_s (E^AlexNet_{c,s} -
+  E^AlexNet_clean)`` and its mean.
+- ImageNet-A and ImageNet-R: 200-class subsets; the 1000-way logits are
+  restricted to the subset's classes before the arg-max.
+- ImageNet-Sketch: the 1000 classes.
+- Cue-conflict (`Geirhos et al., ICLR 2019
+  <https://arxiv.org/abs/1811.12231>`_): 16-category decisions from the
+  1000-way probabilities and the shape bias.
+
+Images are labelled by the WordNet id of their class folder, so a partial
+copy of a data set is labelled correctly. Reference tables (WordNet ids,
+AlexNet errors) are in ``mmvan/analysis/data`` with their sources.
+"""
+import functools
+import os
+import os.path as osp
+import re
+
+import numpy as np
+import torch
+
+DATA_DIR = osp.join(osp.dirname(osp.abspath(__file__)), 'data')
+
+IMAGENET_C_CORRUPTIONS = ('gaussian_noise', 'shot_noise', 'impulse_noise',
+                          'defocus_blur', 'glass_blur', 'motion_blur',
+                          'zoom_blur', 'snow', 'frost', 'fog', 'brightness',
+                          'contrast', 'elastic_transform', 'pixelate',
+                          'jpeg_compression')
+# Released with ImageNet-C as held-out corruptions; LSKA's mCE covers them.
+IMAGENET_C_EXTRA = ('speckle_noise', 'gaussian_blur', 'spatter', 'saturate')
+SEVERITIES = (1, 2, 3, 4, 5)
+
+BENCHMARKS = ('imagenet-c', 'imagenet-a', 'imagenet-r', 'imagenet-sketch',
+              'cue-conflict')
+IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif',
+                    '.tiff')
+WNID = re.compile(r'^n\d{8}$')
+
+
+def _read_table(name):
+    rows = []
+    with open(osp.join(DATA_DIR, name), encoding='utf-8') as f:
+        for line in f:
+            line = line.split('#', 1)[0].strip()
+            if line:
+                rows.append(line.split())
+    return rows
+
+
+@functools.lru_cache()
+def imagenet_wnids():
+    """The 1000 ImageNet-1k WordNet ids; position ``i`` is class ``i``."""
+    return tuple(row[0] for row in _read_table('imagenet_wnids.txt'))
+
+
+@functools.lru_cache()
+def subset_wnids(benchmark):
+    """The 200 WordNet ids of ``'imagenet-a'`` or ``'imagenet-r'``, in
+    ImageNet-1k order."""
+    files = {
+        'imagenet-a': 'imagenet_a_wnids.txt',
+        'imagenet-r': 'imagenet_r_wnids.txt'
+    }
+    if benchmark not in files:
+        raise KeyError(f'{benchmark!r} has no class subset; subsets: '
+                       f'{sorted(files)}.')
+    return tuple(row[0] for row in _read_table(files[benchmark]))
+
+
+def subset_indices(benchmark):
+    """ImageNet-1k indices of a 200-class benchmark's classes, ascending
+    (position ``j`` is the benchmark's class ``j``)."""
+    position = {w: i for i, w in enumerate(imagenet_wnids())}
+    return [position[w] for w in subset_wnids(benchmark)]
+
+
+@functools.lru_cache()
+def _alexnet_table():
+    return {name: float(value) for name, value in _read_table(
+        'imagenet_c_alexnet.txt')}
+
+
+def alexnet_errors():
+    """AlexNet's ImageNet-C top-1 error per corruption (mean over the five
+    severities, a fraction) for the 19 corruptions."""
+    table = dict(_alexnet_table())
+    table.pop('clean')
+    return table
+
+
+def alexnet_clean_error():
+    """AlexNet's top-1 error on clean ImageNet-1k validation (a fraction)."""
+    return _alexnet_table()['clean']
+
+
+def subset_top1_error(logits, labels, indices=None):
+    """Top-1 error of 1000-way ``logits``.
+
+    Args:
+        logits (Tensor): ``N x 1000``.
+        labels (Tensor): ``N`` ImageNet-1k class indices.
+        indices (Sequence[int], optional): Restrict the arg-max to these
+            classes (ImageNet-A / -R); every label must be one of them.
+
+    Returns:
+        float: The error as a fraction.
+    """
+    logits = torch.as_tensor(logits)
+    labels = torch.as_tensor(labels).long()
+    if len(labels) == 0:
+        raise ValueError('No images to score.')
+    if indices is None:
+        pred = logits.argmax(1)
+    else:
+        index = torch.as_tensor(list(indices)).long()
+        if not torch.isin(labels, index).all():
+            raise ValueError('A label is not one of the subset classes.')
+        pred = index[logits[:, index].argmax(1)]
+    return float((pred != labels).float().mean())
+
+
+def imagenet_c_summary(errors, clean_error=None):
+    """CE, mCE and relative mCE from per-split errors.
+
+    Args:
+        errors (dict): ``{corruption: {severity: top-1 error}}``, errors as
+            fractions.
+        clean_error (float, optional): The model's clean top-1 error (a
+            fraction), for the relative CE.
+
+    Returns:
+        dict: Everything in percent. ``corruptions``: per corruption its
+        ``errors`` per severity, mean ``error``, ``ce`` and ``relative_ce``
+        (None without the five severities, a reference or the clean
+        error); ``mce_15`` / ``mce_19`` over the 15 standard / all 19
+        corruptions and ``relative_mce_15`` / ``relative_mce_19`` (None
+        unless every one has a value); ``mce_evaluated`` over the
+        corruptions that have one; ``mean_error`` over every evaluated
+        split; ``missing``: what the means lack.
+    """
+    alexnet = alexnet_errors()
+    alex_clean = alexnet_clean_error()
+    out = {}
+    for name, per_severity in errors.items():
+        sev = {int(s): float(e) for s, e in per_severity.items()}
+        mean = float(np.mean(list(sev.values())))
+        complete = set(sev) == set(SEVERITIES)
+        ce = rce = None
+        if complete and name in alexnet:
+            # sum_s E / sum_s E_alex = mean_s E / mean_s E_alex.
+            ce = 100 * mean / alexnet[name]
+            if clean_error is not None:
+                rce = 100 * (mean - clean_error) / (
+                    alexnet[name] - alex_clean)
+        out[name] = dict(
+            errors={s: 100 * e
+                    for s, e in sorted(sev.items())},
+            error=100 * mean,
+            ce=ce,
+            relative_ce=rce)
+
+    def mean_of(key, names):
+        values = [out[n][key] for n in names if n in out]
+        if len(values) < len(names) or any(v is None for v in values):
+            return None
+        return float(np.mean(values))
+
+    all_19 = IMAGENET_C_CORRUPTIONS + IMAGENET_C_EXTRA
+    evaluated = [n for n in out if out[n]['ce'] is not None]
+    summary = dict(
+        corruptions=out,
+        mce_15=mean_of('ce', IMAGENET_C_CORRUPTIONS),
+        mce_19=mean_of('ce', all_19),
+        relative_mce_15=mean_of('relative_ce', IMAGENET_C_CORRUPTIONS),
+        relative_mce_19=mean_of('relative_ce', all_19),
+        mce_evaluated=(float(np.mean([out[n]['ce'] for n in evaluated]))
+                       if evaluated else None),
+        mean_error=(float(
+            np.mean([e for n in out for e in out[n]['errors'].values()]))
+                    if out else None),
+        clean_error=None if clean_error is None else 100 * clean_error,
+        missing=sorted(set(all_19) - set(out)) + sorted(
+            n for n in out if len(out[n]['errors']) != len(SEVERITIES)))
+    return summary
+
+
+# ------------------------------------------------------------- data sets
+def _is_image(name):
+    return name.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def find_class_root(root):
+    """The folder of ``<wnid>/`` class folders: ``root`` itself, or its
+    only sub-folder that holds them (e.g. ``sketch/`` of ImageNet-Sketch,
+    ``imagenet-a/`` of ImageNet-A). None if there is none."""
+    if not osp.isdir(root):
+        return None
+    names = sorted(os.listdir(root))
+    if any(WNID.match(n) and osp.isdir(osp.join(root, n)) for n in names):
+        return root
+    subs = [
+        n for n in names
+        if osp.isdir(osp.join(root, n)) and find_class_root(
+            osp.join(root, n)) == osp.join(root, n)
+    ]
+    return osp.join(root, subs[0]) if len(subs) == 1 else None
+
+
+def wnid_samples(folder, allowed=None):
+    """``[(relative path, ImageNet-1k index)]`` of every image in the
+    ``<wnid>/`` sub-folders of ``folder``, sorted.
+
+    Args:
+        allowed (Sequence[str], optional): The wnids a benchmark may hold;
+            a class folder outside them is an error.
+
+    Raises:
+        ValueError: A folder that is not a known ImageNet wnid.
+    """
+    position = {w: i for i, w in enumerate(imagenet_wnids())}
+    allowed = None if allowed is None else set(allowed)
+    samples = []
+    for name in sorted(os.listdir(folder)):
+        path = osp.join(folder, name)
+        if not osp.isdir(path):
+            continue
+        if name not in position or (allowed is not None
+                                    and name not in allowed):
+            raise ValueError(
+                f'{path}: not a class folder of this benchmark (expected '
+                f'ImageNet WordNet ids such as {imagenet_wnids()[0]}).')
+        for dirpath, _, files in sorted(os.walk(path)):
+            for f in sorted(files):
+                if _is_image(f):
+                    rel = osp.relpath(osp.join(dirpath, f), folder)
+                    samples.append((rel.replace(os.sep, '/'), position[name]))
+    return samples
+
+
+def write_annotation(samples, path):
+    """Write ``samples`` as an mmpretrain annotation list
+    (``<relative path> <label>`` per line)."""
+    with open(path, 'w', encoding='utf-8') as f:
+        for rel, label in samples:
+            if ' ' in rel:
+                raise ValueError(f'{rel}: file names with spaces cannot be '
+                                 f'listed.')
+            f.write(f'{rel} {label}\n')
+    return path
+
+
+def predict(model, dataset_cfg, batch_size=32, num_workers=0,
+            progress=None):
+    """1000-way logits and labels of a data set.
+
+    Args:
+        model: An mmpretrain classifier (``model(x, mode='tensor')`` gives
+            the logits) with its data preprocessor.
+        dataset_cfg (dict): An mmpretrain dataset config.
+        progress (callable, optional): Called with each batch's size.
+
+    Returns:
+        tuple[Tensor, Tensor]: ``N x C`` logits (float32, CPU) and ``N``
+        labels.
+    """
+    from mmengine.registry import DefaultScope
+    from mmengine.runner import Runner
+    loader_cfg = dict(
+        batch_size=batch_size,
+        num_workers=num_workers,
+        persistent_workers=False,
+        sampler=dict(type='DefaultSampler', shuffle=False),
+        dataset=dataset_cfg)
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        loader = Runner.build_dataloader(loader_cfg)
+    logits, labels = [], []
+    with torch.no_grad():
+        for batch in loader:
+            data = model.data_preprocessor(batch, False)
+            out = model(data['inputs'], mode='tensor')
+            logits.append(out.float().cpu())
+            labels.append(
+                torch.cat([s.gt_label.view(-1) for s in data['data_samples']
+                           ]).cpu())
+            if progress is not None:
+                progress(len(labels[-1]))
+    if not logits:
+        raise ValueError('The data set is empty.')
+    return torch.cat(logits), torch.cat(labels)
+
+
+# ------------------------------------------------------------ cue-conflict
+CUE_CONFLICT_CATEGORIES = ('airplane', 'bear', 'bicycle', 'bird', 'boat',
+                           'bottle', 'car', 'cat', 'chair', 'clock', 'dog',
+                           'elephant', 'keyboard', 'knife', 'oven', 'truck')
+CUE_CONFLICT_NAME = re.compile(r'^([a-z]+)\d+-([a-z]+)\d+\.\w+$')
+
+
+def cue_conflict_indices():
+    """``{category: ImageNet-1k indices}`` of the 16 categories (Geirhos et
+    al.'s WordNet mapping, as mmpretrain's ``ShapeBiasMetric`` holds it)."""
+    from mmpretrain.evaluation.metrics.shape_bias_label import \
+        ShapeBiasMetric
+    return {
+        c: list(getattr(ShapeBiasMetric, f'{c}_indices'))
+        for c in CUE_CONFLICT_CATEGORIES
+    }
+
+
+def category_decisions(logits):
+    """16-category decision per image: the category whose ImageNet classes
+    have the highest mean softmax probability (model-vs-human's default
+    aggregation)."""
+    probs = torch.as_tensor(logits).float().softmax(1)
+    table = cue_conflict_indices()
+    scores = torch.stack([
+        probs[:, torch.tensor(table[c])].mean(1)
+        for c in CUE_CONFLICT_CATEGORIES
+    ], 1)
+    return [CUE_CONFLICT_CATEGORIES[i] for i in scores.argmax(1).tolist()]
+
+
+def cue_conflict_samples(root):
+    """``[(relative path, shape, texture)]`` of the cue-conflict stimuli:
+    ``<root>/<shape>/<shape><n>-<texture><m>.png``."""
+    samples = []
+    for shape in sorted(os.listdir(root)):
+        folder = osp.join(root, shape)
+        if not osp.isdir(folder):
+            continue
+        if shape not in CUE_CONFLICT_CATEGORIES:
+            raise ValueError(f'{folder}: not one of the 16 cue-conflict '
+                             f'categories {CUE_CONFLICT_CATEGORIES}.')
+        for name in sorted(os.listdir(folder)):
+            if not _is_image(name):
+                continue
+            m = CUE_CONFLICT_NAME.match(name)
+            if not m or m[1] != shape or m[2] not in CUE_CONFLICT_CATEGORIES:
+                raise ValueError(
+                    f'{osp.join(folder, name)}: expected a name like '
+                    f'{shape}1-bear2.png (shape, then texture).')
+            samples.append((f'{shape}/{name}', shape, m[2]))
+    return samples
+
+
+def shape_bias(decisions, shapes, textures):
+    """Shape bias of 16-category decisions on cue-conflict images.
+
+    Images whose shape and texture categories are the same are left out;
+    of the rest, a decision for the shape category is a shape decision, one
+    for the texture category a texture decision, others are ignored.
+
+    Returns:
+        dict: ``shape_bias`` = shape / (shape + texture) decisions (None
+        without any), ``shape_match`` and ``texture_match`` (shares of the
+        conflicting images, in percent), ``accuracy`` (shape category,
+        every image, in percent) and the counts.
+    """
+    n_shape = n_texture = n_conflict = 0
+    for d, s, t in zip(decisions, shapes, textures):
+        if s == t:
+            continue
+        n_conflict += 1
+        n_shape += d == s
+        n_texture += d == t
+    decided = n_shape + n_texture
+    return dict(
+        shape_bias=n_shape / decided if decided else None,
+        shape_match=100 * n_shape / n_conflict if n_conflict else None,
+        texture_match=100 * n_texture / n_conflict if n_conflict else None,
+        accuracy=100 * float(
+            np.mean([d == s for d, s in zip(decisions, shapes)]))
+        if len(shapes) else None,
+        num_images=len(shapes),
+        num_conflict=n_conflict,
+        num_shape=n_shape,
+        num_texture=n_texture)

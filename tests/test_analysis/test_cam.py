@@ -1,0 +1,100 @@
+# Copyright (c) mmvan contributors. All rights reserved.
+import os.path as osp
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+pytest.importorskip('pytorch_grad_cam')
+
+DEMO_CONFIG = osp.join('configs', 'van', 'van-b0_demo.py')
+
+
+def manual_grad_cam(model, inputs, layer, category, channels_last=False):
+    """Grad-CAM by its definition: channel weights are the spatial means of
+    the class score's gradient; the map is the ReLU of the weighted sum of
+    the activations, min-max scaled and resized to the input."""
+    import cv2
+    store = {}
+
+    def hook(module, args, output):
+        output.retain_grad()
+        store['a'] = output
+
+    handle = layer.register_forward_hook(hook)
+    try:
+        logits = model(inputs, mode='tensor')
+        logits[0, category].backward()
+    finally:
+        handle.remove()
+    a, g = store['a'], store['a'].grad
+    if channels_last:
+        a, g = a.permute(0, 3, 1, 2), g.permute(0, 3, 1, 2)
+    weights = g.mean((2, 3), keepdim=True)
+    cam = torch.relu((weights * a).sum(1))[0].detach().numpy()
+    cam = cam - cam.min()
+    cam = cam / (1e-7 + cam.max())
+    h, w = inputs.shape[-2:]
+    return cv2.resize(cam, (w, h)), int(logits[0].argmax())
+
+
+def test_vis_cam_overlays_a_real_image(tmp_path, tool, root):
+    out = tmp_path / 'cam.png'
+    vis_cam = tool('vis_cam')
+    results = vis_cam.main([
+        osp.join(root, 'demo', 'cat.jpg'),
+        osp.join(root, DEMO_CONFIG), '--save-path',
+        str(out)
+    ])
+    assert out.is_file()
+    with Image.open(out) as png:
+        assert png.size[0] > 2 * png.size[1]  # input + 4 stage panels
+    (res, ) = results
+    assert sorted(res['maps']) == [
+        'backbone.block1.2', 'backbone.block2.2', 'backbone.block3.4',
+        'backbone.block4.1'
+    ]
+    for cam_map in res['maps'].values():
+        assert cam_map.shape == (64, 64)  # the demo test pipeline's crop
+        assert np.isfinite(cam_map).all()
+        assert 0 <= cam_map.min() and cam_map.max() <= 1
+    assert 0 <= res['category'] < 5 and 0 < res['score'] <= 1
+
+
+@pytest.mark.parametrize('layer_name,channels_last',
+                         [('backbone.block4.1', False),
+                          ('backbone.norm3', True)])
+def test_grad_cam_matches_its_definition(root, tool, layer_name,
+                                         channels_last):
+    from mmvan.analysis.cam import compute_cams
+    from mmvan.apis import init_model, load_image
+    torch.manual_seed(0)
+    model = init_model(osp.join(root, DEMO_CONFIG), deploy=False)
+    model.init_weights()
+    inputs, shown = tool('vis_cam').prepare(
+        model, load_image(osp.join(root, 'demo', 'cat.jpg')))
+    assert shown.shape == (64, 64, 3) and inputs.shape == (1, 3, 64, 64)
+    for category in (None, 3):
+        maps, logits = compute_cams(
+            model, inputs, [layer_name], target_category=category)
+        layer = dict(model.named_modules())[layer_name]
+        target = int(logits[0].argmax()) if category is None else category
+        expected, predicted = manual_grad_cam(model, inputs, layer, target,
+                                              channels_last)
+        assert predicted == int(logits[0].argmax())
+        np.testing.assert_allclose(maps[layer_name], expected, atol=1e-4)
+
+
+def test_grad_cam_of_a_backbone(tmp_path, tool, root):
+    # A segmentor: no class score, the pooled features' norm is explained.
+    out = tmp_path / 'seg.png'
+    (res, ) = tool('vis_cam').main([
+        osp.join(root, 'demo', 'cat.jpg'),
+        osp.join(root, 'configs', 'sem_fpn', 'fpn_van-b0_demo.py'),
+        '--stages', '3', '--shape', '64', '96', '--save-path',
+        str(out)
+    ])
+    assert out.is_file() and res['category'] is None
+    (cam_map, ) = res['maps'].values()
+    assert cam_map.shape == (64, 96) and np.isfinite(cam_map).all()
