@@ -6,7 +6,7 @@
 
 Classifiers: the top-5 labels are written on the image. Detectors: boxes
 (and masks). Segmentors: the class map blended over the image. The picture
-has the input's size.
+has the input's size, up to --max-side (1280) pixels on its longest side.
 """
 import argparse
 import os
@@ -36,6 +36,12 @@ def parse_args(argv=None):
         help='run the model as trained instead of the folded one')
     parser.add_argument(
         '--score-thr', type=float, default=0.3, help='boxes to draw')
+    parser.add_argument(
+        '--max-side',
+        type=int,
+        default=1280,
+        help='longest side of the picture (larger inputs are drawn on a '
+        'scaled copy)')
     return parser.parse_args(argv)
 
 
@@ -63,6 +69,32 @@ def draw_classification(image_rgb, sample, classes, topk, out_file):
     return lines
 
 
+def bounded(image_bgr, sample, task, max_side):
+    """An RGB copy of the image no larger than ``max_side`` and the sample
+    with its boxes, masks and maps scaled to it."""
+    import mmcv
+    import torch.nn.functional as F
+    h, w = image_bgr.shape[:2]
+    scale = min(1.0, max_side / max(h, w))
+    if scale == 1.0:
+        return image_bgr[..., ::-1].copy(), sample
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    small = mmcv.imresize(image_bgr, size, interpolation='area')[..., ::-1]
+    drawn = sample.clone()
+    if task == 'det':
+        inst = drawn.pred_instances
+        inst.bboxes = inst.bboxes * scale
+        if 'masks' in inst:
+            masks = inst.masks.float()[None]
+            inst.masks = F.interpolate(
+                masks, size=size[::-1], mode='nearest')[0].bool()
+    elif task == 'seg':
+        seg = drawn.pred_sem_seg.data.float()[None]
+        drawn.pred_sem_seg.data = F.interpolate(
+            seg, size=size[::-1], mode='nearest')[0].long()
+    return small.copy(), drawn
+
+
 def _save(image_rgb, out_file):
     import mmcv
     if out_file:
@@ -75,7 +107,9 @@ def _save(image_rgb, out_file):
 def main(argv=None):
     args = parse_args(argv)
     from mmvan.apis import inference_model, init_model, load_image
-    image_bgr = load_image(args.img)  # clear errors before building
+    # Decoded as the config's test pipeline does; clear errors before
+    # building the model.
+    image_bgr = load_image(args.img, cli.load_config(args.config))
     from mmvan.zoo import resolve
     resolve(args.checkpoint)  # a path, an URL or mmvan://<name>
     model = init_model(
@@ -84,10 +118,12 @@ def main(argv=None):
         device=args.device,
         deploy=not args.no_deploy)
     sample = inference_model(model, image_bgr)
-    image_rgb = image_bgr[..., ::-1].copy()
+    # The picture is drawn on a copy no larger than --max-side.
+    image_rgb, drawn = bounded(image_bgr, sample, model.task, args.max_side)
+    del image_bgr
     classes = model.dataset_meta.get('classes', ())
     if model.task == 'cls':
-        lines = draw_classification(image_rgb, sample, classes, args.topk,
+        lines = draw_classification(image_rgb, drawn, classes, args.topk,
                                     args.out_file)
         print('top-%d:' % len(lines))
         for line in lines:
@@ -99,7 +135,7 @@ def main(argv=None):
         vis.add_datasample(
             'result',
             image_rgb,
-            sample,
+            drawn,
             draw_gt=False,
             pred_score_thr=args.score_thr,
             show=False)
@@ -119,7 +155,7 @@ def main(argv=None):
             classes=model.dataset_meta.get('classes'),
             palette=model.dataset_meta.get('palette'))
         vis.add_datasample(
-            'result', image_rgb, sample, draw_gt=False, show=False)
+            'result', image_rgb, drawn, draw_gt=False, show=False)
         _save(vis.get_image(), args.out_file)
         seg = sample.pred_sem_seg.data[0]
         labels, counts = seg.unique(return_counts=True)

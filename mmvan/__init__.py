@@ -1,5 +1,6 @@
 # Copyright (c) mmvan contributors. All rights reserved.
 """mmvan: the Visual Attention Network family for OpenMMLab 2.0."""
+from .utils.atomic import patch_mmengine_writes
 from .utils.checkpoint import setup_safe_loading
 from .utils.config_path import register_config_package
 from .version import __version__, version_info
@@ -7,6 +8,9 @@ from .zoo.loader import register_schemes
 
 # mmengine's own checkpoints load with torch's safe loader still on.
 setup_safe_loading()
+# Checkpoints and last_checkpoint are written atomically (no half-written
+# file after a crash or a full disk).
+patch_mmengine_writes()
 # ``mmvan://<name>`` and cached, checked http(s) downloads in every
 # mmengine checkpoint load (load_from, init_cfg of any model).
 register_schemes()

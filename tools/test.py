@@ -71,6 +71,7 @@ def main(argv=None):
     cfg = cli.load_config(args.config, args.cfg_options)
     cfg = merge_args(cfg, args)
     cli.check_data(cfg, ['test_dataloader'])
+    cli.set_image_policy(cfg, train=False)
 
     from mmvan.engine.runner import Runner
     runner = Runner.from_cfg(cfg)

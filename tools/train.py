@@ -95,17 +95,90 @@ def main(argv=None):
     if cfg.resume and cfg.load_from and not osp.isfile(cfg.load_from):
         raise cli.UserError(f'--resume: checkpoint {cfg.load_from} does not '
                             f'exist.')
+    choose_resume(cfg)
+    image_policy = cli.set_image_policy(cfg, train=True)
 
     from mmvan.engine.runner import Runner
     before = set(os.listdir(cfg.work_dir)) if osp.isdir(cfg.work_dir) \
         else None
+    runner = None
     try:
         runner = Runner.from_cfg(cfg)
+        add_default_hooks(runner, image_policy)
         runner.train()
-    except Exception:
-        # A run that fails before saving a checkpoint leaves nothing behind.
-        _remove_new_outputs(cfg.work_dir, before)
+    except BaseException as e:
+        keep_or_remove_outputs(runner, cfg.work_dir, before, e)
         raise
+
+
+def choose_resume(cfg):
+    """``--resume`` without a path: the newest checkpoint of the work dir
+    that loads (not only the one ``last_checkpoint`` names). Without
+    ``--resume``, refuse to overwrite an earlier run's checkpoints."""
+    from mmvan.engine.resume import find_resume_checkpoint, run_checkpoints
+    if cfg.get('resume') and cfg.get('load_from') is None:
+        path, skipped = find_resume_checkpoint(cfg.work_dir)
+        for p, reason in skipped:
+            print(f'--resume: skipped {p}: {reason}', file=sys.stderr)
+        if path is None:
+            print(f'--resume: no checkpoint in {cfg.work_dir}; starting '
+                  f'from scratch.', file=sys.stderr)
+            cfg.resume = False
+        else:
+            cfg.load_from = path
+    elif not cfg.get('resume'):
+        existing = run_checkpoints(cfg.work_dir)
+        if existing:
+            names = ', '.join(osp.basename(p) for p in existing[:3])
+            raise cli.UserError(
+                f'{cfg.work_dir} already holds checkpoints of an earlier run '
+                f'({names}); a new run would overwrite them. Continue it '
+                f'with --resume, or choose another --work-dir.')
+
+
+def add_default_hooks(runner, image_policy):
+    """Hooks every run gets unless its config has them: exact resume
+    (EpochSeedHook), a stop at the first non-finite loss (DivergenceHook)
+    and the count of skipped unreadable images (UnreadableImageHook)."""
+    from mmvan.engine.hooks import (DivergenceHook, EpochSeedHook,
+                                    UnreadableImageHook)
+    have = {type(h) for h in runner.hooks}
+    if EpochSeedHook not in have:
+        runner.register_hook(EpochSeedHook(), priority='VERY_HIGH')
+    if DivergenceHook not in have:
+        runner.register_hook(DivergenceHook(), priority='VERY_HIGH')
+    if UnreadableImageHook not in have and image_policy['policy'] == 'skip':
+        runner.register_hook(
+            UnreadableImageHook(max_share=image_policy['max_share']),
+            priority='VERY_HIGH')
+
+
+def _log_file(runner):
+    if runner is None:
+        return None
+    for handler in runner.logger.handlers:
+        if hasattr(handler, 'baseFilename'):
+            return handler.baseFilename
+    return None
+
+
+def keep_or_remove_outputs(runner, work_dir, before, error):
+    """A run that failed before its first training iteration leaves nothing
+    behind (its log would only repeat the error). Once it has trained, its
+    log, config dump and scalars are kept, and the error names the log."""
+    trained = runner is not None and (runner.iter > 0
+                                      or runner.epoch > 0)
+    if trained:
+        log = _log_file(runner)
+        if log:
+            from mmvan.utils.errors import MMVanError
+            if isinstance(error, MMVanError) and error.args:
+                error.args = (f'{error.args[0]} The log of the run is '
+                              f'{log}.', ) + error.args[1:]
+            else:
+                print(f'The log of the run is {log}.', file=sys.stderr)
+        return
+    _remove_new_outputs(work_dir, before)
 
 
 def _remove_new_outputs(work_dir, before):
@@ -119,7 +192,10 @@ def _remove_new_outputs(work_dir, before):
         return
     for handler in list(MMLogger.get_current_instance().handlers):
         if hasattr(handler, 'baseFilename'):
-            handler.close()
+            try:
+                handler.close()
+            except OSError:  # e.g. a full disk refusing the last flush
+                pass
     if before is None:
         shutil.rmtree(work_dir, ignore_errors=True)
         return
@@ -127,7 +203,7 @@ def _remove_new_outputs(work_dir, before):
         path = osp.join(work_dir, name)
         if osp.isdir(path):
             shutil.rmtree(path, ignore_errors=True)
-        else:
+        elif osp.exists(path):
             os.remove(path)
 
 

@@ -30,14 +30,59 @@ def task_of(cfg):
     return TASKS[scope]
 
 
-def load_image(img):
-    """An image as an ``HxWx3`` uint8 BGR array (OpenMMLab's convention).
+# Larger images are refused before decoding (PIL's decompression-bomb guard
+# is the model: its limit is 89.5 M pixels, twice that is an error).
+MAX_PIXELS = 178_956_970
+# Width / height (or height / width) beyond this is refused: resizing the
+# short side to the model's input would make a huge tensor.
+MAX_ASPECT = 50
 
-    Accepts a path or an array. Gray, gray+alpha, palette, 16-bit and RGBA
-    images become 3-channel; alpha is dropped. Unreadable inputs raise
-    :class:`~mmvan.utils.cli.UserError`.
+
+def _check_size(h, w, what):
+    from mmvan.utils.errors import DataError
+    if h * w > MAX_PIXELS:
+        raise DataError(
+            f'{what} is {w}x{h} = {h * w / 1e6:.0f} M pixels, more than the '
+            f'{MAX_PIXELS / 1e6:.0f} M mmvan decodes (a decompression bomb '
+            f'guard). Downscale it first.')
+    if min(h, w) == 0 or max(h, w) / min(h, w) > MAX_ASPECT:
+        raise DataError(
+            f'{what} is {w}x{h}: an aspect ratio beyond 1:{MAX_ASPECT}, '
+            f'which the test pipeline would blow up to a huge tensor. Crop '
+            f'it first.')
+
+
+def _loader_args(cfg):
+    """``color_type`` and ``imdecode_backend`` of the config's test
+    loader (mmcv's defaults without one)."""
+    args = dict(color_type='color', imdecode_backend='cv2')
+    if cfg is None:
+        return args
+    for name in ('test_dataloader', 'val_dataloader'):
+        pipeline = (cfg.get(name) or {}).get('dataset', {}).get('pipeline')
+        for step in pipeline or []:
+            if isinstance(step, dict) and str(step.get('type', '')).endswith(
+                    'LoadImageFromFile'):
+                for key in args:
+                    if key in step:
+                        args[key] = step[key]
+                return args
+    return args
+
+
+def load_image(img, cfg=None):
+    """An image as an ``HxWx3`` uint8 BGR array (OpenMMLab's convention),
+    decoded exactly as the config's test pipeline decodes it.
+
+    A path is read with mmcv's decoder and the test loader's settings
+    (``color_type``, ``imdecode_backend``): EXIF orientation applied, 16-bit
+    images reduced as the loader does, gray and RGBA made 3-channel. An
+    array is taken as BGR (gray and RGBA made 3-channel). Images beyond
+    :data:`MAX_PIXELS` or an aspect ratio of 1:``MAX_ASPECT`` are refused
+    before decoding. Unreadable inputs raise
+    :class:`~mmvan.utils.errors.UserError`.
     """
-    from PIL import Image, UnidentifiedImageError
+    from mmvan.utils.errors import DataError
     if isinstance(img, np.ndarray):
         arr = img
         if arr.ndim == 2:
@@ -49,26 +94,41 @@ def load_image(img):
         if arr.ndim != 3 or arr.shape[2] != 3:
             raise UserError(f'Expected an HxW or HxWxC image array, got '
                             f'shape {img.shape}.')
+        _check_size(arr.shape[0], arr.shape[1], 'The image array')
         if arr.dtype != np.uint8:
             arr = np.clip(arr, 0, 255).astype(np.uint8)
         return np.ascontiguousarray(arr)
+    import mmcv
+    from PIL import Image, UnidentifiedImageError
     path = str(img)
     if not osp.isfile(path):
         raise UserError(f'Image {path} does not exist.')
     try:
         with Image.open(path) as pil:
-            pil.load()
-            if pil.mode in ('I;16', 'I;16B', 'I'):
-                arr = np.asarray(pil, dtype=np.float32)
-                arr = arr / max(float(arr.max()), 1.0) * 255
-                pil = Image.fromarray(arr.astype(np.uint8))
-            rgb = pil.convert('RGB')
+            w, h = pil.size
     except UnidentifiedImageError:
         raise UserError(f'{path} is not an image that can be read (PIL '
                         f'does not recognise its format).') from None
+    except Image.DecompressionBombError as e:
+        raise DataError(f'{path}: {e}') from None
     except OSError as e:
         raise UserError(f'Cannot read image {path}: {e}.') from None
-    return np.ascontiguousarray(np.asarray(rgb)[..., ::-1])
+    _check_size(h, w, path)
+    args = _loader_args(cfg)
+    try:
+        with open(path, 'rb') as f:
+            arr = mmcv.imfrombytes(
+                f.read(),
+                flag=args['color_type'],
+                backend=args['imdecode_backend'])
+    except Exception as e:  # noqa: B902 - cv2 and PIL raise their own
+        raise UserError(f'Cannot read image {path}: {e}.') from None
+    if arr is None:
+        raise UserError(f'Cannot read image {path}: it is truncated or '
+                        f'corrupt.')
+    if arr.ndim == 2:
+        arr = np.stack([arr] * 3, axis=-1)
+    return np.ascontiguousarray(arr[..., :3])
 
 
 def load_weights(model, checkpoint, config=''):
@@ -185,7 +245,7 @@ def inference_model(model, img):
         The task's data sample with its predictions.
     """
     task = getattr(model, 'task', None) or task_of(model.cfg)
-    image = load_image(img)
+    image = load_image(img, model.cfg)
     if task == 'det':
         from mmdet.apis import inference_detector
         return inference_detector(model, image)

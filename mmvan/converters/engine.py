@@ -12,16 +12,13 @@ from dataclasses import dataclass, field
 import torch
 
 from mmvan.models.layers import LKA_KERNELS, LSKA_KERNELS
-from mmvan.utils.checkpoint import (CheckpointError, key_mismatches,
-                                    safe_torch_load)
+from mmvan.utils.checkpoint import key_mismatches, safe_torch_load
+from mmvan.utils.errors import CheckpointError, ConversionError
 from .formats import FORMATS, FORMATS_BY_NAME
 
 STATE_DICT_KEYS = ('state_dict', 'model', 'state_dict_ema', 'module')
 
 
-class ConversionError(ValueError):
-    """A checkpoint cannot be converted (unknown format, unmapped or missing
-    keys, shape mismatch)."""
 
 
 @dataclass
@@ -217,7 +214,8 @@ def convert_state_dict(state_dict,
                        fmt='auto',
                        task='cls',
                        arch=None,
-                       meta=None):
+                       meta=None,
+                       allow_nonfinite=False):
     """Convert a source state dict into mmvan's scheme, checking every key.
 
     Args:
@@ -227,6 +225,8 @@ def convert_state_dict(state_dict,
         arch (dict, optional): Overrides the inferred architecture; keys as
             returned by :func:`infer_arch`.
         meta (dict, optional): The source checkpoint's meta, for detection.
+        allow_nonfinite (bool): Convert tensors holding NaN or inf instead
+            of refusing them.
 
     Returns:
         ConversionResult
@@ -249,8 +249,24 @@ def convert_state_dict(state_dict,
             'The source has no classification head (head / classifier '
             'weights); convert it with --task backbone.')
     check_keys(renamed, build_reference(arch_info, task=task))
+    if not allow_nonfinite:
+        bad = nonfinite_keys(renamed)
+        if bad:
+            raise ConversionError(
+                f'{len(bad)} tensors hold NaN or inf values (e.g. '
+                f'{", ".join(bad[:3])}): the source is broken (a diverged '
+                f'run?). Pass --allow-nonfinite to convert it anyway.')
     arch_info['out_norm_eps'] = spec.out_norm_eps
     return ConversionResult(renamed, fmt, arch_info, dropped)
+
+
+def nonfinite_keys(state_dict):
+    """Keys of floating-point tensors that hold NaN or inf."""
+    return [
+        k for k, v in state_dict.items()
+        if isinstance(v, torch.Tensor) and v.is_floating_point()
+        and not bool(torch.isfinite(v).all())
+    ]
 
 
 def sha256_of(path, chunk=1 << 20):
@@ -264,30 +280,21 @@ def sha256_of(path, chunk=1 << 20):
 def save_atomic(obj, dst, src=None):
     """``torch.save`` into a temporary file beside ``dst``, then rename.
 
-    Never overwrites ``src``; leaves nothing behind on failure.
+    Never overwrites ``src``; leaves nothing behind on failure (a
+    :class:`~mmvan.utils.atomic.SaveError` names the reason).
     """
+    from mmvan.utils.atomic import atomic_write
     dst = osp.abspath(dst)
     if src is not None and osp.exists(dst) and osp.samefile(dst, src):
         raise ConversionError(
             f'Refusing to overwrite the source checkpoint {src}.')
-    out_dir = osp.dirname(dst)
-    os.makedirs(out_dir, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(
-        prefix='.' + osp.basename(dst) + '.', suffix='.tmp', dir=out_dir)
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            torch.save(obj, f)
-        os.replace(tmp, dst)
-    except BaseException:
-        if osp.exists(tmp):
-            os.remove(tmp)
-        raise
-    return dst
+    return atomic_write(dst, writer=lambda f: torch.save(obj, f))
 
 
 __all__ = [
     'CheckpointError', 'ConversionError', 'ConversionResult', 'load_source',
     'extract_state_dict', 'detect_format', 'rename_keys', 'infer_arch',
-    'build_reference', 'check_keys', 'convert_state_dict', 'sha256_of',
+    'build_reference', 'check_keys', 'convert_state_dict', 'nonfinite_keys',
+    'sha256_of',
     'save_atomic'
 ]

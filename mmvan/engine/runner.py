@@ -36,5 +36,13 @@ class Runner(MMEngineRunner):
             strict=strict,
             what='the model',
             logger=self.logger.instance_name)
+        from mmvan.converters.engine import nonfinite_keys
+        bad = nonfinite_keys(source.state_dict)
+        if bad:
+            self.logger.warning(
+                f'{filename}: {len(bad)} of {len(source.state_dict)} tensors '
+                f'hold NaN or inf (e.g. {", ".join(bad[:3])}); the model '
+                f'cannot give meaningful results (was it saved from a '
+                f'diverged run?).')
         self._has_loaded = True
         return checkpoint

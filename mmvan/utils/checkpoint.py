@@ -18,10 +18,9 @@ import zipfile
 
 import torch
 
+from .errors import CheckpointError
 
-class CheckpointError(RuntimeError):
-    """A checkpoint file could not be loaded (missing, truncated, not a
-    checkpoint, or not safe to load)."""
+
 
 
 def _history_buffer_getattr(obj, name):
@@ -92,7 +91,16 @@ def safe_torch_load(filename, map_location=None):
         first = str(e).strip().splitlines()
         detail = next((line.strip() for line in first
                        if 'Unsupported global' in line or 'GLOBAL' in line),
-                      first[0] if first else '')
+                      None)
+        if detail is None:
+            # Not a pickle that asks for anything: just not a checkpoint.
+            reason = next((line.strip() for line in first
+                           if 'load key' in line or 'EOF' in line),
+                          first[-1].strip() if first else '')
+            raise CheckpointError(
+                f'Checkpoint {filename} is unreadable: it is truncated, '
+                f'corrupt or not a PyTorch checkpoint ({reason}). Download '
+                f'or copy it again.') from None
         raise CheckpointError(
             f'Refused to load {filename}: it is not a plain checkpoint and '
             f'loading it could run code ({detail}). mmvan loads checkpoints '

@@ -8,10 +8,7 @@ import re
 import sys
 import traceback
 
-
-class UserError(Exception):
-    """A mistake in what the user asked for (a path, a config key, missing
-    data). Tools print it as one message and exit with status 2."""
+from .errors import MMVanError, UserError
 
 
 # Errors raised while building from a config that point at the config.
@@ -59,32 +56,62 @@ def _is_config_error(exc):
 
 
 def run_cli(main):
-    """Run a tool's ``main``; report user mistakes in one message.
+    """Run a tool's ``main``; report mmvan's errors (and config mistakes
+    found while building) in one ``error:`` line, exit status 2.
 
-    Set ``MMVAN_DEBUG=1`` to see the full traceback instead.
+    In a distributed run the failing rank prints its message first and then
+    leaves at once, without waiting for its peers in a collective (they
+    would be blocked in one of their own): torchrun stops the others within
+    seconds. Set ``MMVAN_DEBUG=1`` to see the full traceback instead.
     """
-    from mmvan.converters.engine import ConversionError
-    from mmvan.utils.checkpoint import CheckpointError
     try:
-        try:
-            return main()
-        finally:
-            _close_process_group()
-    except (UserError, CheckpointError, ConversionError) as e:
+        result = main()
+    except MMVanError as e:
         message = str(e)
     except Exception as e:  # noqa: B902
         if not _is_config_error(e):
+            if _distributed():
+                traceback.print_exc()
+                _leave_now(1)
             raise
         message = 'config: ' + _clean_build_message(str(e))
+    else:
+        _close_process_group()
+        return result
     if os.environ.get('MMVAN_DEBUG'):
         traceback.print_exc()
-    print(f'error: {message}', file=sys.stderr)
+    rank = _rank_prefix()
+    print(f'error: {rank}{message}', file=sys.stderr, flush=True)
+    if _distributed():
+        _leave_now(2)
     sys.exit(2)
 
 
+def _distributed():
+    import torch.distributed as dist
+    return dist.is_available() and dist.is_initialized()
+
+
+def _rank_prefix():
+    if not _distributed():
+        return ''
+    import torch.distributed as dist
+    return f'(rank {dist.get_rank()}) '
+
+
+def _leave_now(status):
+    """Exit without any collective clean-up (a barrier would wait for peers
+    that are blocked elsewhere); logs are flushed first."""
+    import logging
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    os._exit(status)
+
+
 def _close_process_group():
-    """Let every rank finish before the process group goes away, so that no
-    rank aborts on a peer that has already exited."""
+    """After a successful run, let every rank finish before the process
+    group goes away, so that no rank aborts on a peer that has exited."""
     import torch.distributed as dist
     if dist.is_available() and dist.is_initialized():
         try:
@@ -101,7 +128,8 @@ def _clean_build_message(text):
 
 
 # Top-level settings a config may leave out that the tools still read.
-RUNTIME_KEYS = ('work_dir', 'load_from', 'load_from_strict', 'resume')
+RUNTIME_KEYS = ('work_dir', 'load_from', 'load_from_strict', 'resume',
+                'unreadable_images')
 
 
 def load_config(path, cfg_options=None):
@@ -344,3 +372,50 @@ def apply_device_fallbacks(cfg, launcher='none', amp=False):
                 f'--amp: the config already uses optim wrapper '
                 f'{optim_wrapper.type!r}; set mixed precision there.')
     return cfg
+
+
+_LOADERS = ('LoadImageFromFile', 'mmcv.LoadImageFromFile',
+            'mmpretrain.LoadImageFromFile', 'mmdet.LoadImageFromFile',
+            'mmseg.LoadImageFromFile', 'mmvan.LoadImageFromFile')
+
+
+def _pipelines(dataset_cfg):
+    """Every pipeline list of a dataset config (wrappers included)."""
+    if not isinstance(dataset_cfg, dict):
+        return
+    if isinstance(dataset_cfg.get('pipeline'), list):
+        yield dataset_cfg['pipeline']
+    yield from _pipelines(dataset_cfg.get('dataset'))
+    for inner in dataset_cfg.get('datasets') or []:
+        yield from _pipelines(inner)
+
+
+def set_image_policy(cfg, train=True):
+    """Load images with ``mmvan.LoadImageFromFile``, which names an
+    unreadable file: skipped and counted in training (the config's
+    ``unreadable_images=dict(policy='skip'|'raise', max_share=0.001)``),
+    an error naming it in validation and testing.
+
+    Returns:
+        dict: the training policy (``policy``, ``max_share``).
+    """
+    policy = dict(policy='skip', max_share=0.001)
+    policy.update(cfg.get('unreadable_images') or {})
+    if policy['policy'] not in ('skip', 'raise'):
+        raise UserError(f"unreadable_images.policy must be 'skip' or "
+                        f"'raise', got {policy['policy']!r}.")
+    loaders = {
+        'train_dataloader': policy['policy'] if train else 'raise',
+        'val_dataloader': 'raise',
+        'test_dataloader': 'raise'
+    }
+    for name, on_error in loaders.items():
+        loader = cfg.get(name)
+        if not loader:
+            continue
+        for pipeline in _pipelines(loader.get('dataset')):
+            for step in pipeline:
+                if isinstance(step, dict) and step.get('type') in _LOADERS:
+                    step['type'] = 'mmvan.LoadImageFromFile'
+                    step['on_error'] = on_error
+    return policy

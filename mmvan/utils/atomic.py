@@ -1,0 +1,112 @@
+# Copyright (c) mmvan contributors. All rights reserved.
+"""Atomic file writes.
+
+A file is written to a temporary name in its own folder, flushed to disk and
+renamed over the destination, so a crash, a full disk or a killed process
+never leaves a half-written file, and the previous good file stays until the
+new one is complete. The file's mode follows the umask, as ``open`` would
+give it.
+
+:func:`patch_mmengine_writes` routes mmengine's local file writes (its
+checkpoints and ``last_checkpoint``) through :func:`atomic_write`.
+"""
+import errno
+import os
+import os.path as osp
+import shutil
+import tempfile
+
+from .checkpoint import CheckpointError
+
+
+class SaveError(CheckpointError):
+    """A file could not be written (disk full, no permission, the
+    destination's folder is not a folder)."""
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def explain_os_error(e, path, size):
+    """One message for a failed write of ``size`` bytes to ``path``."""
+    folder = osp.dirname(osp.abspath(path))
+    need = f'{size / 2**20:.1f} MiB' if size is not None else 'the file'
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        try:
+            free = shutil.disk_usage(_existing(folder)).free / 2**20
+            free = f'; {free:.1f} MiB free'
+        except OSError:
+            free = ''
+        return (f'cannot write {path}: no space left on the device (it '
+                f'needs {need}{free}). Free some space or point --work-dir '
+                f'elsewhere; earlier files are intact.')
+    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return (f'cannot write {path}: permission denied ({e.strerror}). '
+                f'Choose a folder you can write to.')
+    if e.errno in (errno.ENOTDIR, errno.EEXIST):
+        return (f'cannot write {path}: a part of its folder {folder} is a '
+                f'file, not a folder.')
+    return f'cannot write {path}: {e.strerror or e}.'
+
+
+def _existing(folder):
+    while folder and not osp.isdir(folder):
+        parent = osp.dirname(folder)
+        if parent == folder:
+            break
+        folder = parent
+    return folder or '.'
+
+
+def atomic_write(path, data=None, writer=None, mode='wb', encoding=None):
+    """Write ``data`` (bytes or str), or call ``writer(file)``, into
+    ``path`` atomically.
+
+    Raises:
+        SaveError: when the file cannot be written; nothing is left behind
+            and an existing ``path`` is unchanged.
+    """
+    path = str(path)
+    folder = osp.dirname(osp.abspath(path))
+    size = len(data) if data is not None else None
+    tmp = None
+    try:
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(
+            prefix='.' + osp.basename(path) + '.', suffix='.tmp', dir=folder)
+        with os.fdopen(fd, mode, encoding=encoding) as f:
+            if writer is not None:
+                writer(f)
+            else:
+                f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+        tmp = None
+    except OSError as e:
+        if size is None and tmp is not None and osp.exists(tmp):
+            size = os.path.getsize(tmp)
+        raise SaveError(explain_os_error(e, path, size)) from None
+    finally:
+        if tmp is not None and osp.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def _put(self, obj, filepath):
+    atomic_write(filepath, obj, mode='wb')
+
+
+def _put_text(self, obj, filepath, encoding='utf-8'):
+    atomic_write(filepath, obj, mode='w', encoding=encoding)
+
+
+def patch_mmengine_writes():
+    """Make mmengine's local backend write files atomically."""
+    from mmengine.fileio.backends.local_backend import LocalBackend
+    LocalBackend.put = _put
+    LocalBackend.put_text = _put_text
