@@ -107,6 +107,7 @@ def _save(image_rgb, out_file):
 def main(argv=None):
     args = parse_args(argv)
     from mmvan.apis import inference_model, init_model, load_image
+
     # Decoded as the config's test pipeline does; clear errors before
     # building the model.
     image_bgr = load_image(args.img, cli.load_config(args.config))

@@ -11,8 +11,8 @@ prefix and the registry imports its locations on first use.
 from mmengine.registry import HOOKS as MMENGINE_HOOKS
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import OPTIM_WRAPPERS as MMENGINE_OPTIM_WRAPPERS
-from mmengine.registry import Registry
 from mmengine.registry import TRANSFORMS as MMENGINE_TRANSFORMS
+from mmengine.registry import Registry
 
 MODELS = Registry(
     'model', parent=MMENGINE_MODELS, scope='mmvan', locations=['mmvan.models'])

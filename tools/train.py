@@ -121,8 +121,10 @@ def choose_resume(cfg):
         for p, reason in skipped:
             print(f'--resume: skipped {p}: {reason}', file=sys.stderr)
         if path is None:
-            print(f'--resume: no checkpoint in {cfg.work_dir}; starting '
-                  f'from scratch.', file=sys.stderr)
+            print(
+                f'--resume: no checkpoint in {cfg.work_dir}; starting '
+                f'from scratch.',
+                file=sys.stderr)
             cfg.resume = False
         else:
             cfg.load_from = path
@@ -166,8 +168,7 @@ def keep_or_remove_outputs(runner, work_dir, before, error):
     """A run that failed before its first training iteration leaves nothing
     behind (its log would only repeat the error). Once it has trained, its
     log, config dump and scalars are kept, and the error names the log."""
-    trained = runner is not None and (runner.iter > 0
-                                      or runner.epoch > 0)
+    trained = runner is not None and (runner.iter > 0 or runner.epoch > 0)
     if trained:
         log = _log_file(runner)
         if log:

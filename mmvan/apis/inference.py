@@ -61,8 +61,8 @@ def _loader_args(cfg):
     for name in ('test_dataloader', 'val_dataloader'):
         pipeline = (cfg.get(name) or {}).get('dataset', {}).get('pipeline')
         for step in pipeline or []:
-            if isinstance(step, dict) and str(step.get('type', '')).endswith(
-                    'LoadImageFromFile'):
+            if isinstance(step, dict) and str(step.get(
+                    'type', '')).endswith('LoadImageFromFile'):
                 for key in args:
                     if key in step:
                         args[key] = step[key]

@@ -21,11 +21,7 @@ def list_models(pattern=None, task=None):
     return _list_models(pattern, task=task)
 
 
-def get_model(model,
-              pretrained=False,
-              device='cpu',
-              deploy=False,
-              **kwargs):
+def get_model(model, pretrained=False, device='cpu', deploy=False, **kwargs):
     """Build a zoo model by name, optionally with its released weights.
 
     Args:

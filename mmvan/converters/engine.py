@@ -2,10 +2,8 @@
 """One engine for every checkpoint format in :mod:`.formats`."""
 import argparse
 import hashlib
-import os
 import os.path as osp
 import re
-import tempfile
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
@@ -17,8 +15,6 @@ from mmvan.utils.errors import CheckpointError, ConversionError
 from .formats import FORMATS, FORMATS_BY_NAME
 
 STATE_DICT_KEYS = ('state_dict', 'model', 'state_dict_ema', 'module')
-
-
 
 
 @dataclass
@@ -263,9 +259,8 @@ def convert_state_dict(state_dict,
 def nonfinite_keys(state_dict):
     """Keys of floating-point tensors that hold NaN or inf."""
     return [
-        k for k, v in state_dict.items()
-        if isinstance(v, torch.Tensor) and v.is_floating_point()
-        and not bool(torch.isfinite(v).all())
+        k for k, v in state_dict.items() if isinstance(v, torch.Tensor)
+        and v.is_floating_point() and not bool(torch.isfinite(v).all())
     ]
 
 
@@ -295,6 +290,5 @@ __all__ = [
     'CheckpointError', 'ConversionError', 'ConversionResult', 'load_source',
     'extract_state_dict', 'detect_format', 'rename_keys', 'infer_arch',
     'build_reference', 'check_keys', 'convert_state_dict', 'nonfinite_keys',
-    'sha256_of',
-    'save_atomic'
+    'sha256_of', 'save_atomic'
 ]

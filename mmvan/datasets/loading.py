@@ -34,8 +34,10 @@ def record_unreadable(path, reason, log=None):
     if path in _REPORTED:
         return
     _REPORTED.add(path)
-    print(f'warning: skipped unreadable image {path} ({reason})',
-          file=sys.stderr, flush=True)
+    print(
+        f'warning: skipped unreadable image {path} ({reason})',
+        file=sys.stderr,
+        flush=True)
     log = log or os.environ.get(LOG_ENV)
     if log:
         line = f'{path}\t{reason}\n'.encode('utf-8', 'replace')

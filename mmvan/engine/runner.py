@@ -20,8 +20,8 @@ class Runner(MMEngineRunner):
                         map_location='cpu',
                         strict=None,
                         revise_keys=None):
-        from mmvan.zoo.loader import check_and_load, load_source_weights
-        from mmvan.zoo.loader import _van_prefix
+        from mmvan.zoo.loader import (_van_prefix, check_and_load,
+                                      load_source_weights)
         if strict is None:
             strict = bool(self.cfg.get('load_from_strict', True))
         model = self.model.module if is_model_wrapper(self.model) else \

@@ -21,8 +21,6 @@ import torch
 from .errors import CheckpointError
 
 
-
-
 def _history_buffer_getattr(obj, name):
     """Stand-in for ``builtins.getattr`` inside checkpoints.
 
@@ -94,9 +92,10 @@ def safe_torch_load(filename, map_location=None):
                       None)
         if detail is None:
             # Not a pickle that asks for anything: just not a checkpoint.
-            reason = next((line.strip() for line in first
-                           if 'load key' in line or 'EOF' in line),
-                          first[-1].strip() if first else '')
+            reason = next(
+                (line.strip()
+                 for line in first if 'load key' in line or 'EOF' in line),
+                first[-1].strip() if first else '')
             raise CheckpointError(
                 f'Checkpoint {filename} is unreadable: it is truncated, '
                 f'corrupt or not a PyTorch checkpoint ({reason}). Download '

@@ -10,7 +10,6 @@ import traceback
 
 from .errors import MMVanError, UserError
 
-
 # Errors raised while building from a config that point at the config.
 _CONFIG_ERROR_PATTERNS = (
     r'unexpected keyword argument',

@@ -182,7 +182,7 @@ def to_mmvan(state_dict, meta=None):
         with format None when no VAN format is recognised.
     """
     from mmvan.converters import FORMATS_BY_NAME, ConversionError
-    from mmvan.converters.engine import (_strip, detect_format, rename_keys)
+    from mmvan.converters.engine import _strip, detect_format, rename_keys
     from mmvan.converters.formats import DENSE_HEADS
     try:
         fmt = detect_format(state_dict.keys(), meta)
@@ -201,8 +201,8 @@ def to_mmvan(state_dict, meta=None):
 
 def load_source_weights(ref, progress=True):
     """Resolve, read and convert ``ref``; see :class:`SourceWeights`."""
-    from mmvan.converters.engine import extract_state_dict
     from mmvan.converters import ConversionError
+    from mmvan.converters.engine import extract_state_dict
     path, info = resolve(ref, progress=progress)
     checkpoint = read_checkpoint(path)
     try:
@@ -308,9 +308,8 @@ def check_and_load(module,
             f'or task? To load only what fits, set strict=False (e.g. '
             f'init_cfg=dict(type=\'Pretrained\', checkpoint=..., '
             f'strict=False)).')
-    fitting = OrderedDict(
-        (k, v) for k, v in tensors.items()
-        if k in shapes and tuple(v.shape) == shapes[k])
+    fitting = OrderedDict((k, v) for k, v in tensors.items()
+                          if k in shapes and tuple(v.shape) == shapes[k])
     module.load_state_dict(fitting, strict=False)
     report['loaded'] = len(fitting)
     if problems:
@@ -348,9 +347,9 @@ def load_pretrained(backbone, init_cfg, logger='current'):
     if source.source_format is None and init_cfg.get('prefix'):
         p = init_cfg['prefix']
         p = p if p.endswith('.') else p + '.'
-        source.state_dict = OrderedDict(
-            (k[len(p):], v) for k, v in source.state_dict.items()
-            if k.startswith(p))
+        source.state_dict = OrderedDict((k[len(p):], v)
+                                        for k, v in source.state_dict.items()
+                                        if k.startswith(p))
     return check_and_load(
         backbone,
         source,

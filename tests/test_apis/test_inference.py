@@ -105,8 +105,9 @@ def test_bad_inputs(tmp_path, checkpoints):
     with pytest.raises(UserError, match='not an image'):
         load_image(str(text))
     # A checkpoint of another architecture.
-    with pytest.raises(WeightsMismatchError,
-                       match='does not fit the model of config.*shapes differ'):
+    with pytest.raises(
+            WeightsMismatchError,
+            match='does not fit the model of config.*shapes differ'):
         init_model(
             osp.join(ROOT, CONFIGS['cls']),
             checkpoints['cls'],

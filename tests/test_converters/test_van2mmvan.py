@@ -13,13 +13,14 @@ import torch
 
 from mmvan.converters import ConversionError, convert_state_dict
 from mmvan.models import VAN
-from mmvan.testing import (TINY, official, randomized, to_hf, to_lska_mm,
+from mmvan.testing import (official, randomized, to_hf, to_lska_mm,
                            to_official_seg)
 from mmvan.utils import CheckpointError
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, osp.join(ROOT, 'tools', 'model_converters'))
 import van2mmvan  # noqa: E402
+
 
 def convert_file(tmp_path, obj, *args):
     src = tmp_path / 'src.pth'

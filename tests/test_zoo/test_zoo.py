@@ -24,8 +24,8 @@ ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 def metafile_entries():
     """Every model entry, read straight from the metafiles."""
     entries = []
-    for path in sorted(glob.glob(osp.join(ROOT, 'configs', '*',
-                                          'metafile.yml'))):
+    for path in sorted(
+            glob.glob(osp.join(ROOT, 'configs', '*', 'metafile.yml'))):
         with open(path) as f:
             entries += yaml.safe_load(f)['Models']
     return entries
@@ -82,11 +82,10 @@ def test_configs_start_from_zoo_names():
     assert used >= 40
 
 
-@pytest.mark.parametrize(
-    'name', [
-        n for n in (e['Name'] for e in metafile_entries())
-        if find_model(n).task == 'Image Classification'
-    ])
+@pytest.mark.parametrize('name', [
+    n for n in (e['Name'] for e in metafile_entries())
+    if find_model(n).task == 'Image Classification'
+])
 def test_get_model_builds_each_classification_entry(name):
     info = find_model(name)
     with torch.device('meta'):
@@ -122,8 +121,8 @@ def _imagenet_like(root, labels):
     lines = []
     for i, label in enumerate(labels):
         name = f'ILSVRC2012_val_{i:08d}.JPEG'
-        Image.fromarray(rng.integers(0, 255, (60, 80, 3), np.uint8)).save(
-            root / 'val' / name)
+        Image.fromarray(rng.integers(0, 255, (60, 80, 3),
+                                     np.uint8)).save(root / 'val' / name)
         lines.append(f'{name} {label}')
     (root / 'meta' / 'val.txt').write_text('\n'.join(lines) + '\n')
 
@@ -194,13 +193,12 @@ def test_validate_zoo_table(tmp_path):
                               text=True,
                               timeout=600,
                               env=dict(
-                                  os.environ,
-                                  TORCH_HOME=str(tmp_path / 'th')))
+                                  os.environ, TORCH_HOME=str(tmp_path / 'th')))
     assert proc.returncode == 1, proc.stderr[-3000:]
     rows = {
         r['model']: r
-        for r in json.loads((out_dir / 'validate_zoo.json').read_text())
-        ['models']
+        for r in json.loads((out_dir /
+                             'validate_zoo.json').read_text())['models']
     }
     assert rows['tiny-pass']['measured'] == pytest.approx(50.0)
     assert rows['tiny-pass']['status'] == 'pass'

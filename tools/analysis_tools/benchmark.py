@@ -2,8 +2,9 @@
 """Throughput and peak memory of a config's backbone (or whole classifier),
 optionally against mmpretrain's VAN with the same weights in the same run.
 
-    python tools/analysis_tools/benchmark.py configs/van/van-b0_8xb128_in1k.py \
-        --batch-size 16 --deploy --channels-last --compile --compare mmpretrain
+    python tools/analysis_tools/benchmark.py \
+        configs/van/van-b0_8xb128_in1k.py --batch-size 16 --deploy \
+        --channels-last --compile --compare mmpretrain
 
 Throughput is the median of repeated timed runs after warm-up. With
 ``--compare mmpretrain`` the two models run alternately, so machine noise

@@ -30,12 +30,11 @@ from mmvan.utils import cli  # noqa: E402
 # Zoo task -> (metafile metric, runner metric, scale to the metafile's
 # unit, data-root option).
 TASKS = {
-    'Image Classification': ('Top 1 Accuracy', 'accuracy/top1', 1.0,
-                             'data_root'),
+    'Image Classification':
+    ('Top 1 Accuracy', 'accuracy/top1', 1.0, 'data_root'),
     'Semantic Segmentation': ('mIoU', 'mIoU', 1.0, 'ade20k_root'),
     'Object Detection': ('box AP', 'coco/bbox_mAP', 100.0, 'coco_root'),
-    'Instance Segmentation': ('mask AP', 'coco/segm_mAP', 100.0,
-                              'coco_root'),
+    'Instance Segmentation': ('mask AP', 'coco/segm_mAP', 100.0, 'coco_root'),
 }
 DATASETS = {
     'ImageNet-1k': 'data_root',
@@ -168,8 +167,8 @@ def validate(args):
             continue
         row['measured'] = round(measured, 3)
         row['diff'] = round(measured - row['expected'], 3)
-        row['status'] = ('pass' if abs(row['diff']) <= args.tolerance + 1e-9
-                         else 'fail')
+        row['status'] = ('pass' if abs(row['diff']) <= args.tolerance +
+                         1e-9 else 'fail')
     return rows
 
 
@@ -207,8 +206,10 @@ def table(rows, tolerance):
             result += f': {r["reason"]}'
         out.append(f'{r["model"]:<{width}}  {fmt(r["expected"], 8)}  '
                    f'{fmt(r["measured"], 8)}  {fmt(r["diff"], 6)}  {result}')
-    counts = {s: sum(r['status'] == s for r in rows)
-              for s in ('pass', 'fail', 'error', 'skipped')}
+    counts = {
+        s: sum(r['status'] == s for r in rows)
+        for s in ('pass', 'fail', 'error', 'skipped')
+    }
     out.append('-' * len(head))
     out.append(f'tolerance {tolerance}: ' +
                ', '.join(f'{v} {k}' for k, v in counts.items()))
@@ -230,6 +231,9 @@ def _write(path, text):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.metafile:
+        # mmvan://<name> resolves through the same index.
+        os.environ['MMVAN_MODEL_INDEX'] = osp.abspath(args.metafile)
     rows = validate(args)
     _write(
         osp.join(args.out_dir, 'validate_zoo.json'),

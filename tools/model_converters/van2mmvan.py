@@ -9,10 +9,10 @@ LSKA classification (timm ``.pth.tar``), official VAN segmentation backbones
 VAN and HF transformers ``VanModel`` / ``VanForImageClassification``.
 
 DST is a ``.pth`` file name or a folder. The written name carries the first 8
-hex digits of the file's sha256 (``van-b0_3rdparty_in1k-1a2b3c4d.pth``, the zoo's names), as
-OpenMMLab's published models do. Every source key must be mapped or
-explicitly dropped and every model key produced; otherwise nothing is
-written.
+hex digits of the file's sha256 (``van-b0_3rdparty_in1k-1a2b3c4d.pth``, in the
+zoo's vocabulary), as OpenMMLab's published models do. Every source key must
+be mapped or explicitly dropped and every model key produced; otherwise
+nothing is written.
 """
 import argparse
 import os
@@ -29,8 +29,14 @@ from mmvan.utils import cli  # noqa: E402
 
 # Arch aliases of VAN.arch_zoo -> the b0-b6 names used everywhere.
 SHORT_NAMES = {
-    't': 'b0', 'tiny': 'b0', 's': 'b1', 'small': 'b1', 'b': 'b2',
-    'base': 'b2', 'l': 'b3', 'large': 'b3'
+    't': 'b0',
+    'tiny': 'b0',
+    's': 'b1',
+    'small': 'b1',
+    'b': 'b2',
+    'base': 'b2',
+    'l': 'b3',
+    'large': 'b3'
 }
 
 
@@ -58,6 +64,10 @@ def parse_args(argv=None):
         choices=['cls', 'backbone'],
         help='cls: classifier (backbone.* and head.fc.*); backbone: '
         'backbone.* only, for detection / segmentation init')
+    parser.add_argument(
+        '--allow-nonfinite',
+        action='store_true',
+        help='convert tensors holding NaN or inf instead of refusing them')
     parser.add_argument(
         '--verify',
         action='store_true',
@@ -168,7 +178,12 @@ def main(argv=None):
                                 f'{sorted(VAN.arch_zoo)}.')
         arch = dict(arch=args.arch)
     result = convert_state_dict(
-        state_dict, args.format, task=args.task, arch=arch, meta=meta)
+        state_dict,
+        args.format,
+        task=args.task,
+        arch=arch,
+        meta=meta,
+        allow_nonfinite=args.allow_nonfinite)
     report = []
     if args.verify:
         report = verify(result, state_dict, args.task)
@@ -192,10 +207,17 @@ def main(argv=None):
     else:
         folder = osp.dirname(dst) or '.'
         stem = osp.basename(dst)[:-len('.pth')]
-    os.makedirs(folder, exist_ok=True)
     # Save once under a temporary name to learn the file's hash, then
     # rename: a failure at any point leaves no output.
-    fd, tmp = tempfile.mkstemp(suffix='.pth', dir=folder, prefix='.convert-')
+    from mmvan.utils.atomic import SaveError, explain_os_error
+    try:
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(
+            suffix='.pth', dir=folder, prefix='.convert-')
+    except OSError as e:
+        raise SaveError(
+            explain_os_error(e, osp.join(folder, stem + '.pth'),
+                             None)) from None
     os.close(fd)
     try:
         save_atomic(out, tmp, src=src)

@@ -54,8 +54,8 @@ class DivergenceHook(Hook):
         if 'train/grad_norm' in hub.log_scalars:
             # Written at every step when gradients are clipped.
             grad_norm = _value(hub.log_scalars['train/grad_norm'].current())
-        bad = [(name, v) for name, v in (('loss', loss), ('gradient norm',
-                                                          grad_norm))
+        bad = [(name, v)
+               for name, v in (('loss', loss), ('gradient norm', grad_norm))
                if v is not None and not math.isfinite(v)]
         if not bad:
             self._bad = 0
@@ -67,8 +67,8 @@ class DivergenceHook(Hook):
             return
         what = ', '.join(f'{name} {v}' for name, v in bad)
         last = (f'the last finite loss was {self._last[1]:.4g} at iteration '
-                f'{self._last[0]}' if self._last else
-                'no iteration had a finite loss')
+                f'{self._last[0]}'
+                if self._last else 'no iteration had a finite loss')
         lr = ''
         try:
             lrs = runner.optim_wrapper.get_lr()
