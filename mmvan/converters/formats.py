@@ -15,9 +15,10 @@ from typing import Callable, List, Tuple, Union
 
 Replacement = Union[str, Callable[[re.Match], str]]
 
-# Parts of detectors and segmentors that are not the backbone.
-DENSE_HEADS = (r'^(decode_head|auxiliary_head|neck|rpn_head|roi_head|'
-               r'bbox_head|mask_head|data_preprocessor)\.')
+# Parts of detectors, segmentors and pose models that are not the backbone:
+# the neck and every ``*_head`` (decode, auxiliary, rpn, roi, bbox, mask,
+# panoptic, panoptic_fusion, ...).
+DENSE_HEADS = r'^(neck|\w+_head|data_preprocessor)\.'
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,13 @@
 of the model must arrive with its shape (a classification head of another
 class count excepted). ``load_from_strict=False`` in the config loads only
 what fits and logs the counts. ``--resume`` is mmengine's as it is.
+
+Each run also keeps its own copy of the config beside its log
+(``<work_dir>/<timestamp>/``); a resumed run never overwrites the config
+dumped by the run it continues.
 """
+import os.path as osp
+
 from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner as MMEngineRunner
 
@@ -14,6 +20,14 @@ from mmengine.runner import Runner as MMEngineRunner
 class Runner(MMEngineRunner):
     """:class:`mmengine.runner.Runner` whose ``load_checkpoint`` goes
     through :func:`mmvan.zoo.load_weights`."""
+
+    def dump_config(self):
+        name = (osp.basename(self.cfg.filename)
+                if self.cfg.filename is not None else f'{self.timestamp}.py')
+        self.cfg.dump(osp.join(self.log_dir, name))
+        top = osp.join(self.work_dir, name)
+        if not (self._resume and osp.exists(top)):
+            self.cfg.dump(top)
 
     def load_checkpoint(self,
                         filename,

@@ -245,6 +245,9 @@ def check_data(cfg, loaders):
                     missing.append((name, ds.get('type', '?'), path))
                     break
     if not missing:
+        for name in loaders:
+            for ds in _iter_datasets((cfg.get(name) or {}).get('dataset')):
+                _check_imagenet_layout(name, ds)
         return
     lines = []
     for name, ds_type, path in missing:
@@ -256,6 +259,29 @@ def check_data(cfg, loaders):
     raise UserError('dataset not found.\n  ' + '\n  '.join(lines) +
                     '\n  Point the config at your copy with --cfg-options '
                     f'{missing[0][0]}.dataset.data_root=/path/to/data.')
+
+
+def _check_imagenet_layout(name, ds):
+    """ImageNet without an annotation list needs its 1000 class folders;
+    with fewer, mmpretrain fails with a traceback: say what to do."""
+    if str(ds.get('type', '')).split('.')[-1] != 'ImageNet':
+        return
+    root, split = ds.get('data_root') or '', ds.get('split')
+    if ds.get('ann_file') or not split or osp.isfile(
+            osp.join(root, 'meta', f'{split}.txt')):
+        return
+    folder = osp.join(root, split)
+    if not osp.isdir(folder):
+        return
+    classes = [d for d in os.listdir(folder) if osp.isdir(osp.join(folder, d))]
+    if len(classes) != 1000:
+        raise UserError(
+            f'{name} (ImageNet): {folder} has {len(classes)} class folders '
+            f'and there is no {osp.join(root, "meta", split + ".txt")}. '
+            f'ImageNet-1k needs its 1000 class folders, or an annotation '
+            f'list meta/{split}.txt of "relative/path label" lines. For a '
+            f'data set of your own, use type=\'CustomDataset\' with its '
+            f'classes.')
 
 
 def sync_bn_to_bn(node):

@@ -186,3 +186,74 @@ def test_onnx_backbone_only(tmp_path, checkpoints):
             str(tmp_path / 'x.onnx')
         ])
     assert not (tmp_path / 'x.onnx').exists()
+
+
+def _test_loader_image(path):
+    """The image as tools/test.py's pipeline decodes it."""
+    from mmcv.transforms import LoadImageFromFile
+    return LoadImageFromFile()(dict(img_path=str(path)))['img']
+
+
+def test_decoding_equals_the_test_pipeline(tmp_path):
+    """EXIF orientation and 16-bit images: the API sees what tools/test.py
+    sees."""
+    rgb = Image.open(osp.join(ROOT, 'demo', 'cat.jpg'))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    rotated = tmp_path / 'exif.jpg'
+    rgb.save(rotated, exif=exif.tobytes())
+    ours = load_image(str(rotated))
+    assert ours.shape == (451, 300, 3)
+    assert np.array_equal(ours, _test_loader_image(rotated))
+    deep = tmp_path / 'deep.png'
+    values = (np.arange(64 * 48, dtype=np.uint16).reshape(48, 64) * 3)
+    Image.fromarray(values).save(deep)
+    ours = load_image(str(deep))
+    assert np.array_equal(ours, _test_loader_image(deep))
+    # 16-bit values are reduced as the loader does (>> 8), not stretched.
+    assert ours.max() == (values.max() >> 8)
+
+
+def test_extreme_images_are_refused(tmp_path):
+    from mmvan.utils.errors import DataError
+    thin = tmp_path / 'thin.png'
+    Image.fromarray(np.zeros((1, 6000), np.uint8)).save(thin)
+    with pytest.raises(DataError, match='aspect ratio'):
+        load_image(str(thin))
+    out = subprocess.run([
+        sys.executable, 'demo/image_demo.py',
+        str(thin), CONFIGS['cls'], 'none.pth'
+    ],
+                         cwd=ROOT,
+                         capture_output=True,
+                         text=True,
+                         timeout=300)
+    assert out.returncode == 2 and 'aspect ratio' in out.stderr
+    assert 'Traceback' not in out.stderr
+
+
+def test_large_image_demo_memory(tmp_path, checkpoints):
+    """A 6000x6000 JPEG through image_demo.py: peak RSS <= 1.5 GB, and the
+    picture is drawn at display size."""
+    big = tmp_path / 'big.jpg'
+    rng = np.random.default_rng(0)
+    tile = rng.integers(0, 255, (375, 375, 3), np.uint8)
+    Image.fromarray(np.tile(tile, (16, 16, 1))).save(big, quality=80)
+    out_file = tmp_path / 'pred.png'
+    code = (
+        'import resource, subprocess, sys\n'
+        'p = subprocess.run([sys.executable, "demo/image_demo.py", '
+        f'{str(big)!r}, {CONFIGS["cls"]!r}, {checkpoints["cls"]!r}, '
+        f'"--out-file", {str(out_file)!r}])\n'
+        'peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss\n'
+        'print("PEAK_KIB", peak)\n'
+        'sys.exit(p.returncode)\n')
+    out = subprocess.run([sys.executable, '-c', code],
+                         cwd=ROOT,
+                         capture_output=True,
+                         text=True,
+                         timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    peak_kib = int(out.stdout.split('PEAK_KIB')[-1].split()[0])
+    assert peak_kib <= 1.5 * 2**20, f'{peak_kib / 2**20:.2f} GiB'
+    assert max(Image.open(out_file).size) == 1280

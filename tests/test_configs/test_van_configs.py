@@ -87,7 +87,7 @@ def test_official_recipe(name):
     assert augments == ['Mixup', 'CutMix']
     assert cfg.model.head.loss.label_smooth_val == 0.1
     assert cfg.model.backbone.drop_path_rate == (0.2
-                                                 if 'van-l' in name else 0.1)
+                                                 if 'van-b3' in name else 0.1)
 
 
 def test_finetune_recipe():

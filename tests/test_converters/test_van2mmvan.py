@@ -238,3 +238,47 @@ def test_converted_checkpoint_initialises_backbone(tmp_path):
     fresh.init_weights()
     for k, v in model.state_dict().items():
         assert torch.equal(fresh.state_dict()[k], v), k
+
+
+def test_nonfinite_destination_errors_and_mode(tmp_path):
+    _, sd = official()
+    sd['block1.0.mlp.fc1.weight'][0, 0] = float('nan')
+    with pytest.raises(ConversionError, match='NaN or inf.*allow-nonfinite'):
+        convert_file(tmp_path, {'state_dict': sd})
+    assert _no_outputs(tmp_path)
+    _, out, path = convert_file(tmp_path, {'state_dict': sd},
+                                '--allow-nonfinite')
+    assert torch.isnan(out['state_dict']['backbone.block1.0.mlp.fc1.weight']
+                       [0, 0])
+    # The output's mode follows the umask, as any new file's would.
+    mask = os.umask(0)
+    os.umask(mask)
+    assert os.stat(path).st_mode & 0o777 == 0o666 & ~mask
+    # A destination under a file: one error line, nothing written.
+    blocker = tmp_path / 'blocker'
+    blocker.write_text('x')
+    src = tmp_path / 'ok.pth'
+    _, sd = official()
+    torch.save({'state_dict': sd}, src)
+    out = subprocess.run([
+        sys.executable, 'tools/model_converters/van2mmvan.py',
+        str(src),
+        str(blocker / 'out' / 'van.pth')
+    ],
+                         cwd=ROOT,
+                         capture_output=True,
+                         text=True,
+                         timeout=300)
+    assert out.returncode == 2 and 'Traceback' not in out.stderr
+    assert 'error: cannot write' in out.stderr and 'not a folder' in \
+        out.stderr
+    assert blocker.read_text() == 'x'
+
+
+def test_random_bytes_are_unreadable_not_unsafe(tmp_path):
+    src = tmp_path / 'noise.pth'
+    src.write_bytes(os.urandom(4096))
+    with pytest.raises(CheckpointError) as err:
+        van2mmvan.main([str(src), str(tmp_path / 'out')])
+    assert 'unreadable' in str(err.value) or 'corrupt' in str(err.value)
+    assert 'could run code' not in str(err.value)

@@ -269,3 +269,190 @@ def test_gray_and_rgba_images_become_three_channels(data_root):
     assert set(modes) == {'L', 'RGBA'}
     for inputs in modes.values():
         assert inputs.shape == (3, 64, 64)
+
+
+# Reliability: failures keep the evidence, resumes find what loads, a
+# diverging or corrupt run stops with one message.
+
+
+def free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def _corrupt(data_root, kinds=('empty', 'truncated')):
+    """Replace training images by a zero-byte and a truncated JPEG."""
+    lines = open(osp.join(data_root, 'meta', 'train.txt')).read().split()
+    paths = [
+        osp.join(data_root, 'train', p) for p in lines[::2]
+        if p.endswith(('.jpg', '.JPEG', '.png'))
+    ]
+    done = []
+    for kind, path in zip(kinds, paths):
+        data = open(path, 'rb').read()
+        with open(path, 'wb') as f:
+            f.write(b'' if kind == 'empty' else data[:len(data) // 3])
+        done.append(path)
+    return done
+
+
+@pytest.fixture
+def corrupt_root(tmp_path):
+    root = make_classification_demo(
+        str(tmp_path / 'corrupt'), num_train=8, num_val=4, size=32, seed=1)
+    bad = _corrupt(root)
+    return root, bad
+
+
+def test_two_processes_stop_at_once_when_one_fails(tmp_path, corrupt_root):
+    """One rank meets an unreadable image with policy 'raise': its error
+    line comes first and both processes are gone within seconds."""
+    root, bad = corrupt_root
+    env = dict(
+        os.environ,
+        PYTHON=sys.executable,
+        PORT=str(free_port()),
+        OMP_NUM_THREADS='1')
+    start = time.time()
+    out = subprocess.run([
+        'bash', 'tools/dist_train.sh', CONFIG, '2', '--work-dir',
+        str(tmp_path / 'dist'), '--cfg-options',
+        *small_options(root, epochs=3), 'train_dataloader.batch_size=1',
+        'unreadable_images.policy=raise'
+    ],
+                         cwd=ROOT,
+                         env=env,
+                         capture_output=True,
+                         text=True,
+                         timeout=240)
+    elapsed = time.time() - start
+    assert out.returncode != 0
+    errors = [
+        line for line in out.stderr.splitlines() if line.startswith('error:')
+    ]
+    assert errors and 'cannot read image' in errors[0], out.stderr[-3000:]
+    assert any(osp.basename(p) in errors[0] for p in bad)
+    assert elapsed < 120, elapsed
+
+
+def test_unreadable_images_are_skipped_and_counted(tmp_path, corrupt_root):
+    root, bad = corrupt_root
+    work_dir = tmp_path / 'w'
+    out = run_tool([
+        'tools/train.py', CONFIG, '--work-dir',
+        str(work_dir), '--no-validate', '--cfg-options',
+        *small_options(root, workers=2), 'unreadable_images.max_share=0.5'
+    ])
+    listed = (work_dir / 'unreadable_images.txt').read_text()
+    for path in bad:
+        assert path in listed
+        assert f'skipped unreadable image {path}' in out.stderr
+    assert 'empty file' in listed
+    assert (work_dir / 'epoch_1.pth').is_file()
+    # With the default share (0.1 %), the run stops and names the files.
+    out = run_tool([
+        'tools/train.py', CONFIG, '--work-dir',
+        str(tmp_path / 'w2'), '--no-validate', '--cfg-options',
+        *small_options(root, workers=2)
+    ],
+                   check=False)
+    _assert_one_clear_error(out, 'training images are unreadable',
+                            osp.basename(bad[0]))
+
+
+def test_check_dataset_lists_bad_files(corrupt_root):
+    root, bad = corrupt_root
+    out = run_tool([
+        'tools/analysis_tools/check_dataset.py', CONFIG, '--cfg-options',
+        f'train_dataloader.dataset.data_root={root}'
+    ],
+                   check=False)
+    assert out.returncode == 1, out.stderr[-2000:]
+    assert f'train: {len(bad)} of 8 images unreadable' in out.stdout
+    for path in bad:
+        assert path in out.stdout
+
+
+def test_failed_run_keeps_its_log(tmp_path, data_root):
+    """A checkpoint-hook typo fails at the first save, after an epoch of
+    training: the log, config dump and scalars stay."""
+    work_dir = tmp_path / 'w'
+    out = run_tool([
+        'tools/train.py', CONFIG, '--work-dir',
+        str(work_dir), '--no-validate', '--cfg-options',
+        *small_options(data_root), 'default_hooks.checkpoint.max_keep_ckpt=1'
+    ],
+                   check=False)
+    assert out.returncode != 0
+    logs = glob.glob(str(work_dir / '*' / '*.log'))
+    assert logs, out.stderr[-2000:]
+    assert 'Epoch(train)' in open(logs[0]).read()
+    assert (work_dir / 'van-b0_demo.py').is_file()
+    assert logs[0] in out.stderr
+    assert not glob.glob(str(work_dir / '*.pth'))
+
+
+def test_resume_without_last_checkpoint_and_truncated_newest(
+        tmp_path, data_root):
+    work_dir = tmp_path / 'w'
+    opts = small_options(data_root, epochs=2)
+    run_tool(['tools/train.py', CONFIG, '--work-dir', str(work_dir),
+              '--no-validate', '--cfg-options', *opts])
+    first = (work_dir / 'epoch_1.pth').read_bytes()
+    # A plain re-run into the same folder would overwrite them: refused.
+    out = run_tool(['tools/train.py', CONFIG, '--work-dir', str(work_dir),
+                    '--no-validate', '--cfg-options', *opts],
+                   check=False)
+    _assert_one_clear_error(out, 'already holds checkpoints', '--resume')
+    # last_checkpoint missing, newest checkpoint truncated.
+    (work_dir / 'last_checkpoint').unlink()
+    data = (work_dir / 'epoch_2.pth').read_bytes()
+    (work_dir / 'epoch_2.pth').write_bytes(data[:len(data) // 2])
+    out = run_tool([
+        'tools/train.py', CONFIG, '--work-dir',
+        str(work_dir), '--no-validate', '--resume', '--cfg-options',
+        *small_options(data_root, epochs=3)
+    ])
+    assert 'skipped' in out.stderr and 'epoch_2.pth' in out.stderr
+    assert (work_dir / 'epoch_1.pth').read_bytes() == first
+    assert _state(work_dir / 'epoch_3.pth')['meta']['epoch'] == 3
+    logs = sorted(glob.glob(str(work_dir / '*' / '*.log')))
+    assert 'Resumed' in open(logs[-1]).read() or \
+        'resumed' in open(logs[-1]).read()
+
+
+def test_divergence_stops_without_nan_checkpoints(tmp_path, data_root):
+    work_dir = tmp_path / 'w'
+    out = run_tool([
+        'tools/train.py', CONFIG, '--work-dir',
+        str(work_dir), '--cfg-options',
+        *small_options(data_root, epochs=3),
+        'train_dataloader.batch_size=2', 'optim_wrapper.optimizer.lr=1e4',
+        'param_scheduler=[]'
+    ],
+                   check=False)
+    _assert_one_clear_error(out, 'training diverged at iteration',
+                            'Lower the learning rate')
+    for path in glob.glob(str(work_dir / '*.pth')):
+        sd = _state(path)['state_dict']
+        assert all(
+            torch.isfinite(v).all() for v in sd.values()
+            if v.is_floating_point()), path
+
+
+def test_test_warns_on_nonfinite_checkpoint(tmp_path, data_root):
+    from mmvan.apis import init_model
+    model = init_model(osp.join(ROOT, CONFIG), deploy=False)
+    sd = model.state_dict()
+    sd['backbone.block1.0.mlp.fc1.weight'][0, 0] = float('nan')
+    path = tmp_path / 'nan.pth'
+    torch.save({'state_dict': sd, 'meta': {}}, path)
+    out = run_tool([
+        'tools/test.py', CONFIG,
+        str(path), '--work-dir',
+        str(tmp_path / 't'), '--cfg-options', *small_options(data_root)
+    ])
+    assert '1 of' in out.stdout + out.stderr
+    assert 'hold NaN or inf' in out.stdout + out.stderr

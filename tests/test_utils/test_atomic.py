@@ -1,0 +1,79 @@
+# Copyright (c) mmvan contributors. All rights reserved.
+"""Atomic writes: a full disk or a missing permission leaves the previous
+file as it was and no partial file behind."""
+import errno
+import io
+import os
+import stat
+
+import pytest
+import torch
+from mmengine.runner.checkpoint import save_checkpoint
+
+import mmvan  # noqa: F401  (patches mmengine's writer)
+from mmvan.utils.atomic import SaveError, atomic_write
+
+
+def test_mmengine_checkpoint_on_a_full_disk(tmp_path, monkeypatch):
+    path = tmp_path / 'epoch_1.pth'
+    save_checkpoint({'state_dict': {'w': torch.ones(3)}}, str(path))
+    good = path.read_bytes()
+
+    # mmengine writes through a Python file object: make it fail.
+    real_open = os.fdopen
+
+    class Full(io.RawIOBase):
+
+        def __init__(self, fd):
+            self.f = real_open(fd, 'wb')
+
+        def writable(self):
+            return True
+
+        def write(self, b):
+            raise OSError(errno.ENOSPC, 'No space left on device')
+
+        def close(self):
+            self.f.close()
+            super().close()
+
+        def fileno(self):
+            return self.f.fileno()
+
+    monkeypatch.setattr(os, 'fdopen', lambda fd, *a, **k: Full(fd))
+    with pytest.raises(SaveError, match='no space left.*needs') as err:
+        save_checkpoint({'state_dict': {'w': torch.zeros(1000)}}, str(path))
+    assert 'earlier files are intact' in str(err.value)
+    monkeypatch.undo()
+    assert path.read_bytes() == good
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['epoch_1.pth']
+
+
+def test_last_checkpoint_text_is_atomic(tmp_path):
+    from mmengine.fileio import get_file_backend
+    target = tmp_path / 'last_checkpoint'
+    backend = get_file_backend(str(target))
+    backend.put_text('epoch_1.pth', str(target))
+    assert target.read_text() == 'epoch_1.pth'
+
+
+def test_mode_follows_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        path = atomic_write(tmp_path / 'a.bin', b'x')
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o644
+
+
+def test_destination_errors(tmp_path):
+    blocker = tmp_path / 'file'
+    blocker.write_text('x')
+    with pytest.raises(SaveError, match='is a file, not a folder'):
+        atomic_write(blocker / 'sub' / 'a.bin', b'x')
+    if os.geteuid() != 0:  # root writes anywhere
+        ro = tmp_path / 'ro'
+        ro.mkdir()
+        ro.chmod(0o500)
+        with pytest.raises(SaveError, match='permission denied'):
+            atomic_write(ro / 'a.bin', b'x')
