@@ -8,10 +8,9 @@ The command-line tools are ``tools/analysis_tools/erf.py``,
 """
 from .erf import (ERF_THRESHOLDS, area_ratios, central_input_gradient,
                   effective_receptive_field, log_scaled)
-from .robustness import (BENCHMARKS, IMAGENET_C_CORRUPTIONS,
-                         IMAGENET_C_EXTRA, alexnet_errors, imagenet_c_summary,
-                         imagenet_wnids, shape_bias, subset_indices,
-                         subset_top1_error)
+from .robustness import (BENCHMARKS, IMAGENET_C_CORRUPTIONS, IMAGENET_C_EXTRA,
+                         alexnet_errors, imagenet_c_summary, imagenet_wnids,
+                         shape_bias, subset_indices, subset_top1_error)
 
 __all__ = [
     'ERF_THRESHOLDS', 'area_ratios', 'central_input_gradient',

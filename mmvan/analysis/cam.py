@@ -25,9 +25,9 @@ def _grad_cam():
     try:
         import pytorch_grad_cam
     except ImportError:
-        raise UserError('Grad-CAM needs the grad-cam package: pip install '
-                        '"grad-cam>=1.5" (see requirements/optional.txt).'
-                        ) from None
+        raise UserError(
+            'Grad-CAM needs the grad-cam package: pip install '
+            '"grad-cam>=1.5" (see requirements/optional.txt).') from None
     return pytorch_grad_cam
 
 
@@ -56,8 +56,8 @@ def find_backbone(model):
 
 
 def has_classifier(model):
-    return hasattr(model, 'head') and hasattr(model, 'extract_feat') and (
-        getattr(model, 'task', 'cls') == 'cls')
+    return hasattr(model, 'head') and hasattr(
+        model, 'extract_feat') and (getattr(model, 'task', 'cls') == 'cls')
 
 
 class CamModel(nn.Module):
@@ -148,8 +148,7 @@ def compute_cams(model,
     with torch.no_grad():
         output = wrapper(inputs)
     if wrapper.classifier:
-        from pytorch_grad_cam.utils.model_targets import \
-            ClassifierOutputTarget
+        from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
         if target_category is None:
             target_category = int(output[0].argmax())
         elif not 0 <= target_category < output.shape[1]:

@@ -126,8 +126,9 @@ def area_ratios(data, thresholds=ERF_THRESHOLDS):
     y1 = np.clip(cy + radii + 1, 0, h)
     x0 = np.clip(cx - radii, 0, w)
     x1 = np.clip(cx + radii + 1, 0, w)
-    sums = (integral[y1, x1] - integral[y0, x1] - integral[y1, x0] +
-            integral[y0, x0])
+    sums = (
+        integral[y1, x1] - integral[y0, x1] - integral[y1, x0] +
+        integral[y0, x0])
     out = {}
     for t in thresholds:
         hit = np.nonzero(sums > t * total)[0]

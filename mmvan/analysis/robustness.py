@@ -40,8 +40,7 @@ SEVERITIES = (1, 2, 3, 4, 5)
 
 BENCHMARKS = ('imagenet-c', 'imagenet-a', 'imagenet-r', 'imagenet-sketch',
               'cue-conflict')
-IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif',
-                    '.tiff')
+IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff')
 WNID = re.compile(r'^n\d{8}$')
 
 
@@ -84,8 +83,10 @@ def subset_indices(benchmark):
 
 @functools.lru_cache()
 def _alexnet_table():
-    return {name: float(value) for name, value in _read_table(
-        'imagenet_c_alexnet.txt')}
+    return {
+        name: float(value)
+        for name, value in _read_table('imagenet_c_alexnet.txt')
+    }
 
 
 def alexnet_errors():
@@ -158,11 +159,12 @@ def imagenet_c_summary(errors, clean_error=None):
             # sum_s E / sum_s E_alex = mean_s E / mean_s E_alex.
             ce = 100 * mean / alexnet[name]
             if clean_error is not None:
-                rce = 100 * (mean - clean_error) / (
-                    alexnet[name] - alex_clean)
+                rce = 100 * (mean - clean_error) / (alexnet[name] - alex_clean)
         out[name] = dict(
-            errors={s: 100 * e
-                    for s, e in sorted(sev.items())},
+            errors={
+                s: 100 * e
+                for s, e in sorted(sev.items())
+            },
             error=100 * mean,
             ce=ce,
             relative_ce=rce)
@@ -184,11 +186,11 @@ def imagenet_c_summary(errors, clean_error=None):
         mce_evaluated=(float(np.mean([out[n]['ce'] for n in evaluated]))
                        if evaluated else None),
         mean_error=(float(
-            np.mean([e for n in out for e in out[n]['errors'].values()]))
-                    if out else None),
+            np.mean([e for n in out
+                     for e in out[n]['errors'].values()])) if out else None),
         clean_error=None if clean_error is None else 100 * clean_error,
-        missing=sorted(set(all_19) - set(out)) + sorted(
-            n for n in out if len(out[n]['errors']) != len(SEVERITIES)))
+        missing=sorted(set(all_19) - set(out)) +
+        sorted(n for n in out if len(out[n]['errors']) != len(SEVERITIES)))
     return summary
 
 
@@ -207,9 +209,8 @@ def find_class_root(root):
     if any(WNID.match(n) and osp.isdir(osp.join(root, n)) for n in names):
         return root
     subs = [
-        n for n in names
-        if osp.isdir(osp.join(root, n)) and find_class_root(
-            osp.join(root, n)) == osp.join(root, n)
+        n for n in names if osp.isdir(osp.join(root, n))
+        and find_class_root(osp.join(root, n)) == osp.join(root, n)
     ]
     return osp.join(root, subs[0]) if len(subs) == 1 else None
 
@@ -257,8 +258,7 @@ def write_annotation(samples, path):
     return path
 
 
-def predict(model, dataset_cfg, batch_size=32, num_workers=0,
-            progress=None):
+def predict(model, dataset_cfg, batch_size=32, num_workers=0, progress=None):
     """1000-way logits and labels of a data set.
 
     Args:
@@ -288,8 +288,8 @@ def predict(model, dataset_cfg, batch_size=32, num_workers=0,
             out = model(data['inputs'], mode='tensor')
             logits.append(out.float().cpu())
             labels.append(
-                torch.cat([s.gt_label.view(-1) for s in data['data_samples']
-                           ]).cpu())
+                torch.cat([s.gt_label.view(-1)
+                           for s in data['data_samples']]).cpu())
             if progress is not None:
                 progress(len(labels[-1]))
     if not logits:
@@ -307,8 +307,7 @@ CUE_CONFLICT_NAME = re.compile(r'^([a-z]+)\d+-([a-z]+)\d+\.\w+$')
 def cue_conflict_indices():
     """``{category: ImageNet-1k indices}`` of the 16 categories (Geirhos et
     al.'s WordNet mapping, as mmpretrain's ``ShapeBiasMetric`` holds it)."""
-    from mmpretrain.evaluation.metrics.shape_bias_label import \
-        ShapeBiasMetric
+    from mmpretrain.evaluation.metrics.shape_bias_label import ShapeBiasMetric
     return {
         c: list(getattr(ShapeBiasMetric, f'{c}_indices'))
         for c in CUE_CONFLICT_CATEGORIES
@@ -376,8 +375,8 @@ def shape_bias(decisions, shapes, textures):
         shape_bias=n_shape / decided if decided else None,
         shape_match=100 * n_shape / n_conflict if n_conflict else None,
         texture_match=100 * n_texture / n_conflict if n_conflict else None,
-        accuracy=100 * float(
-            np.mean([d == s for d, s in zip(decisions, shapes)]))
+        accuracy=100 *
+        float(np.mean([d == s for d, s in zip(decisions, shapes)]))
         if len(shapes) else None,
         num_images=len(shapes),
         num_conflict=n_conflict,

@@ -21,17 +21,19 @@ def load_tool(name, folder='analysis_tools'):
     return module
 
 
-def tiny_config(folder, attention='lka', kernel_size=None, name=None):
-    """A 1000-class classifier config with the tiny VAN, inheriting the
-    real VAN-b0 (LKA) or LSKA-b0 config."""
-    base = ('van-b0_8xb128_in1k.py'
-            if attention == 'lka' else 'van-lska-b0_8xb128_in1k.py')
+def tiny_config(folder, attention='lka', kernel_size=None, base=None):
+    """A classifier config with the tiny VAN, inheriting a real config:
+    VAN-b0 (LKA) or LSKA-b0 on ImageNet-1k, or ``base`` (a file name in
+    ``configs/van``)."""
+    base = base or ('van-b0_8xb128_in1k.py'
+                    if attention == 'lka' else 'van-lska-b0_8xb128_in1k.py')
     k = '' if kernel_size is None else f', kernel_size={kernel_size}'
-    name = name or f'tiny_{attention}{kernel_size or ""}.py'
+    name = f'tiny_{attention}{kernel_size or ""}_{base}'
     path = osp.join(str(folder), name)
+    arch = dict(_delete_=True, **TINY_ARCH)
     with open(path, 'w') as f:
         f.write(f"_base_ = {osp.join(ROOT, 'configs', 'van', base)!r}\n"
-                f'model = dict(backbone=dict(arch={TINY_ARCH!r}{k}), '
+                f'model = dict(backbone=dict(arch={arch!r}{k}), '
                 f'head=dict(in_channels=32))\n')
     return path
 
@@ -39,10 +41,9 @@ def tiny_config(folder, attention='lka', kernel_size=None, name=None):
 def constant_logit_checkpoint(config, path, bias):
     """A checkpoint of ``config``'s classifier whose logits are ``bias``
     for every image (zero head weights)."""
+    from mmvan.analysis.common import random_init
     from mmvan.apis import init_model
-    torch.manual_seed(0)
-    model = init_model(config, deploy=False)
-    model.init_weights()
+    model = random_init(init_model(config, deploy=False))
     with torch.no_grad():
         model.head.fc.weight.zero_()
         model.head.fc.bias.copy_(torch.as_tensor(bias, dtype=torch.float32))
@@ -63,10 +64,10 @@ def tool():
 
 @pytest.fixture(scope='session')
 def tiny(tmp_path_factory):
-    """``tiny(attention, kernel_size)``: the path of a tiny config."""
+    """``tiny(attention, kernel_size, base)``: the path of a tiny config."""
     folder = tmp_path_factory.mktemp('configs')
-    return lambda attention='lka', kernel_size=None: tiny_config(
-        folder, attention, kernel_size)
+    return lambda attention='lka', kernel_size=None, base=None: tiny_config(
+        folder, attention, kernel_size, base)
 
 
 @pytest.fixture(scope='session')

@@ -15,21 +15,32 @@ from mmvan.utils.cli import UserError
 # (ICLR 2019) and the LSKA repository's mCE_cal.py, independently of the
 # data file the code reads.
 ALEXNET = {
-    'gaussian_noise': 88.6428, 'shot_noise': 89.4468,
-    'impulse_noise': 92.2640, 'defocus_blur': 81.9880,
-    'glass_blur': 82.6268, 'motion_blur': 78.5948, 'zoom_blur': 79.8360,
-    'snow': 86.6816, 'frost': 82.6572, 'fog': 81.9324,
-    'brightness': 56.4592, 'contrast': 85.3204,
-    'elastic_transform': 64.6056, 'pixelate': 71.7840,
-    'jpeg_compression': 60.6500, 'speckle_noise': 84.5388,
-    'gaussian_blur': 78.7108, 'spatter': 71.7512, 'saturate': 65.8248
+    'gaussian_noise': 88.6428,
+    'shot_noise': 89.4468,
+    'impulse_noise': 92.2640,
+    'defocus_blur': 81.9880,
+    'glass_blur': 82.6268,
+    'motion_blur': 78.5948,
+    'zoom_blur': 79.8360,
+    'snow': 86.6816,
+    'frost': 82.6572,
+    'fog': 81.9324,
+    'brightness': 56.4592,
+    'contrast': 85.3204,
+    'elastic_transform': 64.6056,
+    'pixelate': 71.7840,
+    'jpeg_compression': 60.6500,
+    'speckle_noise': 84.5388,
+    'gaussian_blur': 78.7108,
+    'spatter': 71.7512,
+    'saturate': 65.8248
 }
 ALEXNET_CLEAN = 100 - 56.522
 STANDARD = list(ALEXNET)[:15]
 
-TENCH, GOLDFISH, SHARK, STINGRAY, GOLDFINCH, TABBY = (
-    'n01440764', 'n01443537', 'n01484850', 'n01498041', 'n01531178',
-    'n02123045')
+TENCH, GOLDFISH, SHARK, STINGRAY, GOLDFINCH, TABBY = ('n01440764', 'n01443537',
+                                                      'n01484850', 'n01498041',
+                                                      'n01531178', 'n02123045')
 # Logits of the test classifier for every image: the 1000-way arg-max is
 # tench (0); restricted to ImageNet-A it is stingray (6), to ImageNet-R
 # goldfish (1); the cue-conflict category is cat (tabby, 281).
@@ -63,16 +74,18 @@ def test_200_class_mappings_on_known_classes():
 
 
 def test_subset_error_restricts_the_argmax():
-    logits = BIAS.repeat(3, 1)
-    labels = torch.tensor([6, 1, 11])
-    assert rb.subset_top1_error(logits, labels) == 1.0
+    logits = BIAS.repeat(4, 1)
+    labels = torch.tensor([6, 1, 11, 0])
+    # 1000-way: tench (0) for every image.
+    assert rb.subset_top1_error(logits, labels) == pytest.approx(0.75)
     a, r = rb.subset_indices('imagenet-a'), rb.subset_indices('imagenet-r')
+    # ImageNet-A: stingray (6) wins; ImageNet-R: goldfish (1).
     assert rb.subset_top1_error(logits[[0, 2]], labels[[0, 2]],
                                 a) == pytest.approx(0.5)
-    assert rb.subset_top1_error(logits[:2], labels[:2],
-                                r) == pytest.approx(0.5)
+    assert rb.subset_top1_error(logits[:3], labels[:3],
+                                r) == pytest.approx(2 / 3)
     with pytest.raises(ValueError):
-        rb.subset_top1_error(logits, labels, r)  # 11 is not in ImageNet-R
+        rb.subset_top1_error(logits, labels, r)  # tench is not in -R
 
 
 def test_imagenet_c_formula_by_hand():
@@ -90,8 +103,10 @@ def test_imagenet_c_formula_by_hand():
     assert out['missing'] == ['frost']
     errors['frost'] = {s: 0.5 for s in range(1, 6)}
     out = rb.imagenet_c_summary(errors)
-    ces = {c: 100 * (30.0 if c == 'fog' else 50.0) / e
-           for c, e in ALEXNET.items()}
+    ces = {
+        c: 100 * (30.0 if c == 'fog' else 50.0) / e
+        for c, e in ALEXNET.items()
+    }
     assert out['mce_15'] == pytest.approx(np.mean([ces[c] for c in STANDARD]))
     assert out['mce_19'] == pytest.approx(np.mean(list(ces.values())))
     assert out['relative_mce_15'] is None  # no clean error given
@@ -161,8 +176,7 @@ def test_robustness_tool_imagenet_c(tmp_path, tool, classifier, capsys):
     assert res['mce_19'] == pytest.approx(np.mean(list(ce.values())))
     assert res['relative_mce_15'] == pytest.approx(
         np.mean([rce[c] for c in STANDARD]))
-    assert res['relative_mce_19'] == pytest.approx(
-        np.mean(list(rce.values())))
+    assert res['relative_mce_19'] == pytest.approx(np.mean(list(rce.values())))
     saved = json.loads(out_json.read_text())
     assert saved['mce_19'] == pytest.approx(res['mce_19'])
     assert saved['corruptions']['fog']['errors']['3'] == pytest.approx(
@@ -176,14 +190,23 @@ def test_robustness_tool_imagenet_c(tmp_path, tool, classifier, capsys):
     'benchmark,counts,error',
     [
         # ImageNet-R: the restricted arg-max is goldfish; 3 of 4 right.
-        ('imagenet-r', {GOLDFISH: 3, SHARK: 1}, 25.0),
+        ('imagenet-r', {
+            GOLDFISH: 3,
+            SHARK: 1
+        }, 25.0),
         # ImageNet-A: stingray right, goldfinch wrong.
-        ('imagenet-a', {STINGRAY: 1, GOLDFINCH: 3}, 75.0),
+        ('imagenet-a', {
+            STINGRAY: 1,
+            GOLDFINCH: 3
+        }, 75.0),
         # Sketch: the 1000-way arg-max is tench.
-        ('imagenet-sketch', {TENCH: 2, GOLDFISH: 2}, 50.0),
+        ('imagenet-sketch', {
+            TENCH: 2,
+            GOLDFISH: 2
+        }, 50.0),
     ])
-def test_robustness_tool_subsets(tmp_path, tool, classifier, benchmark,
-                                 counts, error):
+def test_robustness_tool_subsets(tmp_path, tool, classifier, benchmark, counts,
+                                 error):
     config, ckpt = classifier
     # The archives unpack into one folder; the tool finds it.
     _class_tree(str(tmp_path / 'data' / 'release'), counts)
@@ -194,8 +217,8 @@ def test_robustness_tool_subsets(tmp_path, tool, classifier, benchmark,
     ])
     assert res['top1_error'] == pytest.approx(error)
     assert res['num_images'] == sum(counts.values())
-    assert res['num_classes'] == (1000 if benchmark == 'imagenet-sketch' else
-                                  200)
+    assert res['num_classes'] == (1000
+                                  if benchmark == 'imagenet-sketch' else 200)
 
 
 def test_robustness_tool_refuses_foreign_classes(tmp_path, tool, classifier):
@@ -217,9 +240,10 @@ def test_robustness_tool_refuses_foreign_classes(tmp_path, tool, classifier):
 def test_robustness_tool_cue_conflict(tmp_path, tool, classifier):
     config, ckpt = classifier
     root = tmp_path / 'cue-conflict'
-    for rel in ['cat/cat1-dog2.png', 'cat/cat2-elephant1.png',
-                'cat/cat3-cat1.png', 'dog/dog1-cat3.png',
-                'dog/dog2-bear1.png']:
+    for rel in [
+            'cat/cat1-dog2.png', 'cat/cat2-elephant1.png', 'cat/cat3-cat1.png',
+            'dog/dog1-cat3.png', 'dog/dog2-bear1.png'
+    ]:
         _image(str(root / rel), 128)
     res = tool('robustness').main([
         config, ckpt, '--benchmark', 'cue-conflict', '--data-root',

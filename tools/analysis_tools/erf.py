@@ -61,7 +61,9 @@ def parse_args(argv=None):
         'per size')
     parser.add_argument('--labels', nargs='+', help='panel titles')
     parser.add_argument(
-        '--data', required=True, help='a folder of images (searched '
+        '--data',
+        required=True,
+        help='a folder of images (searched '
         'recursively, sorted; the first --num-images are used)')
     parser.add_argument('--num-images', type=int, default=50)
     parser.add_argument(
@@ -140,16 +142,17 @@ def preprocess(model, image_bgr, shape):
 
 def build(config, checkpoint, kernel_size, args):
     from mmvan.analysis.cam import find_backbone
+    from mmvan.analysis.common import quiet_mmengine, random_init
     from mmvan.apis import init_model
     cfg = cli.load_config(config, args.cfg_options)
     if kernel_size is not None:
         cfg.model.backbone.kernel_size = kernel_size
     torch.manual_seed(args.seed)
-    model = init_model(cfg, checkpoint, device=args.device, deploy=False)
+    with quiet_mmengine():
+        model = init_model(cfg, checkpoint, device=args.device, deploy=False)
     backbone = find_backbone(model)
     if checkpoint is None:
-        torch.manual_seed(args.seed)
-        backbone.init_weights()  # VAN's own random initialisation
+        random_init(backbone, args.seed)  # VAN's own initialisation
     return model, backbone
 
 
@@ -162,9 +165,10 @@ def draw(results, out_file, title):
     for ax, res in zip(axes[0], results):
         image = ax.imshow(res['map'], cmap='magma', vmin=0, vmax=1)
         r = res['area_ratios']
-        ax.set_title(f'{res["label"]}\nt=0.2: {r[0.2]["ratio"]:.3f}  '
-                     f't=0.99: {r[0.99]["ratio"]:.3f}',
-                     fontsize=9)
+        ax.set_title(
+            f'{res["label"]}\nt=0.2: {r[0.2]["ratio"]:.3f}  '
+            f't=0.99: {r[0.99]["ratio"]:.3f}',
+            fontsize=9)
         ax.axis('off')
     fig.colorbar(
         image, ax=list(axes[0]), fraction=0.02,
@@ -204,13 +208,15 @@ def main(argv=None):
     try:
         for i, (config, ckpt, k) in enumerate(specs):
             model, backbone = build(config, ckpt, k, args)
-            inputs = (preprocess(model, img, (h, w)).to(args.device)
-                      for img in images)
+            inputs = (
+                preprocess(model, img, (h, w)).to(args.device)
+                for img in images)
             scores, count = effective_receptive_field(
                 backbone, inputs, progress=bar.update)
             data = log_scaled(scores)
-            label = (args.labels[i] if args.labels else
-                     f'{backbone.attention.upper()} k={backbone.kernel_size}')
+            label = (
+                args.labels[i] if args.labels else
+                f'{backbone.attention.upper()} k={backbone.kernel_size}')
             results.append(
                 dict(
                     label=label,
@@ -224,8 +230,8 @@ def main(argv=None):
     finally:
         bar.close()
 
-    weights = ('random weights' if all(c is None for _, c, _ in specs) else
-               'given weights')
+    weights = ('random weights' if all(
+        c is None for _, c, _ in specs) else 'given weights')
     title = (f'ERF (RepLKNet): centre of the last stage, {len(images)} '
              f'images at {h}x{w}, {weights}')
     draw(results, args.out_file, title)
@@ -254,6 +260,15 @@ def main(argv=None):
         print(f'  {r["label"]:<{width}}' +
               ''.join(f'{r["area_ratios"][t]["ratio"]:>9.4f}'
                       for t in ERF_THRESHOLDS))
+    wide = sorted({
+        r['kernel_size']
+        for r in results if r['kernel_size'] * 32 >= min(h, w)
+    })
+    if wide:
+        print(f'note: k = {", ".join(map(str, wide))} spans 32 k >= '
+              f'{min(h, w)} pixels at the last stage (stride 32): the whole '
+              f'input, so the ratios saturate; compare such kernels with a '
+              f'larger --shape (e.g. 2048).')
     print(f'saved {args.out_file} and {json_file}')
     return results
 

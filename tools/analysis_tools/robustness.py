@@ -46,11 +46,16 @@ DATASET_CONFIGS = {
     'imagenet-sketch': 'imagenet_sketch.py',
 }
 DOWNLOAD = {
-    'imagenet-c': 'https://github.com/hendrycks/robustness',
-    'imagenet-a': 'https://github.com/hendrycks/natural-adv-examples',
-    'imagenet-r': 'https://github.com/hendrycks/imagenet-r',
-    'imagenet-sketch': 'https://github.com/HaohanWang/ImageNet-Sketch',
-    'cue-conflict': 'https://github.com/bethgelab/model-vs-human (release '
+    'imagenet-c':
+    'https://github.com/hendrycks/robustness',
+    'imagenet-a':
+    'https://github.com/hendrycks/natural-adv-examples',
+    'imagenet-r':
+    'https://github.com/hendrycks/imagenet-r',
+    'imagenet-sketch':
+    'https://github.com/HaohanWang/ImageNet-Sketch',
+    'cue-conflict':
+    'https://github.com/bethgelab/model-vs-human (release '
     'v0.1, cue-conflict.tar.gz)',
 }
 
@@ -106,8 +111,7 @@ def dataset_config(args):
     if args.benchmark == 'cue-conflict' and not args.dataset_config:
         return None, {}, None
     path = args.dataset_config or osp.join(
-        ROOT, 'configs', '_base_', 'datasets',
-        DATASET_CONFIGS[args.benchmark])
+        ROOT, 'configs', '_base_', 'datasets', DATASET_CONFIGS[args.benchmark])
     if not osp.isfile(path):
         raise cli.UserError(f'Dataset config {path} does not exist.')
     bench = Config.fromfile(path)
@@ -163,8 +167,8 @@ def build_splits(args, bench, data_root):
 def _imagenet_c_splits(args, bench, data_root, hint):
     from mmvan.analysis import robustness as rb
     known = list(
-        bench.get('corruptions', rb.IMAGENET_C_CORRUPTIONS +
-                  rb.IMAGENET_C_EXTRA))
+        bench.get('corruptions',
+                  rb.IMAGENET_C_CORRUPTIONS + rb.IMAGENET_C_EXTRA))
     wanted = args.corruptions or known
     unknown = sorted(set(wanted) - set(known))
     if unknown:
@@ -186,36 +190,41 @@ def _imagenet_c_splits(args, bench, data_root, hint):
     return splits
 
 
-def evaluate(model, splits, template, loader, benchmark, tmp):
-    """``{key: (logits, labels)}`` of every split, with one progress
-    bar."""
+def evaluate(model, splits, template, loader, benchmark, data_root, tmp):
+    """``{key: (logits, labels)}`` of every split. All splits are listed
+    in one annotation file and run as one data set (full batches, one
+    progress bar), then cut apart again."""
     from tqdm import tqdm
 
     from mmvan.analysis.robustness import predict, write_annotation
-    results = {}
-    total = sum(len(s) for _, _, s in splits)
+    rows = []
+    for _, folder, samples in splits:
+        prefix = osp.relpath(folder, data_root).replace(os.sep, '/')
+        prefix = '' if prefix == '.' else prefix + '/'
+        for rel, label, *_ in samples:
+            rows.append((prefix + rel, label if isinstance(label, int) else 0))
+    ds = copy.deepcopy(template)
+    ds.update(
+        data_root=data_root,
+        ann_file=write_annotation(rows, osp.join(tmp, 'samples.txt')),
+        data_prefix='',
+        with_label=True)
+    ds.pop('classes', None)
+    ds.pop('metainfo', None)
     with tqdm(
-            total=total,
-            desc=benchmark,
-            unit='img',
-            leave=False,
+            total=len(rows), desc=benchmark, unit='img', leave=False,
             disable=None) as bar:
-        for i, (key, folder, samples) in enumerate(splits):
-            ann = write_annotation([(rel, label if isinstance(label, int) else
-                                     0) for rel, label, *_ in samples],
-                                   osp.join(tmp, f'split_{i}.txt'))
-            ds = copy.deepcopy(template)
-            ds.update(
-                data_root=folder, ann_file=ann, data_prefix='',
-                with_label=True)
-            ds.pop('classes', None)
-            ds.pop('metainfo', None)
-            results[key] = predict(
-                model,
-                ds,
-                batch_size=loader['batch_size'],
-                num_workers=loader['num_workers'],
-                progress=bar.update)
+        logits, labels = predict(
+            model,
+            ds,
+            batch_size=loader['batch_size'],
+            num_workers=loader['num_workers'],
+            progress=bar.update)
+    results, start = {}, 0
+    for key, _, samples in splits:
+        end = start + len(samples)
+        results[key] = (logits[start:end], labels[start:end])
+        start = end
     return results
 
 
@@ -224,8 +233,8 @@ def summarise(args, splits, outputs):
     if args.benchmark == 'imagenet-c':
         errors = {}
         for (name, s), (logits, labels) in outputs.items():
-            errors.setdefault(name, {})[s] = rb.subset_top1_error(
-                logits, labels)
+            errors.setdefault(name,
+                              {})[s] = rb.subset_top1_error(logits, labels)
         clean = None
         if args.clean_acc is not None:
             if not 0 < args.clean_acc <= 100:
@@ -240,10 +249,7 @@ def summarise(args, splits, outputs):
         decisions = rb.category_decisions(logits)
         summary = rb.shape_bias(decisions, [s[1] for s in samples],
                                 [s[2] for s in samples])
-        summary['decisions'] = {
-            s[0]: d
-            for s, d in zip(samples, decisions)
-        }
+        summary['decisions'] = {s[0]: d for s, d in zip(samples, decisions)}
         return summary
     logits, labels = outputs[args.benchmark]
     indices = (
@@ -258,7 +264,9 @@ def summarise(args, splits, outputs):
 
 
 def _fmt(value, width=7, digits=1):
-    return f'{"-":>{width}}' if value is None else f'{value:>{width}.{digits}f}'
+    if value is None:
+        return f'{"-":>{width}}'
+    return f'{value:>{width}.{digits}f}'
 
 
 def print_table(args, summary):
@@ -275,9 +283,9 @@ def print_table(args, summary):
         rows = summary['corruptions']
         for name in sorted(rows, key=order.index):
             r = rows[name]
-            print(f'  {name:<18}' + ''.join(
-                _fmt(r['errors'].get(s)) for s in sev) + _fmt(r['error']) +
-                  _fmt(r['ce']) + _fmt(r['relative_ce'], 8))
+            print(f'  {name:<18}' +
+                  ''.join(_fmt(r['errors'].get(s)) for s in sev) +
+                  _fmt(r['error']) + _fmt(r['ce']) + _fmt(r['relative_ce'], 8))
         print(f'  mCE (15 standard)   {_fmt(summary["mce_15"], 6)}   '
               f'relative {_fmt(summary["relative_mce_15"], 6)}')
         print(f'  mCE (all 19, LSKA)  {_fmt(summary["mce_19"], 6)}   '
@@ -303,6 +311,7 @@ def print_table(args, summary):
 
 def main(argv=None):
     args = parse_args(argv)
+    from mmvan.analysis.common import quiet_mmengine
     from mmvan.apis import init_model
     template, loader, bench = dataset_config(args)
     cfg = cli.load_config(args.config, args.cfg_options)
@@ -311,22 +320,26 @@ def main(argv=None):
             type='CustomDataset',
             pipeline=copy.deepcopy(
                 cfg.test_dataloader.dataset.pipeline.to_list() if hasattr(
-                    cfg.test_dataloader.dataset.pipeline, 'to_list') else
-                list(cfg.test_dataloader.dataset.pipeline)))
+                    cfg.test_dataloader.dataset.pipeline, 'to_list'
+                ) else list(cfg.test_dataloader.dataset.pipeline)))
         loader = dict(batch_size=32, num_workers=2)
     if args.batch_size:
         loader['batch_size'] = args.batch_size
     if args.num_workers is not None:
         loader['num_workers'] = args.num_workers
-    data_root = args.data_root or (
-        bench.get('data_root') if bench is not None else 'data/cue-conflict')
+    data_root = args.data_root or (bench.get('data_root') if bench is not None
+                                   else 'data/cue-conflict')
     splits = build_splits(args, bench or {}, data_root)
-    model = init_model(
-        cfg, args.checkpoint, device=args.device, deploy=not args.no_deploy)
+    with quiet_mmengine():
+        model = init_model(
+            cfg,
+            args.checkpoint,
+            device=args.device,
+            deploy=not args.no_deploy)
     check_classifier(model)
     with tempfile.TemporaryDirectory(prefix='mmvan-robustness-') as tmp:
         outputs = evaluate(model, splits, template, loader, args.benchmark,
-                           tmp)
+                           data_root, tmp)
     summary = summarise(args, splits, outputs)
     summary.update(
         benchmark=args.benchmark,

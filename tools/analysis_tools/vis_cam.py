@@ -40,7 +40,9 @@ def parse_args(argv=None):
     parser.add_argument('img', help='an image file or a folder of images')
     parser.add_argument('config')
     parser.add_argument(
-        'checkpoint', nargs='?', help='path, URL or mmvan:// name '
+        'checkpoint',
+        nargs='?',
+        help='path, URL or mmvan:// name '
         '(default: random weights)')
     parser.add_argument(
         '--target-layers',
@@ -61,8 +63,7 @@ def parse_args(argv=None):
     parser.add_argument('--eigen-smooth', action='store_true')
     parser.add_argument('--aug-smooth', action='store_true')
     parser.add_argument(
-        '--save-path',
-        help='PNG to write (a folder when IMG is a folder)')
+        '--save-path', help='PNG to write (a folder when IMG is a folder)')
     parser.add_argument(
         '--shape',
         type=int,
@@ -93,9 +94,8 @@ def prepare(model, image_bgr, shape=None):
                 ori_shape=image_bgr.shape[:2]))
         shown = data['inputs'].numpy().transpose(1, 2, 0)[..., ::-1]
         batch = model.data_preprocessor(
-            dict(
-                inputs=[data['inputs']],
-                data_samples=[data['data_samples']]), False)
+            dict(inputs=[data['inputs']], data_samples=[data['data_samples']]),
+            False)
         return batch['inputs'], np.ascontiguousarray(shown)
     if shape:
         import mmcv
@@ -166,16 +166,18 @@ def list_inputs(img, save_path):
 def main(argv=None):
     args = parse_args(argv)
     from mmvan.analysis.cam import compute_cams, module_by_name, stage_layers
+    from mmvan.analysis.common import quiet_mmengine
     from mmvan.apis import init_model, load_image
-    model = init_model(
-        args.config,
-        args.checkpoint,
-        device=args.device,
-        cfg_options=args.cfg_options,
-        deploy=False)
+    with quiet_mmengine():
+        model = init_model(
+            args.config,
+            args.checkpoint,
+            device=args.device,
+            cfg_options=args.cfg_options,
+            deploy=False)
     if args.checkpoint is None:
-        torch.manual_seed(0)
-        model.init_weights()  # the models' own random initialisation
+        from mmvan.analysis.common import random_init
+        random_init(model)  # the model's own random initialisation
     if args.preview_model:
         for name, module in model.named_modules():
             if name:
@@ -202,12 +204,12 @@ def main(argv=None):
             eigen_smooth=args.eigen_smooth)
         if output.shape[-1] > 0 and getattr(model, 'task', 'cls') == 'cls':
             category = (
-                args.target_category if args.target_category is not None
-                else int(output[0].argmax()))
+                args.target_category if args.target_category is not None else
+                int(output[0].argmax()))
             score = float(output[0].softmax(0)[category])
-            name = (classes[category].split(',')[0]
-                    if classes and category < len(classes) else
-                    str(category))
+            name = (
+                classes[category].split(',')[0]
+                if classes and category < len(classes) else str(category))
             title = (f'{args.method} for class {category} "{name}" '
                      f'(p={score:.2f})')
         else:

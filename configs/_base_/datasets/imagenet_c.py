@@ -20,8 +20,7 @@ corruptions = [
     'gaussian_noise', 'shot_noise', 'impulse_noise', 'defocus_blur',
     'glass_blur', 'motion_blur', 'zoom_blur', 'snow', 'frost', 'fog',
     'brightness', 'contrast', 'elastic_transform', 'pixelate',
-    'jpeg_compression', 'speckle_noise', 'gaussian_blur', 'spatter',
-    'saturate'
+    'jpeg_compression', 'speckle_noise', 'gaussian_blur', 'spatter', 'saturate'
 ]
 severities = [1, 2, 3, 4, 5]
 

@@ -1,0 +1,32 @@
+# Copyright (c) mmvan contributors. All rights reserved.
+"""Small helpers the analysis tools share."""
+import contextlib
+import logging
+
+import torch
+
+
+@contextlib.contextmanager
+def quiet_mmengine(level=logging.WARNING):
+    """Raise mmengine's loggers to ``level`` for the duration (e.g. to skip
+    the per-parameter report of ``init_weights``)."""
+    from mmengine.logging import MMLogger
+    loggers = [MMLogger.get_current_instance()]
+    loggers += list(MMLogger._instance_dict.values())
+    saved = [(lg, lg.level) for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(level)
+    try:
+        yield
+    finally:
+        for lg, old in saved:
+            lg.setLevel(old)
+
+
+def random_init(module, seed=0):
+    """``module.init_weights()`` (the model's own random initialisation),
+    seeded and without mmengine's report."""
+    torch.manual_seed(seed)
+    with quiet_mmengine():
+        module.init_weights()
+    return module
