@@ -102,30 +102,45 @@ def alexnet_clean_error():
     return _alexnet_table()['clean']
 
 
-def subset_top1_error(logits, labels, indices=None):
-    """Top-1 error of 1000-way ``logits``.
+def top1_predictions(logits, indices=None):
+    """ImageNet-1k class predicted from 1000-way ``logits``.
 
     Args:
         logits (Tensor): ``N x 1000``.
-        labels (Tensor): ``N`` ImageNet-1k class indices.
         indices (Sequence[int], optional): Restrict the arg-max to these
-            classes (ImageNet-A / -R); every label must be one of them.
+            classes (ImageNet-A / -R).
 
     Returns:
-        float: The error as a fraction.
+        Tensor: ``N`` ImageNet-1k indices.
     """
     logits = torch.as_tensor(logits)
+    if indices is None:
+        return logits.argmax(1)
+    index = torch.as_tensor(list(indices)).long()
+    return index[logits[:, index].argmax(1)]
+
+
+def prediction_error(predictions, labels, indices=None):
+    """Share of wrong ``predictions`` (a fraction).
+
+    Raises:
+        ValueError: No images, or (with ``indices``) a label outside them.
+    """
+    predictions = torch.as_tensor(predictions).long()
     labels = torch.as_tensor(labels).long()
     if len(labels) == 0:
         raise ValueError('No images to score.')
-    if indices is None:
-        pred = logits.argmax(1)
-    else:
-        index = torch.as_tensor(list(indices)).long()
-        if not torch.isin(labels, index).all():
-            raise ValueError('A label is not one of the subset classes.')
-        pred = index[logits[:, index].argmax(1)]
-    return float((pred != labels).float().mean())
+    if indices is not None and not torch.isin(
+            labels, torch.as_tensor(list(indices))).all():
+        raise ValueError('A label is not one of the subset classes.')
+    return float((predictions != labels).float().mean())
+
+
+def subset_top1_error(logits, labels, indices=None):
+    """Top-1 error of 1000-way ``logits`` (a fraction), the arg-max
+    restricted to ``indices`` when given (every label must be one of
+    them)."""
+    return prediction_error(top1_predictions(logits, indices), labels, indices)
 
 
 def imagenet_c_summary(errors, clean_error=None):
@@ -258,18 +273,26 @@ def write_annotation(samples, path):
     return path
 
 
-def predict(model, dataset_cfg, batch_size=32, num_workers=0, progress=None):
-    """1000-way logits and labels of a data set.
+def predict(model,
+            dataset_cfg,
+            batch_size=32,
+            num_workers=0,
+            progress=None,
+            reduce=None):
+    """Outputs and labels of a classifier on a data set.
 
     Args:
         model: An mmpretrain classifier (``model(x, mode='tensor')`` gives
             the logits) with its data preprocessor.
         dataset_cfg (dict): An mmpretrain dataset config.
         progress (callable, optional): Called with each batch's size.
+        reduce (callable, optional): Applied to each batch's ``B x C``
+            logits (e.g. :func:`top1_predictions`), so that only what is
+            scored is kept (ImageNet-C has 4.75 M images).
 
     Returns:
-        tuple[Tensor, Tensor]: ``N x C`` logits (float32, CPU) and ``N``
-        labels.
+        tuple[Tensor, Tensor]: The (reduced) logits of every image, in
+        order, and the ``N`` labels.
     """
     from mmengine.registry import DefaultScope
     from mmengine.runner import Runner
@@ -281,20 +304,20 @@ def predict(model, dataset_cfg, batch_size=32, num_workers=0, progress=None):
         dataset=dataset_cfg)
     with DefaultScope.overwrite_default_scope('mmpretrain'):
         loader = Runner.build_dataloader(loader_cfg)
-    logits, labels = [], []
+    outputs, labels = [], []
     with torch.no_grad():
         for batch in loader:
             data = model.data_preprocessor(batch, False)
-            out = model(data['inputs'], mode='tensor')
-            logits.append(out.float().cpu())
+            out = model(data['inputs'], mode='tensor').float().cpu()
+            outputs.append(out if reduce is None else reduce(out))
             labels.append(
                 torch.cat([s.gt_label.view(-1)
                            for s in data['data_samples']]).cpu())
             if progress is not None:
                 progress(len(labels[-1]))
-    if not logits:
+    if not outputs:
         raise ValueError('The data set is empty.')
-    return torch.cat(logits), torch.cat(labels)
+    return torch.cat(outputs), torch.cat(labels)
 
 
 # ------------------------------------------------------------ cue-conflict
@@ -314,8 +337,9 @@ def cue_conflict_indices():
     }
 
 
-def category_decisions(logits):
-    """16-category decision per image: the category whose ImageNet classes
+def category_predictions(logits):
+    """16-category decision per image, as indices into
+    :data:`CUE_CONFLICT_CATEGORIES`: the category whose ImageNet classes
     have the highest mean softmax probability (model-vs-human's default
     aggregation)."""
     probs = torch.as_tensor(logits).float().softmax(1)
@@ -324,7 +348,15 @@ def category_decisions(logits):
         probs[:, torch.tensor(table[c])].mean(1)
         for c in CUE_CONFLICT_CATEGORIES
     ], 1)
-    return [CUE_CONFLICT_CATEGORIES[i] for i in scores.argmax(1).tolist()]
+    return scores.argmax(1)
+
+
+def category_decisions(logits):
+    """:func:`category_predictions` as category names."""
+    return [
+        CUE_CONFLICT_CATEGORIES[i]
+        for i in category_predictions(logits).tolist()
+    ]
 
 
 def cue_conflict_samples(root):

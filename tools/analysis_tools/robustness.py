@@ -191,9 +191,9 @@ def _imagenet_c_splits(args, bench, data_root, hint):
 
 
 def evaluate(model, splits, template, loader, benchmark, data_root, tmp):
-    """``{key: (logits, labels)}`` of every split. All splits are listed
-    in one annotation file and run as one data set (full batches, one
-    progress bar), then cut apart again."""
+    """``{key: (predictions, labels)}`` of every split. All splits are
+    listed in one annotation file and run as one data set (full batches,
+    one progress bar), then cut apart again."""
     from tqdm import tqdm
 
     from mmvan.analysis.robustness import predict, write_annotation
@@ -214,27 +214,40 @@ def evaluate(model, splits, template, loader, benchmark, data_root, tmp):
     with tqdm(
             total=len(rows), desc=benchmark, unit='img', leave=False,
             disable=None) as bar:
-        logits, labels = predict(
+        preds, labels = predict(
             model,
             ds,
             batch_size=loader['batch_size'],
             num_workers=loader['num_workers'],
-            progress=bar.update)
+            progress=bar.update,
+            reduce=reducer(benchmark))
     results, start = {}, 0
     for key, _, samples in splits:
         end = start + len(samples)
-        results[key] = (logits[start:end], labels[start:end])
+        results[key] = (preds[start:end], labels[start:end])
         start = end
     return results
+
+
+def reducer(benchmark):
+    """What is kept of each batch's logits: the predicted ImageNet-1k class
+    (restricted to the 200 classes of ImageNet-A / -R), or the cue-conflict
+    category."""
+    from mmvan.analysis import robustness as rb
+    if benchmark == 'cue-conflict':
+        return rb.category_predictions
+    indices = (
+        rb.subset_indices(benchmark) if benchmark in ('imagenet-a',
+                                                      'imagenet-r') else None)
+    return lambda logits: rb.top1_predictions(logits, indices)
 
 
 def summarise(args, splits, outputs):
     from mmvan.analysis import robustness as rb
     if args.benchmark == 'imagenet-c':
         errors = {}
-        for (name, s), (logits, labels) in outputs.items():
-            errors.setdefault(name,
-                              {})[s] = rb.subset_top1_error(logits, labels)
+        for (name, s), (preds, labels) in outputs.items():
+            errors.setdefault(name, {})[s] = rb.prediction_error(preds, labels)
         clean = None
         if args.clean_acc is not None:
             if not 0 < args.clean_acc <= 100:
@@ -245,17 +258,17 @@ def summarise(args, splits, outputs):
         return summary
     if args.benchmark == 'cue-conflict':
         _, _, samples = splits[0]
-        logits, _ = outputs['cue-conflict']
-        decisions = rb.category_decisions(logits)
+        preds, _ = outputs['cue-conflict']
+        decisions = [rb.CUE_CONFLICT_CATEGORIES[i] for i in preds.tolist()]
         summary = rb.shape_bias(decisions, [s[1] for s in samples],
                                 [s[2] for s in samples])
         summary['decisions'] = {s[0]: d for s, d in zip(samples, decisions)}
         return summary
-    logits, labels = outputs[args.benchmark]
+    preds, labels = outputs[args.benchmark]
     indices = (
         rb.subset_indices(args.benchmark)
         if args.benchmark in ('imagenet-a', 'imagenet-r') else None)
-    error = rb.subset_top1_error(logits, labels, indices)
+    error = rb.prediction_error(preds, labels, indices)
     return dict(
         top1_error=100 * error,
         top1_accuracy=100 * (1 - error),

@@ -122,8 +122,9 @@ def draw(image_rgb, maps, out_file, title):
     fig, axes = plt.subplots(
         1,
         n + 1,
-        figsize=(2.8 * (n + 1), 2.8 * h / max(w, 1) + 0.7),
-        squeeze=False)
+        figsize=(2.8 * (n + 1), 2.8 * h / max(w, 1) + 0.5),
+        squeeze=False,
+        layout='constrained')
     axes = axes[0]
     axes[0].imshow(image_rgb)
     axes[0].set_title('input', fontsize=9)
