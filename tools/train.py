@@ -33,6 +33,11 @@ def parse_args(argv=None):
         action='store_true',
         help='mixed precision training (fp16 on GPU, bf16 on CPU)')
     parser.add_argument(
+        '--compile',
+        action='store_true',
+        help='torch.compile the train step (opt-in; the first iterations '
+        'compile)')
+    parser.add_argument(
         '--no-validate',
         action='store_true',
         help='do not evaluate checkpoints during training')
@@ -68,6 +73,12 @@ def merge_args(cfg, args):
     elif args.resume is not None:
         cfg.resume = True
         cfg.load_from = args.resume
+    if args.compile:
+        cfg.compile = True
+    # Channels-last training where it is measured faster (CPU); switch it
+    # off with --cfg-options train_fast_path.layout=contiguous.
+    if cfg.get('train_fast_path', 'unset') == 'unset':
+        cfg.train_fast_path = dict(layout='auto')
     if args.auto_scale_lr:
         cfg.setdefault('auto_scale_lr', {})['enable'] = True
     for name in ('train_dataloader', 'val_dataloader', 'test_dataloader'):

@@ -13,6 +13,7 @@ dumped by the run it continues.
 """
 import os.path as osp
 
+import torch
 from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner as MMEngineRunner
 
@@ -21,9 +22,27 @@ class Runner(MMEngineRunner):
     """:class:`mmengine.runner.Runner` whose ``load_checkpoint`` goes
     through :func:`mmvan.zoo.load_weights`."""
 
+    def wrap_model(self, model_wrapper_cfg, model):
+        """Apply ``train_fast_path`` (see :mod:`mmvan.engine.fast_path`)
+        before mmengine moves and wraps the model."""
+        settings = self.cfg.get('train_fast_path')
+        if settings is not None:
+            from .fast_path import (apply_layout, choose_layout,
+                                    describe_precision)
+            device = 'cuda' if torch.cuda.is_available() else 'cpu'
+            layout = choose_layout(device, settings.get('layout', 'auto'))
+            apply_layout(model, layout)
+            compiled = bool(self.cfg.get('compile'))
+            self.logger.info(
+                f'training path: layout: {layout}, precision: '
+                f'{describe_precision(self.cfg.get("optim_wrapper"))}, '
+                f'torch.compile: {"on" if compiled else "off"} ({device})')
+        return super().wrap_model(model_wrapper_cfg, model)
+
     def dump_config(self):
-        name = (osp.basename(self.cfg.filename)
-                if self.cfg.filename is not None else f'{self.timestamp}.py')
+        name = (
+            osp.basename(self.cfg.filename)
+            if self.cfg.filename is not None else f'{self.timestamp}.py')
         self.cfg.dump(osp.join(self.log_dir, name))
         top = osp.join(self.work_dir, name)
         if not (self._resume and osp.exists(top)):

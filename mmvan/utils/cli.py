@@ -8,19 +8,14 @@ import re
 import sys
 import traceback
 
-from .errors import MMVanError, UserError
+from .errors import ConfigError, MMVanError, UserError
 
-# Errors raised while building from a config that point at the config.
+# mmengine's builder and Python raise these for config mistakes (an unknown
+# keyword, a type missing from a registry); mmvan's own are ConfigError.
 _CONFIG_ERROR_PATTERNS = (
     r'unexpected keyword argument',
     r'missing \d+ required positional argument',
     r'is not in the \S+ registry',
-    r'Unknown VAN arch',
-    r'Unknown attention',
-    r'Unsupported kernel_size',
-    r'out_indices must be',
-    r'frozen_stages must be',
-    r'A custom VAN arch',
 )
 
 
@@ -65,6 +60,8 @@ def run_cli(main):
     """
     try:
         result = main()
+    except ConfigError as e:
+        message = 'config: ' + _clean_build_message(str(e))
     except MMVanError as e:
         message = str(e)
     except Exception as e:  # noqa: B902
@@ -128,7 +125,7 @@ def _clean_build_message(text):
 
 # Top-level settings a config may leave out that the tools still read.
 RUNTIME_KEYS = ('work_dir', 'load_from', 'load_from_strict', 'resume',
-                'unreadable_images')
+                'unreadable_images', 'train_fast_path', 'compile')
 
 
 def load_config(path, cfg_options=None):

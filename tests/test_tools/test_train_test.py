@@ -398,12 +398,16 @@ def test_resume_without_last_checkpoint_and_truncated_newest(
         tmp_path, data_root):
     work_dir = tmp_path / 'w'
     opts = small_options(data_root, epochs=2)
-    run_tool(['tools/train.py', CONFIG, '--work-dir', str(work_dir),
-              '--no-validate', '--cfg-options', *opts])
+    run_tool([
+        'tools/train.py', CONFIG, '--work-dir',
+        str(work_dir), '--no-validate', '--cfg-options', *opts
+    ])
     first = (work_dir / 'epoch_1.pth').read_bytes()
     # A plain re-run into the same folder would overwrite them: refused.
-    out = run_tool(['tools/train.py', CONFIG, '--work-dir', str(work_dir),
-                    '--no-validate', '--cfg-options', *opts],
+    out = run_tool([
+        'tools/train.py', CONFIG, '--work-dir',
+        str(work_dir), '--no-validate', '--cfg-options', *opts
+    ],
                    check=False)
     _assert_one_clear_error(out, 'already holds checkpoints', '--resume')
     # last_checkpoint missing, newest checkpoint truncated.
@@ -427,8 +431,7 @@ def test_divergence_stops_without_nan_checkpoints(tmp_path, data_root):
     work_dir = tmp_path / 'w'
     out = run_tool([
         'tools/train.py', CONFIG, '--work-dir',
-        str(work_dir), '--cfg-options',
-        *small_options(data_root, epochs=3),
+        str(work_dir), '--cfg-options', *small_options(data_root, epochs=3),
         'train_dataloader.batch_size=2', 'optim_wrapper.optimizer.lr=1e4',
         'param_scheduler=[]'
     ],
@@ -456,3 +459,25 @@ def test_test_warns_on_nonfinite_checkpoint(tmp_path, data_root):
     ])
     assert '1 of' in out.stdout + out.stderr
     assert 'hold NaN or inf' in out.stdout + out.stderr
+
+
+def test_fast_path_logged_and_resume_across_the_switch(tmp_path, data_root):
+    work_dir = tmp_path / 'w'
+    run_tool([
+        'tools/train.py', CONFIG, '--work-dir',
+        str(work_dir), '--no-validate', '--cfg-options',
+        *small_options(data_root)
+    ])
+    logs = glob.glob(str(work_dir / '*' / '*.log'))
+    assert 'training path: layout: channels_last, precision: fp32' in open(
+        logs[0]).read()
+    # Resume the channels-last run in the plain layout.
+    run_tool([
+        'tools/train.py', CONFIG, '--work-dir',
+        str(work_dir), '--no-validate', '--resume', '--cfg-options',
+        *small_options(data_root, epochs=2),
+        'train_fast_path.layout=contiguous'
+    ])
+    assert _state(work_dir / 'epoch_2.pth')['meta']['epoch'] == 2
+    logs = sorted(glob.glob(str(work_dir / '*' / '*.log')))
+    assert 'layout: contiguous' in open(logs[-1]).read()

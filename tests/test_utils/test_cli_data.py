@@ -14,10 +14,11 @@ def test_imagenet_with_few_class_folders_and_no_meta(tmp_path):
     for split in ('train', 'val'):
         for wnid in ('n01440764', 'n01443537'):
             (tmp_path / split / wnid).mkdir(parents=True)
-    cfg = cli.load_config(CONFIG, {
-        'train_dataloader.dataset.data_root': str(tmp_path),
-        'val_dataloader.dataset.data_root': str(tmp_path)
-    })
+    cfg = cli.load_config(
+        CONFIG, {
+            'train_dataloader.dataset.data_root': str(tmp_path),
+            'val_dataloader.dataset.data_root': str(tmp_path)
+        })
     with pytest.raises(UserError, match='has 2 class folders.*meta/train.txt'):
         cli.check_data(cfg, ['train_dataloader'])
     # With the annotation list the layout is accepted.

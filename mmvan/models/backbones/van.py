@@ -19,6 +19,7 @@ from mmengine.model.weight_init import trunc_normal_
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmvan.registry import MODELS
+from mmvan.utils.errors import ConfigError
 from ..layers import LKA, LSKA, conv_binary, conv_gelu, undilate_
 
 ATTENTIONS = {'lka': LKA, 'lska': LSKA}
@@ -437,15 +438,15 @@ class VAN(BaseModule):
         if pretrained is not None:
             # mmseg's segmentors hand ``pretrained=`` to their backbone.
             if init_cfg is not None:
-                raise ValueError('VAN: give pretrained or init_cfg, not '
-                                 'both.')
+                raise ConfigError('VAN: give pretrained or init_cfg, not '
+                                  'both.')
             init_cfg = dict(type='Pretrained', checkpoint=pretrained)
         super().__init__(init_cfg=init_cfg)
         self.arch_settings = self._parse_arch(arch)
         attention = str(attention).lower()
         if attention not in ATTENTIONS:
-            raise ValueError(f'Unknown attention {attention!r}; choose one '
-                             f'of {sorted(ATTENTIONS)}.')
+            raise ConfigError(f'Unknown attention {attention!r}; choose one '
+                              f'of {sorted(ATTENTIONS)}.')
         if kernel_size is None:
             kernel_size = 21 if attention == 'lka' else 23
         self.attention = attention
@@ -455,8 +456,8 @@ class VAN(BaseModule):
         self.mlp_ratios = self.arch_settings['mlp_ratios']
         self.out_indices = self._parse_out_indices(out_indices)
         if not -1 <= frozen_stages < self.num_stages:
-            raise ValueError(f'frozen_stages must be in [-1, '
-                             f'{self.num_stages - 1}], got {frozen_stages}.')
+            raise ConfigError(f'frozen_stages must be in [-1, '
+                              f'{self.num_stages - 1}], got {frozen_stages}.')
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
         self.with_cp = with_cp
@@ -496,21 +497,21 @@ class VAN(BaseModule):
         if isinstance(arch, str):
             key = arch.lower()
             if key not in self.arch_zoo:
-                raise ValueError(
+                raise ConfigError(
                     f'Unknown VAN arch {arch!r}; valid names are '
                     f'{sorted(self.arch_zoo)} or a dict with embed_dims, '
                     f'depths and mlp_ratios.')
             return copy.deepcopy(self.arch_zoo[key])
         if not isinstance(arch, dict):
-            raise TypeError(f'arch must be a str or a dict, got {arch!r}.')
+            raise ConfigError(f'arch must be a str or a dict, got {arch!r}.')
         required = {'embed_dims', 'depths', 'mlp_ratios'}
         if set(arch) != required:
-            raise ValueError(f'A custom VAN arch needs exactly the keys '
-                             f'{sorted(required)}, got {sorted(arch)}.')
+            raise ConfigError(f'A custom VAN arch needs exactly the keys '
+                              f'{sorted(required)}, got {sorted(arch)}.')
         for key in required:
             if len(arch[key]) != self.num_stages:
-                raise ValueError(f'arch[{key!r}] needs {self.num_stages} '
-                                 f'values, got {arch[key]!r}.')
+                raise ConfigError(f'arch[{key!r}] needs {self.num_stages} '
+                                  f'values, got {arch[key]!r}.')
         return copy.deepcopy(arch)
 
     def _parse_out_indices(self, out_indices):
@@ -519,8 +520,8 @@ class VAN(BaseModule):
         parsed = []
         for index in out_indices:
             if not -self.num_stages <= index < self.num_stages:
-                raise ValueError(f'out_indices must be in '
-                                 f'[0, {self.num_stages - 1}], got {index}.')
+                raise ConfigError(f'out_indices must be in '
+                                  f'[0, {self.num_stages - 1}], got {index}.')
             parsed.append(index % self.num_stages)
         return tuple(sorted(set(parsed)))
 
@@ -642,7 +643,7 @@ class VAN(BaseModule):
                 batches and images. Defaults to 8.
         """
         if chunk_mib < 0:
-            raise ValueError(f'chunk_mib must be >= 0, got {chunk_mib}.')
+            raise ConfigError(f'chunk_mib must be >= 0, got {chunk_mib}.')
         if not self.deploy and self.training:
             raise RuntimeError(
                 'VAN.switch_to_deploy() folds BatchNorm running statistics '

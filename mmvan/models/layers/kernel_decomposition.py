@@ -8,6 +8,8 @@ LKA, ``(5, 7, 3)``, covers 23x23, which the LSKA paper calls ``k = 23``.
 """
 import math
 
+from mmvan.utils.errors import ConfigError
+
 # kernel size -> (first kernel a, dilated kernel b, dilation d), as released
 # with the LSKA paper.
 LSKA_KERNELS = {
@@ -42,7 +44,7 @@ def decompose_kernel(kernel_size, table=None):
     """
     if table is not None:
         if kernel_size not in table:
-            raise ValueError(
+            raise ConfigError(
                 f'Unsupported kernel_size {kernel_size!r}; supported sizes '
                 f'are {sorted(table)}.')
         return table[kernel_size]
@@ -50,7 +52,7 @@ def decompose_kernel(kernel_size, table=None):
         return LKA_KERNELS[kernel_size]
     if (not isinstance(kernel_size, int) or kernel_size < 7
             or kernel_size % 2 == 0):
-        raise ValueError(
+        raise ConfigError(
             f'Unsupported kernel_size {kernel_size!r}; use an odd integer '
             f'>= 7 (released sizes: {sorted(LKA_KERNELS)}).')
     d = 2 if kernel_size < 21 else 3
