@@ -150,18 +150,30 @@ def init_model(config,
                checkpoint=None,
                device='cpu',
                cfg_options=None,
-               deploy=True):
+               deploy=True,
+               backend='auto',
+               precision='fp32'):
     """Build a model from a config (path or ``Config``) and load weights.
 
     Args:
-        deploy (bool): Fold the VAN backbones (BatchNorms and layer scales
-            into the convolutions, channels-last; same outputs, faster).
-            False keeps the model as trained (e.g. to read its attention or
-            train it further).
+        deploy (bool): Make it the inference model of ``backend`` (the VAN
+            folded: BatchNorms and layer scales in the convolutions; same
+            outputs, faster). False keeps the model as trained in PyTorch
+            (e.g. to read its attention or train it further).
+        backend (str): ``'auto'`` (default), ``'pytorch'``,
+            ``'onnxruntime'`` or ``'openvino'``. An engine runs the exported
+            folded model (a classifier whole, a detector's or segmentor's
+            backbone), cached next to the checkpoint and checked against
+            the PyTorch model on real images when built (1e-4 relative in
+            fp32, or it refuses). ``'auto'`` picks the fastest exact engine
+            installed for ``device`` (:func:`mmvan.backends.pick_backend`)
+            when weights come from a checkpoint, and PyTorch otherwise.
+        precision (str): ``'fp32'`` (default); ``'bf16'`` (OpenVINO,
+            PyTorch) or ``'int8'`` (ONNX Runtime) only when asked for.
 
     Returns:
-        nn.Module: in eval mode, with ``cfg``, ``dataset_meta`` and
-        ``task`` set.
+        nn.Module: in eval mode, with ``cfg``, ``dataset_meta``, ``task``,
+        ``backend`` and ``precision`` set.
     """
     from mmengine.config import Config
     from mmengine.registry import MODELS, DefaultScope, init_default_scope
@@ -194,8 +206,14 @@ def init_model(config,
     model.to(device)
     model.eval()
     if deploy:
-        from .deploy import fuse_model
-        fuse_model(model)
+        from mmvan.backends import deploy_model
+        deploy_model(model, backend, precision, device, checkpoint)
+    elif backend not in ('auto', 'pytorch') or precision != 'fp32':
+        raise UserError(f'deploy=False keeps the model as trained in '
+                        f'PyTorch fp32; backend={backend!r}, '
+                        f'precision={precision!r} need deploy=True.')
+    else:
+        model.backend, model.precision = 'pytorch', 'fp32'
     return model
 
 

@@ -1,0 +1,301 @@
+# Copyright (c) mmvan contributors. All rights reserved.
+"""The inference engines an exported VAN runs on: ONNX Runtime and OpenVINO.
+
+Each engine loads an exported ONNX file (OpenVINO converts it to its own IR
+first) and runs a float32 NCHW batch, returning the graph's outputs as numpy
+arrays. Both use as many threads as torch does (``torch.get_num_threads()``),
+so the three engines are compared on the same cores.
+
+A missing engine is a :class:`BackendNotInstalledError` that names the
+backend and the pip command.
+"""
+import functools
+import os
+import os.path as osp
+
+import numpy as np
+
+from mmvan.utils.errors import UserError
+
+PRECISIONS = ('fp32', 'bf16', 'int8')
+
+
+class BackendNotInstalledError(UserError):
+    """The requested inference backend is not installed."""
+
+
+class BackendUnsupportedError(UserError):
+    """The backend cannot run what was asked (a precision, a device)."""
+
+
+def _threads(threads):
+    if threads:
+        return int(threads)
+    import torch
+    return torch.get_num_threads()
+
+
+@functools.lru_cache(maxsize=None)
+def cpu_flags():
+    """The CPU's feature flags (Linux ``/proc/cpuinfo``; empty elsewhere)."""
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                if line.startswith('flags'):
+                    return frozenset(line.split(':', 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def native_bf16():
+    """How this CPU computes bfloat16: ``'amx'`` (AMX tiles, Sapphire
+    Rapids and later), ``'avx512_bf16'`` (Cooper Lake, Zen 4 and later) or
+    None (no bf16 instructions: engines convert to float32 and back, which
+    is slower than float32)."""
+    flags = cpu_flags()
+    if 'amx_bf16' in flags:
+        return 'amx'
+    if 'avx512_bf16' in flags:
+        return 'avx512_bf16'
+    return None
+
+
+class Engine:
+    """A loaded model of one backend; ``engine(x)`` runs a float32 numpy
+    batch and returns the list of outputs."""
+    name = None
+    pip = None
+    module = None
+    # What a cached export of this engine is: '.onnx', or '.xml' (+ '.bin').
+    suffix = '.onnx'
+
+    @classmethod
+    def installed(cls):
+        try:
+            cls.import_module()
+        except BackendNotInstalledError:
+            return False
+        return True
+
+    @classmethod
+    def import_module(cls):
+        import importlib
+        try:
+            return importlib.import_module(cls.module)
+        except ImportError:
+            raise BackendNotInstalledError(
+                f'backend {cls.name!r} is not installed: pip install '
+                f'{cls.pip}') from None
+
+    @classmethod
+    def version(cls):
+        return cls.import_module().__version__
+
+    @classmethod
+    def precisions(cls):
+        return ('fp32', )
+
+    @classmethod
+    def check_precision(cls, precision):
+        if precision not in cls.precisions():
+            raise BackendUnsupportedError(
+                f'backend {cls.name!r} has no {precision} mode on CPU '
+                f'(it offers {", ".join(cls.precisions())}); use '
+                f'{_who_offers(precision)}.')
+
+    @classmethod
+    def convert(cls, onnx_path, out_path):
+        """Write the engine's own file for ``onnx_path`` (nothing to do for
+        engines that read ONNX)."""
+        raise NotImplementedError
+
+    def __call__(self, x):
+        raise NotImplementedError
+
+
+def _who_offers(precision):
+    names = [e.name for e in ENGINES.values() if precision in e.precisions()]
+    if precision in ('fp32', 'bf16'):
+        names.append('pytorch')
+    return ' or '.join(f"backend='{n}'" for n in names) or 'fp32'
+
+
+class OnnxRuntimeEngine(Engine):
+    """ONNX Runtime's CPU execution provider with all graph optimisations.
+    ``int8`` runs a statically quantised copy of the graph (see
+    :func:`mmvan.backends.quantize_int8`)."""
+    name = 'onnxruntime'
+    pip = 'onnxruntime'
+    module = 'onnxruntime'
+
+    @classmethod
+    def precisions(cls):
+        return ('fp32', 'int8')
+
+    def __init__(self, path, precision='fp32', threads=None):
+        ort = self.import_module()
+        self.check_precision(precision)
+        self.path, self.precision = path, precision
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = _threads(threads)
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        self.session = ort.InferenceSession(
+            path, options, providers=['CPUExecutionProvider'])
+        self.input_name = self.session.get_inputs()[0].name
+        self.output_names = [o.name for o in self.session.get_outputs()]
+
+    def __call__(self, x):
+        return self.session.run(None, {self.input_name: x})
+
+
+class OpenVINOEngine(Engine):
+    """OpenVINO's CPU plugin with an explicit inference precision (its
+    default on a CPU with bf16 instructions is bf16, which is not exact).
+
+    A batch of at least two images per stream is split over the plugin's
+    throughput streams (on 2 cores: two streams of one thread each), which
+    keeps both cores busier than one request on two threads; smaller
+    batches run as one request on all threads (the latency setting).
+    """
+    name = 'openvino'
+    pip = 'openvino'
+    module = 'openvino'
+    suffix = '.xml'
+
+    @classmethod
+    def precisions(cls):
+        return ('fp32', 'bf16')
+
+    @classmethod
+    def convert(cls, onnx_path, out_path):
+        """ONNX -> OpenVINO IR (``out_path``: ``.xml``; the ``.bin`` beside
+        it), float32 weights kept as they are."""
+        import tempfile
+
+        from mmvan.utils.atomic import atomic_write
+        ov = cls.import_module()
+        model = ov.convert_model(onnx_path)
+        with tempfile.TemporaryDirectory(dir=osp.dirname(out_path)) as tmp:
+            xml = osp.join(tmp, 'model.xml')
+            ov.save_model(model, xml, compress_to_fp16=False)
+            # The .bin first: a complete .xml means a complete pair.
+            for src, dst in ((xml[:-4] + '.bin', out_path[:-4] + '.bin'),
+                             (xml, out_path)):
+                with open(src, 'rb') as f:
+                    atomic_write(dst, f.read())
+        return out_path
+
+    def __init__(self, path, precision='fp32', threads=None, streams=True):
+        ov = self.import_module()
+        self.check_precision(precision)
+        self.path, self.precision = path, precision
+        self.core = ov.Core()
+        self.model = self.core.read_model(path)
+        hint = 'f32' if precision == 'fp32' else 'bf16'
+        self.config = {
+            'INFERENCE_PRECISION_HINT': hint,
+            'INFERENCE_NUM_THREADS': _threads(threads),
+        }
+        self.latency = self.core.compile_model(
+            self.model, 'CPU', dict(self.config, PERFORMANCE_HINT='LATENCY'))
+        self.request = self.latency.create_infer_request()
+        self.use_streams = streams
+        self.requests = None
+        self.outputs = len(self.latency.outputs)
+
+    @property
+    def runs_precision(self):
+        """The precision the plugin really uses (bf16 only on CPUs with
+        bf16 instructions; it falls back to f32 elsewhere)."""
+        hint = self.latency.get_property('INFERENCE_PRECISION_HINT')
+        return hint.to_string() if hasattr(hint, 'to_string') else str(hint)
+
+    def _stream_requests(self):
+        if self.requests is None:
+            compiled = self.core.compile_model(
+                self.model, 'CPU',
+                dict(self.config, PERFORMANCE_HINT='THROUGHPUT'))
+            streams = int(compiled.get_property('NUM_STREAMS'))
+            self.requests = [
+                compiled.create_infer_request() for _ in range(streams)
+            ]
+            self.throughput = compiled
+        return self.requests
+
+    def _outputs(self, request):
+        return [
+            request.get_output_tensor(i).data.copy()
+            for i in range(self.outputs)
+        ]
+
+    def __call__(self, x):
+        requests = self._stream_requests() if (
+            self.use_streams and len(x) >= 4) else [self.request]
+        if len(requests) < 2 or len(x) < 2 * len(requests):
+            self.request.infer({0: x}, share_inputs=True)
+            return self._outputs(self.request)
+        parts = np.array_split(x, len(requests))
+        for request, part in zip(requests, parts):
+            request.start_async({0: part}, share_inputs=True)
+        for request in requests:
+            request.wait()
+        outs = [self._outputs(r) for r in requests]
+        return [np.concatenate(o) for o in zip(*outs)]
+
+
+ENGINES = {e.name: e for e in (OnnxRuntimeEngine, OpenVINOEngine)}
+BACKENDS = ('pytorch', ) + tuple(ENGINES)
+
+
+def get_engine(name):
+    """The :class:`Engine` class of a backend name."""
+    if name not in ENGINES:
+        raise UserError(f'Unknown backend {name!r}; expected one of '
+                        f'{", ".join(("auto", ) + BACKENDS)}.')
+    return ENGINES[name]
+
+
+def load_engine(name, path, precision='fp32', threads=None, **kwargs):
+    """Load an exported file with a backend."""
+    return get_engine(name)(
+        path, precision=precision, threads=threads, **kwargs)
+
+
+def installed_backends():
+    """The backends usable here (``pytorch`` always)."""
+    return ['pytorch'] + [n for n, e in ENGINES.items() if e.installed()]
+
+
+# The order ``backend='auto'`` tries on CPU, fastest first, per precision
+# (docs/benchmark.md, "Deployment engines": on a 2-core Xeon with AMX,
+# VAN-b0 batch 16, fp32, alternating in one process: OpenVINO 1.2-1.4x
+# ONNX Runtime, ONNX Runtime 1.1-1.3x the folded PyTorch model).
+AUTO_ORDER = {
+    'fp32': ('openvino', 'onnxruntime', 'pytorch'),
+    'bf16': ('openvino', 'pytorch'),
+    'int8': ('onnxruntime', ),
+}
+
+
+def pick_backend(device='cpu', precision='fp32'):
+    """The backend ``'auto'`` resolves to for ``device`` and
+    ``precision``: PyTorch on GPUs (the engines installed here are CPU
+    builds), the fastest installed engine of :data:`AUTO_ORDER` on CPU.
+    ``MMVAN_BACKEND`` overrides it."""
+    forced = os.environ.get('MMVAN_BACKEND')
+    if forced and forced != 'auto':
+        return forced
+    if not str(device).startswith('cpu'):
+        return 'pytorch'
+    if precision not in AUTO_ORDER:
+        raise UserError(f'Unknown precision {precision!r}; expected one of '
+                        f'{", ".join(PRECISIONS)}.')
+    for name in AUTO_ORDER[precision]:
+        if name == 'pytorch' or ENGINES[name].installed():
+            return name
+    raise BackendNotInstalledError(
+        f'precision {precision!r} needs backend '
+        f'{AUTO_ORDER[precision][0]!r}, which is not installed: pip install '
+        f'{ENGINES[AUTO_ORDER[precision][0]].pip}')
