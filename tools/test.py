@@ -7,6 +7,12 @@
 
 The checkpoint may be a path, an URL or a zoo name, in any format mmvan
 converts; every tensor of the model must load.
+
+``--backend onnxruntime|openvino`` evaluates the exported model (a
+classifier whole, a detector's or segmentor's backbone) with the same data
+and metrics; it is checked against PyTorch on real images first. A reduced
+``--precision`` (bf16, int8) also runs fp32 and reports the top-1
+agreement with it.
 """
 import argparse
 import os.path as osp
@@ -41,6 +47,18 @@ def parse_args(argv=None):
         action='store_true',
         help='evaluate the model as trained, without folding BatchNorms and '
         'layer scales (the folded model computes the same outputs)')
+    parser.add_argument(
+        '--backend',
+        choices=['pytorch', 'auto', 'onnxruntime', 'openvino'],
+        default='pytorch',
+        help='run the model on this engine (default: the folded PyTorch '
+        'model); auto: the fastest exact engine installed')
+    parser.add_argument(
+        '--precision',
+        choices=['fp32', 'bf16', 'int8'],
+        default='fp32',
+        help='bf16: openvino or pytorch; int8: onnxruntime, calibrated on '
+        'the first 32 validation images. Reports the agreement with fp32')
     cli.add_launcher_args(parser)
     return cli.parse_args(parser, argv)
 
@@ -55,6 +73,12 @@ def merge_args(cfg, args):
                 f'--tta: {args.config} defines no tta_model / tta_pipeline.')
         cfg.model = dict(**cfg.tta_model, module=cfg.model)
         cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
+    engine = args.backend != 'pytorch' or args.precision != 'fp32'
+    if engine and (args.no_deploy or args.tta):
+        raise cli.UserError(
+            f'--backend {args.backend} --precision {args.precision} runs the '
+            f'exported folded model: it cannot be combined with '
+            f'{"--no-deploy" if args.no_deploy else "--tta"}.')
     if args.out:
         if not args.out.endswith(('.pkl', '.pickle', '.json')):
             raise cli.UserError('--out must end with .pkl, .pickle or .json.')
@@ -64,6 +88,10 @@ def merge_args(cfg, args):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.backend not in ('pytorch', 'auto'):
+        # A missing engine: one line naming it and the pip command.
+        from mmvan.backends import get_engine
+        get_engine(args.backend).import_module()
     # A path, an URL or mmvan://<name>: fetched (once) before anything is
     # built, so a wrong name fails at once.
     from mmvan.zoo import resolve
@@ -75,7 +103,12 @@ def main(argv=None):
 
     from mmvan.engine.runner import Runner
     runner = Runner.from_cfg(cfg)
-    if not args.no_deploy and not args.tta:
+    if args.backend != 'pytorch' or args.precision != 'fp32':
+        from mmvan.backends.hook import BackendHook
+        runner.register_hook(
+            BackendHook(args.backend, args.precision, args.checkpoint),
+            priority='LOWEST')
+    elif not args.no_deploy and not args.tta:
         from mmvan.apis.deploy import DeployHook
         runner.register_hook(DeployHook(), priority='LOWEST')
     if args.out and args.out_item == 'pred':

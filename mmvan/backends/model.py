@@ -10,6 +10,7 @@ its class, data preprocessor, ``test_step`` and data samples:
 Runner use it as before.
 """
 import glob
+import hashlib
 import os
 import os.path as osp
 import tempfile
@@ -133,10 +134,14 @@ class _BackboneGraph(nn.Module):
 def exported_part(model):
     """``'model'`` for a classifier whose head is a linear layer on the
     last feature (exported whole), ``'backbone'`` otherwise."""
+    from mmpretrain.models.classifiers import ImageClassifier
     from mmpretrain.models.heads import ClsHead, LinearClsHead
     head = getattr(model, 'head', None)
     last_feature = (ClsHead.pre_logits, LinearClsHead.pre_logits)
-    if (getattr(model, 'task', None) == 'cls' and head is not None
+    task = getattr(model, 'task', None)
+    if task is None and isinstance(model, ImageClassifier):
+        task = 'cls'
+    if (task == 'cls' and head is not None
             and isinstance(getattr(head, 'fc', None), nn.Linear)
             and type(head).pre_logits in last_feature):
         return 'model'
@@ -170,19 +175,31 @@ def _normalise(model, bgr, size):
     return x
 
 
-def check_inputs(model, part, images=None):
+def _test_pipeline(cfg):
+    """The classification test pipeline after its image loader."""
+    from mmengine.dataset import Compose
+    from mmengine.registry import DefaultScope
+    steps = [
+        t for t in cfg.test_dataloader.dataset.pipeline
+        if not str(t['type']).endswith('LoadImageFromFile')
+    ]
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        return Compose(steps)
+
+
+def check_inputs(model, part, images=None, cfg=None):
     """Real images as the exported part receives them: a classifier's
     through its test pipeline and data preprocessor (one batch of all
     images), a backbone's at two sizes (the second odd)."""
-    from mmvan.apis.inference import _cls_pipeline, load_image
+    from mmvan.apis.inference import load_image
     paths = images or demo_images()
     if not paths:
         raise UserError(f'No image to check the backend model on: '
                         f'{osp.join(ROOT, "demo")} has no .jpg files.')
     paths = paths[:2]
-    cfg = getattr(model, 'cfg', None)
+    cfg = cfg if cfg is not None else getattr(model, 'cfg', None)
     if part == 'model' and cfg is not None and cfg.get('test_dataloader'):
-        pipeline = _cls_pipeline(cfg)
+        pipeline = _test_pipeline(cfg)
         inputs, samples = [], []
         for path in paths:
             image = load_image(path, cfg)
@@ -226,14 +243,16 @@ def compare(got, want):
     return dict(max_rel=rel, top1_agree=agree)
 
 
-def _config_text(model):
-    cfg = getattr(model, 'cfg', None)
-    if cfg is not None and 'model' in cfg:
-        try:
-            return cfg.model.to_dict()
-        except AttributeError:
-            return dict(cfg.model)
-    return str(model)
+def _structure(model, part):
+    """What the exported graph computes besides the weights: the modules
+    of the part (their repr: shapes, kernels, dilations, norms) and the
+    backbone's outputs."""
+    module = model if part == 'model' else model.backbone
+    text = repr(module)
+    out_indices = getattr(model.backbone, 'out_indices', None)
+    return dict(
+        modules=hashlib.sha256(text.encode()).hexdigest(),
+        out_indices=list(out_indices) if out_indices is not None else None)
 
 
 def _export_file(model, part, backend, precision, checkpoint, example,
@@ -243,7 +262,7 @@ def _export_file(model, part, backend, precision, checkpoint, example,
     engine = get_engine(backend)
     label = backend if precision != 'int8' else f'{backend}-int8'
     fields = dict(
-        config=_config_text(model),
+        structure=_structure(model, part),
         part=part,
         shape_policy=SHAPE_POLICY,
         exporter=f'torch {torch.__version__} opset {OPSET}',
@@ -312,7 +331,8 @@ def build_backend_model(model,
                         images=None,
                         calibration=None,
                         track_fp32=False,
-                        threads=None):
+                        threads=None,
+                        cfg=None):
     """Run the exportable part of ``model`` on ``backend``, in place.
 
     The model (from :func:`mmvan.apis.init_model` with ``deploy=False``, or
@@ -336,6 +356,9 @@ def build_backend_model(model,
             the part receives them (default: the check inputs).
         track_fp32 (bool): With a reduced precision, also run the part in
             fp32 and count the agreement (``EngineModule.agreement``).
+        threads (int, optional): Engine threads (default: torch's).
+        cfg (Config, optional): The model's config (default:
+            ``model.cfg``): its test pipeline makes the check inputs.
 
     Returns:
         nn.Module: ``model``, with ``backend``, ``precision`` and
@@ -353,7 +376,7 @@ def build_backend_model(model,
     model.eval()
     part = exported_part(model)
     reference = _graph(model, part).eval()
-    inputs = check_inputs(model, part, images)
+    inputs = check_inputs(model, part, images, cfg)
     with torch.no_grad():
         want = [[o.float() for o in reference(x)] for x in inputs]
     if precision == 'int8' and calibration is None:
@@ -401,10 +424,7 @@ def build_backend_model(model,
         })
     module = EngineModule(runner, backend, precision, part, report)
     if track_fp32 and precision != 'fp32':
-        shadow_backend = backend
-        if precision == 'bf16' and backend == 'pytorch':
-            shadow_backend = 'pytorch'
-        module.shadow, _ = make_runner(model, part, shadow_backend, 'fp32',
+        module.shadow, _ = make_runner(model, part, backend, 'fp32',
                                        checkpoint, inputs[0], None, threads)
     _install(model, part, module)
     model.backend, model.precision = backend, precision
@@ -489,3 +509,81 @@ def deploy_model(model,
     fuse_model(model)
     model.backend, model.precision = 'pytorch', 'fp32'
     return model
+
+
+class _ModuleGraph(nn.Module):
+    """Any module's ``forward(x)`` with its outputs as a tuple."""
+
+    def __init__(self, module):
+        super().__init__()
+        self.module = module
+
+    def forward(self, x):
+        out = self.module(x)
+        return tuple(out) if isinstance(out, (tuple, list)) else (out, )
+
+
+def module_runner(module,
+                  backend='auto',
+                  precision='fp32',
+                  shape=(224, 224),
+                  threads=None):
+    """Run ``module(x)`` (a VAN, or a classifier whose ``forward(x)`` gives
+    logits) on ``backend``, checked against ``module`` on the demo images
+    at ``shape`` (ImageNet normalisation). ``module`` is not changed.
+
+    Returns:
+        tuple: ``(runner, report, as_tuple)``: ``runner(x)`` returns a list
+        of tensors; ``as_tuple`` says whether ``module`` returns a tuple.
+    """
+    from .engines import pick_backend
+    if backend == 'auto':
+        backend = pick_backend('cpu', precision)
+    module.eval()
+    graph = _ModuleGraph(module).eval()
+    mean = torch.tensor([123.675, 116.28, 103.53]).view(1, 3, 1, 1)
+    std = torch.tensor([58.395, 57.12, 57.375]).view(1, 3, 1, 1)
+    from mmvan.apis.inference import load_image
+    images = []
+    for path in demo_images()[:2]:
+        import mmcv
+        rgb = mmcv.imresize(load_image(path), (shape[1], shape[0]))[..., ::-1]
+        images.append(
+            torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))))
+    x = (torch.stack(images).float() - mean) / std
+    with torch.no_grad():
+        raw = module(x)
+        want = [o.float() for o in graph(x)]
+    as_tuple = isinstance(raw, (tuple, list))
+    if backend == 'pytorch':
+        runner = TorchRunner(fold_for_export(graph), precision)
+        file = None
+    else:
+        engine_cls = get_engine(backend)
+        engine_cls.import_module()
+        engine_cls.check_precision(precision)
+        if precision == 'int8':
+            raise BackendUnsupportedError(
+                'int8 needs a calibration set: use init_model(..., '
+                "precision='int8') or tools/test.py --precision int8.")
+        cache = ExportCache(None, backend, 'module', {})
+        folded = fold_for_export(graph).eval()
+        names = [f'out{i}' for i in range(len(want))]
+        file = cache.path(engine_cls.suffix)
+        onnx_path = cache.path('.onnx')
+        export_onnx(folded, x, onnx_path, names)
+        if engine_cls.suffix != '.onnx':
+            engine_cls.convert(onnx_path, file)
+        runner = EngineRunner(
+            engine_cls(file, precision=precision, threads=threads))
+        runner.cache = cache  # keeps the temporary folder alive
+    report = dict(backend=backend, precision=precision, file=file)
+    report.update(compare(runner(x), want))
+    if want[0].dim() != 2:
+        report.pop('top1_agree')  # not logits
+    if not report['max_rel'] <= TOLERANCE[precision]:
+        raise BackendCheckError(
+            f'backend {backend!r} ({precision}) differs from the PyTorch '
+            f'module by {report["max_rel"]:.3g} relative on the demo images '
+            f'(allowed {TOLERANCE[precision]:g}); refusing to use it.')
+    return runner, report, as_tuple
