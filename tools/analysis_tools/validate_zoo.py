@@ -12,6 +12,10 @@ metafile's. Models whose data is absent, or whose weights cannot be fetched,
 are listed as skipped with the reason. The table is printed and written to
 ``<out-dir>/validate_zoo.json`` and ``.md``; the logs of each model go to
 ``<out-dir>/<name>/``. The exit status is 1 when a model fails.
+
+``--backend onnxruntime|openvino [--precision bf16|int8]`` tests the
+exported models instead (as ``tools/test.py --backend`` does); a reduced
+precision also reports its top-1 agreement with fp32.
 """
 import argparse
 import json
@@ -69,6 +73,16 @@ def parse_args(argv=None):
     parser.add_argument('--batch-size', type=int, help='test batch size')
     parser.add_argument(
         '--num-workers', type=int, help='test data loader workers')
+    parser.add_argument(
+        '--backend',
+        choices=['pytorch', 'auto', 'onnxruntime', 'openvino'],
+        default='pytorch',
+        help='engine that runs the models (default: folded PyTorch)')
+    parser.add_argument(
+        '--precision',
+        choices=['fp32', 'bf16', 'int8'],
+        default='fp32',
+        help='bf16: openvino or pytorch; int8: onnxruntime')
     return parser.parse_args(argv)
 
 
@@ -92,7 +106,8 @@ def _root_for(info, task, args):
 
 def evaluate(info, root, task, args):
     """Test one zoo model; returns the measured metric in the metafile's
-    unit."""
+    unit and, for a reduced ``--precision``, the top-1 agreement with fp32
+    (else None)."""
     from mmvan.apis.deploy import DeployHook
     from mmvan.engine.runner import Runner
     cfg = cli.load_config(info.config)
@@ -113,9 +128,16 @@ def evaluate(info, root, task, args):
         cfg.model.pretrained = None
     cli.apply_device_fallbacks(cfg)
     runner = Runner.from_cfg(cfg)
-    runner.register_hook(DeployHook(), priority='LOWEST')
+    if args.backend != 'pytorch' or args.precision != 'fp32':
+        from mmvan.backends.hook import BackendHook
+        runner.register_hook(
+            BackendHook(args.backend, args.precision, cfg.load_from),
+            priority='LOWEST')
+    else:
+        runner.register_hook(DeployHook(), priority='LOWEST')
     metrics = runner.test()
-    return float(metrics[task[1]]) * task[2]
+    return (float(metrics[task[1]]) * task[2],
+            metrics.get('agreement/top1_vs_fp32'))
 
 
 def validate(args):
@@ -160,12 +182,14 @@ def validate(args):
             continue
         print(f'{name}: testing on {info.dataset} ...', flush=True)
         try:
-            measured = evaluate(info, root, task, args)
+            measured, agreement = evaluate(info, root, task, args)
         except CheckpointError as e:
             row['status'] = 'error'
             row['reason'] = str(e)
             continue
         row['measured'] = round(measured, 3)
+        if agreement is not None:
+            row['top1_vs_fp32'] = round(agreement, 3)
         row['diff'] = round(measured - row['expected'], 3)
         row['status'] = ('pass' if abs(row['diff']) <= args.tolerance +
                          1e-9 else 'fail')
@@ -184,6 +208,8 @@ def markdown(rows, tolerance):
 
     for r in rows:
         result = r['status'] + (f' ({r["reason"]})' if r['reason'] else '')
+        if r.get('top1_vs_fp32') is not None:
+            result += f' (top-1 agreement with fp32 {r["top1_vs_fp32"]} %)'
         lines.append(f'| {r["model"]} | {r["dataset"] or ""} | '
                      f'{r["metric"] or ""} | {fmt(r["expected"])} | '
                      f'{fmt(r["measured"])} | {fmt(r["diff"])} | {result} |')
@@ -204,6 +230,8 @@ def table(rows, tolerance):
         result = r['status']
         if r['reason']:
             result += f': {r["reason"]}'
+        if r.get('top1_vs_fp32') is not None:
+            result += f' (top-1 vs fp32 {r["top1_vs_fp32"]} %)'
         out.append(f'{r["model"]:<{width}}  {fmt(r["expected"], 8)}  '
                    f'{fmt(r["measured"], 8)}  {fmt(r["diff"], 6)}  {result}')
     counts = {
@@ -231,13 +259,22 @@ def _write(path, text):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.backend not in ('pytorch', 'auto'):
+        from mmvan.backends import get_engine
+        get_engine(args.backend).import_module()  # one line if missing
     if args.metafile:
         # mmvan://<name> resolves through the same index.
         os.environ['MMVAN_MODEL_INDEX'] = osp.abspath(args.metafile)
     rows = validate(args)
     _write(
         osp.join(args.out_dir, 'validate_zoo.json'),
-        json.dumps(dict(tolerance=args.tolerance, models=rows), indent=2))
+        json.dumps(
+            dict(
+                tolerance=args.tolerance,
+                backend=args.backend,
+                precision=args.precision,
+                models=rows),
+            indent=2))
     _write(
         osp.join(args.out_dir, 'validate_zoo.md'),
         markdown(rows, args.tolerance))
