@@ -10,6 +10,20 @@ Throughput is the median of repeated timed runs after warm-up. With
 ``--compare mmpretrain`` the two models run alternately, so machine noise
 affects both alike, and the ratio and the largest output difference are
 printed. ``--train`` times a training step (forward + backward) instead.
+
+``--compare onnxruntime openvino mmpretrain`` runs every engine on the same
+folded weights (exported once to ONNX), alternated in one process, next to
+mmvan's default inference path (``init_model(backend='auto')``: the engine
+``auto`` picks, run as mmvan runs it) and the folded PyTorch model; it
+prints img/s, the latency at batch 1, peak memory, the share of the compute
+ceiling (``--ceiling``) and the largest output difference from the model as
+trained, as a table (``--plot`` draws it). ``--bf16`` adds mmvan's
+``precision='bf16'`` path and OpenVINO's default precision.
+
+    python tools/analysis_tools/benchmark.py \
+        configs/van/van-b0_8xb128_in1k.py --batch-size 16 --deploy \
+        --channels-last --compare onnxruntime openvino mmpretrain --bf16 \
+        --ceiling --plot b0.png
 """
 import argparse
 import copy
@@ -53,8 +67,23 @@ def parse_args(argv=None):
         help='torch.compile (inductor, freezing) the mmvan model')
     p.add_argument(
         '--compare',
-        choices=['mmpretrain'],
-        help='also run this implementation with the same weights')
+        nargs='+',
+        choices=['mmpretrain', 'onnxruntime', 'openvino'],
+        default=[],
+        help='also run these implementations / engines with the same '
+        'weights')
+    p.add_argument(
+        '--bf16',
+        action='store_true',
+        help='with engines in --compare: also time mmvan\'s '
+        'precision=\'bf16\' path and OpenVINO\'s default precision')
+    p.add_argument(
+        '--latency-repeats',
+        type=int,
+        default=None,
+        help='timed batch-1 runs per engine (default: --repeats)')
+    p.add_argument('--plot', help='with engines: draw the table to this file')
+    p.add_argument('--json', help='write the results to this file')
     p.add_argument(
         '--compare-channels-last',
         action='store_true',
@@ -133,7 +162,7 @@ def build_backbones(args):
             map_location='cpu',
             revise_keys=[(r'^backbone\.', '')])
     theirs = None
-    if args.compare == 'mmpretrain':
+    if 'mmpretrain' in args.compare:
         if ours.attention != 'lka' or ours.kernel_size != 21:
             raise cli.UserError('--compare mmpretrain: mmpretrain has LKA '
                                 'with the released kernel only.')
@@ -266,6 +295,115 @@ def time_once(fn, x, device):
     return time.perf_counter() - start, out
 
 
+ENGINE_LABELS = {
+    'mmvan': 'mmvan, folded PyTorch',
+    'mmpretrain': 'mmpretrain VAN',
+    'onnxruntime': 'ONNX Runtime (fp32)',
+    'openvino': 'OpenVINO (f32 hint)',
+    'openvino-bf16': 'OpenVINO (bf16: its default on this CPU)',
+}
+
+
+def build_engine_runners(model, args, engines, folder):
+    """Runners of the folded ``model`` on each engine of ``engines`` (as a
+    user runs it: one session / one request on all threads), and mmvan's
+    default path (``backend='auto'``, as mmvan runs it); with ``--bf16``
+    also mmvan's ``precision='bf16'`` path and OpenVINO in bf16.
+
+    Returns:
+        tuple: ``(runners, labels)``.
+    """
+    from mmvan.backends import (export_onnx, fold_for_export, get_engine,
+                                pick_backend)
+    from mmvan.backends.model import EngineRunner, TorchRunner
+    for name in engines:
+        get_engine(name).import_module()  # one line when it is missing
+    if not args.device.startswith('cpu'):
+        raise cli.UserError('--compare onnxruntime/openvino: the engines '
+                            'installed run on CPU; use --device cpu.')
+    folded = fold_for_export(model)
+    onnx = osp.join(folder, 'model.onnx')
+    export_onnx(folded, _input(args, False)[:1], onnx, ['out'])
+    files = {'onnxruntime': onnx}
+
+    def file_for(name):
+        if name not in files:
+            files[name] = get_engine(name).convert(
+                onnx, osp.join(folder, 'model.xml'))
+        return files[name]
+
+    def engine(name, precision='fp32', **kwargs):
+        cls = get_engine(name)
+        return EngineRunner(cls(file_for(name), precision=precision, **kwargs))
+
+    runners, labels = {}, {}
+    for name in engines:
+        plain = dict(streams=False) if name == 'openvino' else {}
+        runners[name] = engine(name, **plain)
+        labels[name] = ENGINE_LABELS[name]
+    auto = pick_backend('cpu', 'fp32')
+    if auto != 'pytorch':
+        runners['mmvan-auto'] = engine(auto)
+    labels['mmvan-auto'] = f'mmvan default (auto: {auto})'
+    if args.bf16:
+        auto16 = pick_backend('cpu', 'bf16')
+        if auto16 == 'pytorch':
+            runners['mmvan-bf16'] = TorchRunner(fold_for_export(model), 'bf16')
+        else:
+            runners['mmvan-bf16'] = engine(auto16, 'bf16')
+        labels['mmvan-bf16'] = f"mmvan precision='bf16' (auto: {auto16})"
+        if 'openvino' in engines:
+            runners['openvino-bf16'] = engine(
+                'openvino', 'bf16', streams=False)
+            labels['openvino-bf16'] = ENGINE_LABELS['openvino-bf16']
+    return runners, labels
+
+
+def _last(out):
+    return out[-1] if isinstance(out, (tuple, list)) else out
+
+
+def engine_table(result, labels, names):
+    """The comparison as a markdown table."""
+    lines = [
+        '| engine | img/s | batch-1 latency (ms) | first-batch memory (MiB) | '
+        'ceiling share | max rel. difference |',
+        '| --- | --- | --- | --- | --- | --- |'
+    ]
+    for name in names:
+        share = result.get(f'{name}_share')
+        lines.append(f'| {labels.get(name, name)} | {result[name]:.2f} | '
+                     f'{result[f"{name}_latency_ms"]:.1f} | '
+                     f'{result[f"{name}_peak_mb"]:.0f} | '
+                     f'{"" if share is None else f"{share:.1%}"} | '
+                     f'{result[f"{name}_max_rel"]:.2g} |')
+    return '\n'.join(lines)
+
+
+def plot_engines(result, labels, names, path, title):
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 2, figsize=(11, 0.5 * len(names) + 1.8))
+    ys = range(len(names))
+    text = [labels.get(n, n) for n in names]
+    axes[0].barh(ys, [result[n] for n in names], color='tab:blue')
+    axes[0].set_xlabel('img/s (higher is better)')
+    axes[1].barh(
+        ys, [result[f'{n}_latency_ms'] for n in names], color='tab:orange')
+    axes[1].set_xlabel('batch-1 latency, ms (lower is better)')
+    for ax in axes:
+        ax.set_yticks(list(ys))
+        ax.set_xlim(left=0)
+        ax.invert_yaxis()
+    axes[0].set_yticklabels(text)
+    axes[1].set_yticklabels([])
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def main(argv=None):
     args = parse_args(argv)
     import torch
@@ -284,12 +422,43 @@ def main(argv=None):
     macs = (
         backbone_macs(copy.deepcopy(ours).eval(), args.shape)
         if args.ceiling else None)
+    engines = [c for c in args.compare if c != 'mmpretrain']
+    if engines and args.train:
+        raise cli.UserError('--compare onnxruntime/openvino times '
+                            'inference; run it without --train.')
+    if args.bf16 and not engines:
+        raise cli.UserError('--bf16 needs engines in --compare (onnxruntime '
+                            'or openvino).')
+    tmp = None
+    if engines:
+        import tempfile
+        tmp = tempfile.TemporaryDirectory(prefix='mmvan-benchmark-')
+        reference = copy.deepcopy(ours).eval()
+        engine_runners, labels = build_engine_runners(ours, args, engines,
+                                                      tmp.name)
     runners = {'mmvan': make_runner(ours, args, optimise=True)}
     inputs = {'mmvan': _input(args, args.channels_last)}
+    if engines:
+        labels['mmvan'] = ENGINE_LABELS['mmvan']
+        for name, fn in engine_runners.items():
+            runners[name] = fn
+            inputs[name] = _input(args, False)
+        if 'mmvan-auto' not in runners:  # auto is the PyTorch path
+            labels['mmvan'] = labels.pop('mmvan-auto')
     if theirs is not None:
         runners['mmpretrain'] = make_runner(theirs, args, optimise=False)
         inputs['mmpretrain'] = _input(args, args.compare_channels_last)
+        if engines:
+            labels['mmpretrain'] = ENGINE_LABELS['mmpretrain']
     outputs = {}
+    first_pass = {}
+    if engines:
+        # What each engine allocates for its first batch (activations,
+        # arenas), above what was in use just before it.
+        for name, fn in runners.items():
+            base = start_memory_window(args.device)
+            _, outputs[name] = time_once(fn, inputs[name], args.device)
+            first_pass[name] = peak_memory_mb(args.device) - base
     base_memory = start_memory_window(args.device)
     for name, fn in runners.items():
         for _ in range(args.warmup):
@@ -341,13 +510,82 @@ def main(argv=None):
     result['peak_memory_mb'] = peak_memory_mb(args.device)
     result['peak_growth_mb'] = result['peak_memory_mb'] - base_memory
     result['peak_model_mb'] = result['peak_memory_mb'] - before_models
+    if engines:
+        for name, mb in first_pass.items():
+            result[f'{name}_peak_mb'] = mb
+        compare_engines(args, runners, inputs, outputs, reference, result,
+                        labels)
+        tmp.cleanup()
     kind = 'CUDA' if 'cuda' in args.device else 'RSS'
     print(f'  peak memory (process {kind}): {result["peak_memory_mb"]:.0f} '
           f'MiB during the runs; {result["peak_model_mb"]:.0f} MiB above the '
           f'process before the models were built (weights, gradients, '
           f'activations); {result["peak_growth_mb"]:.0f} MiB above what was '
           f'in use just before the runs (activations)')
+    if args.json:
+        import json
+
+        from mmvan.utils.atomic import atomic_write
+        atomic_write(args.json, json.dumps(result, indent=2), mode='w')
     return result
+
+
+def compare_engines(args, runners, inputs, outputs, reference, result, labels):
+    """Batch-1 latency, per-engine peak memory and output differences;
+    the table, the targets and the plot."""
+    import torch
+
+    from mmvan.backends import native_bf16
+    with torch.inference_mode():
+        want = _last(reference(inputs['mmvan'].contiguous())).float()
+    for name in runners:
+        got = _last(outputs[name]).float()
+        result[f'{name}_max_rel'] = float(
+            (got - want).abs().max() / want.abs().max())
+    # Batch-1 latency, alternating.
+    ones = {n: x[:1] for n, x in inputs.items()}
+    lat = {n: [] for n in runners}
+    for _ in range(args.warmup):
+        for name, fn in runners.items():
+            time_once(fn, ones[name], args.device)
+    for _ in range(args.latency_repeats or args.repeats):
+        for name, fn in runners.items():
+            t, _ = time_once(fn, ones[name], args.device)
+            lat[name].append(t)
+    for name in runners:
+        result[f'{name}_latency_ms'] = statistics.median(lat[name]) * 1000
+    names = list(runners)
+    print()
+    print(engine_table(result, labels, names))
+    exact = [n for n in ('onnxruntime', 'openvino') if n in runners]
+    default = 'mmvan-auto' if 'mmvan-auto' in runners else 'mmvan'
+    if exact:
+        best = max(exact, key=lambda n: result[n])
+        ratio = result[default] / result[best]
+        lat_ratio = (
+            result[f'{best}_latency_ms'] / result[f'{default}_latency_ms'])
+        result['default_vs_fastest_engine'] = ratio
+        result['default_latency_vs_fastest_engine'] = lat_ratio
+        result['fastest_engine'] = best
+        print(f'  {labels[default]} / fastest exact engine ({best}): '
+              f'{ratio:.2f}x img/s (target >= 1.0); batch-1 latency '
+              f'{result[f"{default}_latency_ms"]:.1f} vs '
+              f'{result[f"{best}_latency_ms"]:.1f} ms ({lat_ratio:.2f}x '
+              f'as fast; target >= 1.0)')
+    if 'mmvan-bf16' in runners:
+        ratio = result['mmvan-bf16'] / result[default]
+        result['bf16_vs_fp32_default'] = ratio
+        print(f"  precision='bf16' / fp32 default: {ratio:.2f}x (target "
+              f'>= 1.5 where the CPU has AMX or AVX512-BF16; this CPU: '
+              f'{native_bf16() or "neither (bf16 emulated)"}); max '
+              f'relative difference {result["mmvan-bf16_max_rel"]:.2g}')
+    if args.plot:
+        plot_engines(
+            result, labels, names, args.plot,
+            f'{osp.basename(args.config)}, batch {args.batch_size}, '
+            f'{args.shape[0]}x{args.shape[1]}, '
+            f'{torch.get_num_threads()} threads')
+        print(f'  plot written to {args.plot}')
 
 
 if __name__ == '__main__':
