@@ -73,6 +73,10 @@ def parse_args(argv=None):
         default=[1024],
         help='input H [W] (default 1024, as RepLKNet)')
     parser.add_argument('--out-file', required=True, help='PNG to write')
+    parser.add_argument(
+        '--save-scores',
+        action='store_true',
+        help='also write the mean contribution scores (.npz)')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
@@ -156,24 +160,49 @@ def build(config, checkpoint, kernel_size, args):
     return model, backbone
 
 
-def draw(results, out_file, title):
+def draw(results, out_file, title, floor=1e-3):
+    """One panel per model on a logarithmic colour scale (random weights
+    put most of the contribution at the centre), with the squares holding
+    50 % and 99 % of it."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
+    from matplotlib.colors import LogNorm
+    from matplotlib.patches import Rectangle
     n = len(results)
-    fig, axes = plt.subplots(1, n, figsize=(3.0 * n + 0.8, 3.6), squeeze=False)
+    fig, axes = plt.subplots(
+        1,
+        n,
+        figsize=(3.0 * n + 0.9, 3.7),
+        squeeze=False,
+        layout='constrained')
     for ax, res in zip(axes[0], results):
-        image = ax.imshow(res['map'], cmap='magma', vmin=0, vmax=1)
+        data = np.clip(res['map'], floor, 1)
+        image = ax.imshow(data, cmap='magma', norm=LogNorm(vmin=floor, vmax=1))
+        h, w = data.shape
+        for t, colour in ((0.5, 'cyan'), (0.99, 'white')):
+            side = res['area_ratios'][t]['side']
+            ax.add_patch(
+                Rectangle((w // 2 - side / 2, h // 2 - side / 2),
+                          side,
+                          side,
+                          fill=False,
+                          lw=0.8,
+                          ls='--',
+                          color=colour))
         r = res['area_ratios']
         ax.set_title(
-            f'{res["label"]}\nt=0.2: {r[0.2]["ratio"]:.3f}  '
+            f'{res["label"]}\nratio t=0.5: {r[0.5]["ratio"]:.3f}  '
             f't=0.99: {r[0.99]["ratio"]:.3f}',
             fontsize=9)
         ax.axis('off')
     fig.colorbar(
         image, ax=list(axes[0]), fraction=0.02,
-        pad=0.01).set_label('log10(1 + contribution), scaled to max 1')
-    fig.suptitle(title, fontsize=10)
+        pad=0.01).set_label('log10(1 + contribution) / max')
+    fig.suptitle(
+        title + '\nsquares: 50 % (cyan) and 99 % (white) of the '
+        'contribution',
+        fontsize=9)
     folder = osp.dirname(out_file)
     if folder:
         os.makedirs(folder, exist_ok=True)
@@ -226,6 +255,7 @@ def main(argv=None):
                     kernel_size=backbone.kernel_size,
                     num_images=count,
                     map=data,
+                    scores=scores,
                     area_ratios=area_ratios(data, ERF_THRESHOLDS)))
     finally:
         bar.close()
@@ -244,7 +274,7 @@ def main(argv=None):
         thresholds=list(ERF_THRESHOLDS),
         models=[{
             k: v
-            for k, v in r.items() if k != 'map'
+            for k, v in r.items() if k not in ('map', 'scores')
         } for r in results])
     with open(json_file, 'w') as f:
         json.dump(summary, f, indent=2, default=str)
@@ -269,7 +299,15 @@ def main(argv=None):
               f'{min(h, w)} pixels at the last stage (stride 32): the whole '
               f'input, so the ratios saturate; compare such kernels with a '
               f'larger --shape (e.g. 2048).')
-    print(f'saved {args.out_file} and {json_file}')
+    saved = f'{args.out_file} and {json_file}'
+    if args.save_scores:
+        npz = osp.splitext(args.out_file)[0] + '_scores.npz'
+        np.savez_compressed(
+            npz,
+            **{r['label']: r['scores'].astype(np.float32)
+               for r in results})
+        saved += f' and {npz}'
+    print(f'saved {saved}')
     return results
 
 
