@@ -179,6 +179,9 @@ def init_model(config,
     from mmengine.registry import MODELS, DefaultScope, init_default_scope
 
     from mmvan.utils.cli import load_config
+    if deploy:
+        from mmvan.backends.model import check_request
+        check_request(backend, precision, device)
     if isinstance(config, Config):
         cfg = config.copy()
         if cfg_options:

@@ -10,8 +10,8 @@ from .engines import (AUTO_ORDER, BACKENDS, ENGINES, PRECISIONS,
 from .export import (ExportCache, checkpoint_sha256, export_onnx,
                      fold_for_export)
 from .model import (TOLERANCE, BackendCheckError, EngineModule,
-                    build_backend_model, check_inputs, demo_images,
-                    deploy_model, engine_module, exported_part)
+                    build_backend_model, check_inputs, check_request,
+                    demo_images, deploy_model, engine_module, exported_part)
 
 __all__ = [
     'AUTO_ORDER', 'BACKENDS', 'ENGINES', 'PRECISIONS',
@@ -19,6 +19,6 @@ __all__ = [
     'OpenVINOEngine', 'get_engine', 'installed_backends', 'load_engine',
     'native_bf16', 'pick_backend', 'ExportCache', 'checkpoint_sha256',
     'export_onnx', 'fold_for_export', 'TOLERANCE', 'BackendCheckError',
-    'EngineModule', 'build_backend_model', 'check_inputs', 'demo_images',
-    'deploy_model', 'engine_module', 'exported_part'
+    'EngineModule', 'build_backend_model', 'check_inputs', 'check_request',
+    'demo_images', 'deploy_model', 'engine_module', 'exported_part'
 ]

@@ -275,10 +275,9 @@ def _export_file(model, part, backend, precision, checkpoint, example,
     if cache.hit(suffix) and (suffix != '.xml' or cache.hit('.bin')):
         return cache.path(suffix), cache, True
     graph = _graph(fold_for_export(model), part).eval()
-    with torch.no_grad():
-        n_out = len(graph(example))
-    names = ['logits'
-             ] if part == 'model' else [f'feat{i}' for i in range(n_out)]
+    names = ['logits']
+    if part != 'model':
+        names = [f'feat{i}' for i in range(len(model.backbone.out_indices))]
     folder = osp.dirname(cache.path(suffix))
     with tempfile.TemporaryDirectory(dir=folder, prefix='.export-') as tmp:
         onnx_path = osp.join(tmp, 'model.onnx')
@@ -447,6 +446,25 @@ def engine_module(model):
         if isinstance(m, EngineModule):
             return m
     return None
+
+
+def check_request(backend, precision, device='cpu'):
+    """Fail early (before a model is built) on a backend or precision
+    that cannot be served: unknown, not installed, not offered."""
+    if backend != 'auto' and backend not in BACKENDS:
+        raise UserError(f'Unknown backend {backend!r}; expected one of '
+                        f'{", ".join(("auto", ) + BACKENDS)}.')
+    if precision not in PRECISIONS:
+        raise UserError(f'Unknown precision {precision!r}; expected one of '
+                        f'{", ".join(PRECISIONS)}.')
+    if backend == 'pytorch' and precision == 'int8':
+        raise BackendUnsupportedError(
+            "backend 'pytorch' has no int8 mode; int8 runs on "
+            "backend='onnxruntime'.")
+    if backend not in ('auto', 'pytorch'):
+        engine = get_engine(backend)
+        engine.import_module()
+        engine.check_precision(precision)
 
 
 def deploy_model(model,
