@@ -14,7 +14,6 @@ dumped by the run it continues.
 import os.path as osp
 
 import torch
-from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner as MMEngineRunner
 
 
@@ -54,13 +53,15 @@ class Runner(MMEngineRunner):
                         strict=None,
                         revise_keys=None):
         from mmvan.zoo.loader import (_van_prefix, check_and_load,
-                                      load_source_weights)
+                                      load_source_weights, unwrap)
         if strict is None:
             strict = bool(self.cfg.get('load_from_strict', True))
-        model = self.model.module if is_model_wrapper(self.model) else \
-            self.model
+        model = unwrap(self.model)
         source = load_source_weights(filename)
-        checkpoint = dict(state_dict=source.state_dict, meta=source.meta)
+        # A training checkpoint keeps its optimizer, message hub and
+        # scheduler states for resume(); the weights are the converted ones.
+        checkpoint = dict(source.raw) if isinstance(source.raw, dict) else {}
+        checkpoint.update(state_dict=source.state_dict, meta=source.meta)
         self.call_hook('after_load_checkpoint', checkpoint=checkpoint)
         check_and_load(
             model,

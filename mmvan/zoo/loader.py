@@ -154,6 +154,9 @@ class SourceWeights:
     source_format: str = None
     meta: dict = field(default_factory=dict)
     ref: str = ''
+    # The whole loaded object (optimizer state, message hub, ... of a
+    # training checkpoint), for resuming.
+    raw: object = field(default=None, repr=False)
 
     def describe_arch(self):
         """``'VAN-b1 (lka, k21)'`` from the backbone tensors, or ''."""
@@ -213,7 +216,7 @@ def load_source_weights(ref, progress=True):
     if not isinstance(meta, dict):
         meta = {}
     sd, fmt = to_mmvan(_strip_module(sd), meta)
-    return SourceWeights(sd, fmt, meta, str(ref))
+    return SourceWeights(sd, fmt, meta, str(ref), raw=checkpoint)
 
 
 def _fit(source, target_shapes, prefix):
@@ -359,6 +362,17 @@ def load_pretrained(backbone, init_cfg, logger='current'):
         logger=logger)
 
 
+def unwrap(model):
+    """The model inside DDP-style wrappers and test-time-augmentation
+    wrappers, whose checkpoints hold the inner model's keys."""
+    from mmengine.model import BaseTTAModel, is_model_wrapper
+    while True:
+        if is_model_wrapper(model) or isinstance(model, BaseTTAModel):
+            model = model.module
+        else:
+            return model
+
+
 def _van_prefix(model):
     """Where the VAN backbone sits in ``model``'s state dict."""
     from mmvan.models.backbones.van import VAN
@@ -378,6 +392,7 @@ def load_weights(model, ref, strict=True, what='the model', logger='current'):
         dict: the report of :func:`check_and_load` with ``meta`` added.
     """
     source = load_source_weights(ref)
+    model = unwrap(model)
     report = check_and_load(
         model,
         source,
