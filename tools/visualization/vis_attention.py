@@ -2,7 +2,8 @@
 """Where a VAN looks: LKA / LSKA attention maps over an image.
 
     python tools/visualization/vis_attention.py demo/cat.jpg \
-        configs/van/van-b0_8xb128_in1k.py van-t.pth --out-file attn.png
+        configs/van/van-b0_8xb128_in1k.py mmvan://van-b0_3rdparty_in1k \
+        --out-file attn.png
 
 For each chosen stage, the attention tensor ``conv1(...)`` of one block
 (the last by default) is captured with a forward hook, reduced over channels
