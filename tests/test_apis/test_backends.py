@@ -154,8 +154,7 @@ def test_optimize_for_inference_on_engine():
     x = torch.rand(2, 3, 61, 83)
     with torch.no_grad():
         ref = model(x)
-    fast = optimize_for_inference(
-        model, backend='onnxruntime', shape=(64, 64))
+    fast = optimize_for_inference(model, backend='onnxruntime', shape=(64, 64))
     assert fast.backend == 'onnxruntime'
     assert fast.report['max_rel'] <= 1e-4
     for a, b in zip(ref, fast(x)):

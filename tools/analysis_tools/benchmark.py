@@ -407,6 +407,11 @@ def plot_engines(result, labels, names, path, title):
 def main(argv=None):
     args = parse_args(argv)
     import torch
+
+    from mmvan.backends import get_engine
+    for name in args.compare:
+        if name != 'mmpretrain':
+            get_engine(name).import_module()  # one line when it is missing
     malloc = 'default'
     if args.keep_freed_memory:
         from mmvan.utils.memory import keep_freed_memory
