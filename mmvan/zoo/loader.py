@@ -42,6 +42,11 @@ class WeightsMismatchError(CheckpointError):
     """A checkpoint's tensors do not fit the model they are loaded into."""
 
 
+class ManualDownloadError(CheckpointError):
+    """A zoo file that only a person can download (a share page) is not in
+    the cache or the mirror."""
+
+
 def is_url(ref):
     return isinstance(ref, str) and ref.startswith(('http://', 'https://'))
 
@@ -83,7 +88,7 @@ def resolve(ref, progress=True):
         if osp.isfile(cached):
             return cached, info
         if mirrored is None and info.download != 'direct':
-            raise CheckpointError(
+            raise ManualDownloadError(
                 f'{ref}: the release is a share page ({info.weights}) that '
                 f'cannot be downloaded by a program. Download '
                 f'{info.file_name} there by hand and save it as {cached}, '

@@ -142,6 +142,7 @@ def evaluate(info, root, task, args):
 
 def validate(args):
     from mmvan.utils.checkpoint import CheckpointError
+    from mmvan.zoo.loader import ManualDownloadError
     from mmvan.zoo import load_index
     from mmvan.zoo.index import list_models
     index = args.metafile
@@ -183,6 +184,10 @@ def validate(args):
         print(f'{name}: testing on {info.dataset} ...', flush=True)
         try:
             measured, agreement = evaluate(info, root, task, args)
+        except ManualDownloadError as e:
+            # Not a failure of the weights: they are not here.
+            row['reason'] = str(e)
+            continue
         except CheckpointError as e:
             row['status'] = 'error'
             row['reason'] = str(e)
