@@ -3,12 +3,13 @@
 paths, URLs and ``mmvan://`` names in any known checkpoint format."""
 from .index import (ModelInfo, UnknownModelError, find_model, list_models,
                     load_index)
-from .loader import (ZOO_PREFIX, WeightsMismatchError, load_pretrained,
-                     load_source_weights, load_weights, register_schemes,
-                     resolve)
+from .loader import (ZOO_PREFIX, ManualDownloadError, WeightsMismatchError,
+                     load_pretrained, load_source_weights, load_weights,
+                     register_schemes, resolve)
 
 __all__ = [
-    'ModelInfo', 'UnknownModelError', 'WeightsMismatchError', 'ZOO_PREFIX',
-    'find_model', 'list_models', 'load_index', 'load_pretrained',
-    'load_source_weights', 'load_weights', 'register_schemes', 'resolve'
+    'ManualDownloadError', 'ModelInfo', 'UnknownModelError',
+    'WeightsMismatchError', 'ZOO_PREFIX', 'find_model', 'list_models',
+    'load_index', 'load_pretrained', 'load_source_weights', 'load_weights',
+    'register_schemes', 'resolve'
 ]

@@ -142,9 +142,9 @@ def evaluate(info, root, task, args):
 
 def validate(args):
     from mmvan.utils.checkpoint import CheckpointError
-    from mmvan.zoo.loader import ManualDownloadError
     from mmvan.zoo import load_index
     from mmvan.zoo.index import list_models
+    from mmvan.zoo.loader import ManualDownloadError
     index = args.metafile
     names = list_models(args.models, index=index)
     if not names:
