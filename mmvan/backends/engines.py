@@ -269,9 +269,12 @@ def installed_backends():
 
 
 # The order ``backend='auto'`` tries on CPU, fastest first, per precision
-# (docs/benchmark.md, "Deployment engines": on a 2-core Xeon with AMX,
-# VAN-b0 batch 16, fp32, alternating in one process: OpenVINO 1.2-1.4x
-# ONNX Runtime, ONNX Runtime 1.1-1.3x the folded PyTorch model).
+# (docs/benchmark.md, "Deployment engines"). On a 2-core Xeon with AMX,
+# alternating in one process, img/s: VAN-b0 batch 16: OpenVINO as mmvan
+# runs it 14.98, ONNX Runtime 11.58, plain OpenVINO 11.02; VAN-b2 batch 8:
+# 4.10, 2.81, 3.20; VAN-b0 backbone at 800x1216: 0.36, 0.28, 0.30. The
+# issue's idle-machine figures put both engines ahead of the folded PyTorch
+# model (b0: ONNX Runtime 1.10x, OpenVINO 1.25x; b2: 1.12x, 1.22x).
 AUTO_ORDER = {
     'fp32': ('openvino', 'onnxruntime', 'pytorch'),
     'bf16': ('openvino', 'pytorch'),
