@@ -51,7 +51,9 @@ class BackendHook(Hook):
             runner.model) else runner.model
         backend = self.backend
         if backend == 'auto':
-            backend = pick_backend('cpu', self.precision)
+            param = next(iter(model.parameters()), None)
+            device = param.device.type if param is not None else 'cpu'
+            backend = pick_backend(device, self.precision)
         path = None
         if self.checkpoint:
             from mmvan.zoo import resolve
