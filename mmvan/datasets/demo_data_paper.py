@@ -37,13 +37,18 @@ def _panoptic_image(rng, size, max_objects):
     with its segments."""
     h = w = size
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    horizon = (rng.uniform(0.35, 0.65) * h + rng.uniform(3, 8) *
-               np.sin(xx[0] / rng.uniform(8, 20) + rng.uniform(0, 6)))
+    horizon = (
+        rng.uniform(0.35, 0.65) * h + rng.uniform(3, 8) *
+        np.sin(xx[0] / rng.uniform(8, 20) + rng.uniform(0, 6)))
     sky = yy < horizon[None, :]
-    sky_rgb = np.array([rng.uniform(60, 120), rng.uniform(120, 180),
-                        rng.uniform(190, 250)])
-    ground_rgb = np.array([rng.uniform(70, 130), rng.uniform(90, 150),
-                           rng.uniform(20, 60)])
+    sky_rgb = np.array(
+        [rng.uniform(60, 120),
+         rng.uniform(120, 180),
+         rng.uniform(190, 250)])
+    ground_rgb = np.array(
+        [rng.uniform(70, 130),
+         rng.uniform(90, 150),
+         rng.uniform(20, 60)])
     # Ground carries stripes, sky a vertical gradient: texture as well as
     # colour tells them apart.
     stripes = ((yy + rng.uniform(0, 6)) % 6 < 3)[..., None] * 25.0
@@ -100,7 +105,7 @@ def _panoptic_image(rng, size, max_objects):
 def make_panoptic_demo(root,
                        num_train=120,
                        num_val=30,
-                       size=128,
+                       size=96,
                        seed=0,
                        max_objects=3):
     """Write a COCO-panoptic-format set: 3 thing classes (square, disc,
@@ -126,8 +131,8 @@ def make_panoptic_demo(root,
         categories = [
             dict(id=cid, name=name, isthing=int(i < 3), supercategory='shape')
             for i, (cid, name) in enumerate(
-                zip(PANOPTIC_CATEGORY_IDS,
-                    PANOPTIC_THING_CLASSES + PANOPTIC_STUFF_CLASSES))
+                zip(PANOPTIC_CATEGORY_IDS, PANOPTIC_THING_CLASSES +
+                    PANOPTIC_STUFF_CLASSES))
         ]
         for split, count in (('train', num_train), ('val', num_val)):
             png_dir = osp.join(tmp, 'annotations', f'panoptic_{split}')
@@ -237,8 +242,8 @@ def _draw_figure(draw, kpts, u):
     r = 0.6 * u
     draw.ellipse([nx - r, ny - 0.15 * u - r, nx + r, ny - 0.15 * u + r],
                  fill=(240, 200, 160))
-    for k, colour in ((1, (20, 20, 20)), (2, (20, 20, 20)),
-                      (0, (200, 60, 60))):
+    for k, colour in ((1, (20, 20, 20)), (2, (20, 20, 20)), (0, (200, 60,
+                                                                 60))):
         x, y = kpts[k]
         d = max(1.0, 0.12 * u)
         draw.ellipse([x - d, y - d, x + d, y + d], fill=colour)
@@ -324,8 +329,7 @@ def make_keypoint_demo(root,
                 stem = f'{split}_{i:04d}'
                 pil.save(osp.join(tmp, split, stem + '.jpg'), quality=95)
                 images.append(
-                    dict(id=i + 1, file_name=stem + '.jpg', width=w,
-                         height=h))
+                    dict(id=i + 1, file_name=stem + '.jpg', width=w, height=h))
             coco = dict(
                 images=images,
                 annotations=annotations,
@@ -365,8 +369,10 @@ def _bird(rng, label, size):
     draw.ellipse([cx - bw, cy - bh, cx + bw, cy + bh], fill=body)
     hx, hy, hr = cx + facing * 0.3 * s, cy - 0.2 * s, 0.11 * s
     draw.ellipse([hx - hr, hy - hr, hx + hr, hy + hr], fill=body)
-    draw.ellipse([hx + facing * 0.03 * s - 2, hy - 0.03 * s - 2,
-                  hx + facing * 0.03 * s + 2, hy - 0.03 * s + 2],
+    draw.ellipse([
+        hx + facing * 0.03 * s - 2, hy - 0.03 * s - 2,
+        hx + facing * 0.03 * s + 2, hy - 0.03 * s + 2
+    ],
                  fill=(10, 10, 10))
     beak = (235, 200, 30) if label < 2 else (15, 15, 15)
     bx = hx + facing * hr
@@ -378,8 +384,8 @@ def _bird(rng, label, size):
                    (cx + facing * 0.1 * s, cy + 0.05 * s)],
                   fill=(245, 245, 245),
                   width=max(2, int(0.04 * s)))
-    draw.line([(cx - facing * bw, cy), (cx - facing * (bw + 0.15 * s),
-                                        cy - 0.06 * s)],
+    draw.line([(cx - facing * bw, cy),
+               (cx - facing * (bw + 0.15 * s), cy - 0.06 * s)],
               fill=body,
               width=max(2, int(0.06 * s)))
     return pil
@@ -418,13 +424,13 @@ def make_cub_demo(root, num_train=60, num_test=20, size=80, seed=0):
                 images.append(f'{n} {fname}')
                 labels.append(f'{n} {label + 1}')
                 splits.append(f'{n} {int(i < num_train)}')
-        for fname, lines in (('images.txt', images),
-                             ('image_class_labels.txt', labels),
-                             ('train_test_split.txt', splits),
-                             ('classes.txt', [
-                                 f'{k + 1} {c}'
-                                 for k, c in enumerate(CUB_DEMO_CLASSES)
-                             ])):
+        for fname, lines in (('images.txt', images), ('image_class_labels.txt',
+                                                      labels),
+                             ('train_test_split.txt',
+                              splits), ('classes.txt', [
+                                  f'{k + 1} {c}'
+                                  for k, c in enumerate(CUB_DEMO_CLASSES)
+                              ])):
             with open(osp.join(tmp, fname), 'w') as f:
                 f.write('\n'.join(lines) + '\n')
     return root
