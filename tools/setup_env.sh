@@ -60,11 +60,24 @@ MMCV_WITH_OPS=1 MAX_JOBS=${MAX_JOBS:-$(nproc)} \
 # 4. The OpenMMLab task libraries, test tools and mmvan itself.
 "${PIP[@]}" -r requirements/runtime.txt -r requirements/optional.txt \
   -r requirements/tests.txt
+# 5. xtcocotools (mmpose's COCO keypoint API) ships wheels built against
+#    numpy 1, which fail to import under numpy 2: build it from source
+#    against the installed numpy (about 12 s).
+"${PIP[@]}" --no-binary xtcocotools --no-build-isolation --no-deps \
+  --force-reinstall xtcocotools
+# 6. panopticapi (COCO panoptic quality, mmdet's panoptic data loading) is
+#    on PyPI only as panopticapi-lite, the cocodataset/panopticapi code,
+#    whose metadata pins numpy<2 although the code needs only numpy and
+#    Pillow: installed without its dependency pins.
+"${PIP[@]}" --no-deps panopticapi-lite
 "${PIP[@]}" --no-build-isolation --no-deps -e .
 
 "$PY" - <<'PYEOF'
 import mmcv.ops  # noqa: F401  compiled ops present
 import mmdet.models  # noqa: F401
+import mmpose.models  # noqa: F401
+import panopticapi.evaluation  # noqa: F401
+import xtcocotools.coco  # noqa: F401
 import mmpretrain.models  # noqa: F401
 import mmseg.models  # noqa: F401
 
