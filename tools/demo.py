@@ -7,6 +7,11 @@ show that it learns.
     python tools/demo.py --task det \
         --config configs/mask_rcnn/mask-rcnn_van-b0_fpn_demo.py
     python tools/demo.py --task seg      # Semantic FPN on ADE20K-format shapes
+    python tools/demo.py --task pano     # Mask2Former, COCO-panoptic shapes
+    python tools/demo.py --task pose     # SimpleBaseline, COCO-format figures
+    python tools/demo.py --task cub      # CUB-200 recipe, CUB-layout "birds"
+    python tools/demo.py --task det \
+        --config configs/atss/...        # any detector: model from CONFIG
 
 Makes the data (deterministic), evaluates the untrained model, trains with
 tools/train.py, evaluates the best checkpoint with tools/test.py and prints
@@ -54,7 +59,36 @@ TASKS = {
         scope='mmseg',
         target=None,
         scale=1.0),
+    'pano':
+    dict(
+        config='configs/mask2former/mask2former_van-tiny_demo.py',
+        data_root='data/demo_pano',
+        maker='make_panoptic_demo',
+        metric='coco_panoptic/PQ',
+        scope='mmdet',
+        target=None,
+        scale=1.0),
+    'pose':
+    dict(
+        config='configs/simplebaseline/td-hm_van-tiny_demo.py',
+        data_root='data/demo_pose',
+        maker='make_keypoint_demo',
+        metric='coco/AP',
+        scope='mmpose',
+        target=None,
+        scale=100.0),
+    'cub':
+    dict(
+        config='configs/van/van-b0_demo-cub.py',
+        data_root='data/demo_cub',
+        maker='make_cub_demo',
+        metric='accuracy/top1',
+        scope='mmpretrain',
+        target=None,
+        scale=1.0),
 }
+# Iteration-based demos: --epochs sets max_iters.
+ITER_BASED = ('seg', 'pano')
 
 
 def parse_args():
@@ -67,7 +101,7 @@ def parse_args():
         '--epochs',
         type=int,
         default=None,
-        help='override the epochs (iterations for seg)')
+        help='override the epochs (iterations for seg and pano)')
     return parser.parse_args()
 
 
@@ -80,10 +114,16 @@ def data_options(task, data_root):
     opts = []
     for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         opts.append(f'{loader}.dataset.data_root={data_root}/')
-    if task == 'det':
+    ann = dict(
+        det='instances_val.json',
+        pano='panoptic_val.json',
+        pose='person_keypoints_val.json').get(task)
+    if ann:
         for ev in ('val_evaluator', 'test_evaluator'):
-            opts.append(
-                f'{ev}.ann_file={data_root}/annotations/instances_val.json')
+            opts.append(f'{ev}.ann_file={data_root}/annotations/{ann}')
+            if task == 'pano':
+                opts.append(f'{ev}.seg_prefix={data_root}/annotations/'
+                            f'panoptic_val/')
     return opts
 
 
@@ -91,7 +131,7 @@ def eval_options(config):
     """Keep every detection when evaluating, so that the untrained model
     (whose scores are all low) is ranked by COCO AP like the trained one;
     AP is a ranking metric, so low-scoring boxes only add to the tail."""
-    if 'retinanet' in config:
+    if any(k in osp.basename(config) for k in ('retinanet', 'atss', 'gfl')):
         return ['model.test_cfg.score_thr=0.0']
     if 'rcnn' in config:
         return ['model.test_cfg.rcnn.score_thr=0.0']
@@ -136,7 +176,10 @@ def main():
     start = time.time()
 
     import mmvan.datasets as demo_data
-    getattr(demo_data, task['maker'])(osp.join(ROOT, task['data_root']))
+    import mmvan.datasets.demo_data_paper as demo_data_paper
+    maker = getattr(demo_data, task['maker'], None) or getattr(
+        demo_data_paper, task['maker'])
+    maker(osp.join(ROOT, task['data_root']))
     print(f'Demo data: {task["data_root"]}')
     if osp.isdir(abs_work_dir):
         shutil.rmtree(abs_work_dir)
@@ -154,7 +197,7 @@ def main():
 
     train_options = list(options)
     if args.epochs:
-        key = 'max_iters' if args.task == 'seg' else 'max_epochs'
+        key = 'max_iters' if args.task in ITER_BASED else 'max_epochs'
         train_options.append(f'train_cfg.{key}={args.epochs}')
     train_start = time.time()
     run([
