@@ -9,6 +9,13 @@ from mmengine.model import is_model_wrapper
 CALIBRATION_IMAGES = 32
 
 
+def _where(report):
+    if report['file'] is None:
+        return 'folded in memory'
+    return (f'{report["file"]}, '
+            f'{"cached" if report["cached"] else "exported now"}')
+
+
 class BackendHook(Hook):
     """Once the checkpoint is loaded, put the model's exported part on
     ``backend`` (checked against PyTorch on real images); after testing,
@@ -80,8 +87,7 @@ class BackendHook(Hook):
         print_log(
             f'Backend {backend} ({self.precision}) runs the '
             f'{"whole model" if report["part"] == "model" else "backbone"}'
-            f' ({report["file"] or "in memory"}, '
-            f'{"cached" if report["cached"] else "exported now"}); max '
+            f' ({_where(report)}); max '
             f'relative difference to the PyTorch model on the demo images: '
             f'{report["max_rel"]:.3g} (allowed {report["tolerance"]:g}).',
             logger='current')
