@@ -5,8 +5,11 @@
         mmvan://van-b0_3rdparty_in1k --out-file cat_pred.png
 
 Classifiers: the top-5 labels are written on the image. Detectors: boxes
-(and masks). Segmentors: the class map blended over the image. The picture
-has the input's size, up to --max-side (1280) pixels on its longest side.
+(and masks); panoptic models (Mask2Former): every segment coloured by class,
+things outlined and labelled. Pose models (mmpose, top-down): the skeletons
+of the people in --bboxes (default: the whole image is one person).
+Segmentors: the class map blended over the image. The picture has the
+input's size, up to --max-side (1280) pixels on its longest side.
 """
 import argparse
 import os
@@ -36,6 +39,12 @@ def parse_args(argv=None):
         help='run the model as trained instead of the folded one')
     parser.add_argument(
         '--score-thr', type=float, default=0.3, help='boxes to draw')
+    parser.add_argument(
+        '--bboxes',
+        type=float,
+        nargs='+',
+        help='pose models: person boxes x1 y1 x2 y2 [x1 y1 x2 y2 ...] '
+        '(default: the whole image)')
     parser.add_argument(
         '--max-side',
         type=int,
@@ -81,7 +90,11 @@ def bounded(image_bgr, sample, task, max_side):
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
     small = mmcv.imresize(image_bgr, size, interpolation='area')[..., ::-1]
     drawn = sample.clone()
-    if task == 'det':
+    if task == 'det' and 'pred_panoptic_seg' in drawn:
+        pan = drawn.pred_panoptic_seg.sem_seg.float()[None]
+        drawn.pred_panoptic_seg.sem_seg = F.interpolate(
+            pan, size=size[::-1], mode='nearest')[0].long()
+    if task == 'det' and 'pred_instances' in drawn:
         inst = drawn.pred_instances
         inst.bboxes = inst.bboxes * scale
         if 'masks' in inst:
@@ -104,13 +117,127 @@ def _save(image_rgb, out_file):
         mmcv.imwrite(image_rgb[..., ::-1], out_file)
 
 
+def print_panoptic(sample, meta):
+    """Each segment of a panoptic prediction: class and share of pixels.
+
+    mmdet encodes a segment as ``label + instance * INSTANCE_OFFSET``; the
+    void label is the class count."""
+    from mmdet.evaluation import INSTANCE_OFFSET
+    classes = meta.get('classes', ())
+    pan = sample.pred_panoptic_seg.sem_seg[0]
+    ids, counts = pan.unique(return_counts=True)
+    print('panoptic segments (share of pixels):')
+    for seg, count in sorted(
+            zip(ids.tolist(), counts.tolist()), key=lambda t: -t[1]):
+        label = seg % INSTANCE_OFFSET
+        if label >= len(classes):
+            continue  # void
+        kind = 'thing' if seg >= INSTANCE_OFFSET else 'stuff'
+        print(f'  {classes[label]} ({kind}): {count / pan.numel():.3f}')
+
+
+def draw_skeletons(image_rgb, sample, meta, kpt_thr):
+    """Boxes, limbs and joints of each person, in the dataset's colours.
+
+    (mmpose 1.3's own visualizer passes arrays where numpy 2 needs
+    scalars.)"""
+    import numpy as np
+    from mmengine.visualization import Visualizer
+    vis = Visualizer(image=image_rgb)
+    h = image_rgb.shape[0]
+    width = max(1, round(2 * h / 256))
+    radius = max(2, round(3 * h / 256))
+    links = meta.get('skeleton_links', [])
+    link_colours = meta.get('skeleton_link_colors', [])
+    kpt_colours = meta.get('keypoint_colors', [])
+    inst = sample.pred_instances
+    for box in inst.bboxes:
+        vis.draw_bboxes(
+            np.asarray(box)[None], edge_colors='white', line_widths=1)
+    for kpts, scores in zip(inst.keypoints, inst.keypoint_scores):
+        for k, (i, j) in enumerate(links):
+            if min(scores[i], scores[j]) < kpt_thr:
+                continue
+            colour = tuple(int(c) for c in link_colours[k]) \
+                if len(link_colours) > k else (0, 255, 0)
+            vis.draw_lines(
+                np.array([kpts[i][0], kpts[j][0]]),
+                np.array([kpts[i][1], kpts[j][1]]),
+                colors=[colour],
+                line_widths=width)
+        for k, (xy, score) in enumerate(zip(kpts, scores)):
+            if score < kpt_thr:
+                continue
+            colour = tuple(int(c) for c in kpt_colours[k]) \
+                if len(kpt_colours) > k else (255, 0, 0)
+            vis.draw_circles(
+                np.asarray(xy)[None],
+                np.array([radius]),
+                edge_colors=[colour],
+                face_colors=[colour])
+    return vis.get_image()
+
+
+def pose_main(args, cfg):
+    """Top-down pose: keypoints of each person box, skeletons drawn."""
+    import numpy as np
+    from mmpose.apis import inference_topdown
+    from mmpose.apis import init_model as init_pose_model
+    from mmpose.structures import merge_data_samples
+
+    from mmvan.apis import load_image
+    from mmvan.zoo import resolve
+    image_bgr = load_image(args.img)
+    path, _ = resolve(args.checkpoint)
+    cli.sync_bn_to_bn(cfg.model)
+    cfg.model.backbone.init_cfg = None
+    model = init_pose_model(cfg, path, device=args.device)
+    h, w = image_bgr.shape[:2]
+    if args.bboxes:
+        if len(args.bboxes) % 4:
+            raise cli.UserError('--bboxes takes 4 numbers per person.')
+        boxes = np.array(args.bboxes, dtype=np.float32).reshape(-1, 4)
+    else:
+        boxes = np.array([[0, 0, w, h]], dtype=np.float32)
+    samples = inference_topdown(model, image_bgr, boxes)
+    sample = merge_data_samples(samples)
+    scale = min(1.0, args.max_side / max(h, w))
+    drawn = sample.clone()
+    image_rgb = image_bgr[..., ::-1].copy()
+    if scale < 1.0:
+        import mmcv
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        image_rgb = mmcv.imresize(
+            image_bgr, size, interpolation='area')[..., ::-1].copy()
+        drawn.pred_instances.keypoints = sample.pred_instances.keypoints * \
+            scale
+        drawn.pred_instances.bboxes = sample.pred_instances.bboxes * scale
+    _save(
+        draw_skeletons(image_rgb, drawn, model.dataset_meta, args.score_thr),
+        args.out_file)
+    names = model.dataset_meta.get('keypoint_id2name', {})
+    inst = sample.pred_instances
+    for i, (kpts,
+            scores) in enumerate(zip(inst.keypoints, inst.keypoint_scores)):
+        print(f'person {i}: {int((scores >= args.score_thr).sum())} of '
+              f'{len(scores)} keypoints with score >= {args.score_thr}')
+        for k, ((x, y), score) in enumerate(zip(kpts, scores)):
+            print(f'  {names.get(k, k)}: ({x:.1f}, {y:.1f}) {score:.2f}')
+    if args.out_file:
+        print(f'picture saved to {args.out_file}')
+    return sample
+
+
 def main(argv=None):
     args = parse_args(argv)
     from mmvan.apis import inference_model, init_model, load_image
 
+    cfg = cli.load_config(args.config)
+    if cfg.get('default_scope') == 'mmpose':
+        return pose_main(args, cfg)
     # Decoded as the config's test pipeline does; clear errors before
     # building the model.
-    image_bgr = load_image(args.img, cli.load_config(args.config))
+    image_bgr = load_image(args.img, cfg)
     from mmvan.zoo import resolve
     resolve(args.checkpoint)  # a path, an URL or mmvan://<name>
     model = init_model(
@@ -141,6 +268,12 @@ def main(argv=None):
             pred_score_thr=args.score_thr,
             show=False)
         _save(vis.get_image(), args.out_file)
+        if 'pred_panoptic_seg' in sample:
+            print_panoptic(sample, model.dataset_meta)
+        if 'pred_instances' not in sample:
+            if args.out_file:
+                print(f'picture saved to {args.out_file}')
+            return sample
         inst = sample.pred_instances
         keep = inst.scores >= args.score_thr
         print(f'{int(keep.sum())} objects with score >= {args.score_thr}')
