@@ -257,8 +257,16 @@ def main(argv=None):
         for line in lines:
             print('  ' + line)
     elif model.task == 'det':
+        from mmdet.evaluation import INSTANCE_OFFSET
         from mmdet.visualization import DetLocalVisualizer
         vis = DetLocalVisualizer()
+        if 'pred_panoptic_seg' in drawn:
+            # mmdet 3.3 cannot draw a panoptic map with no segment (all
+            # void): then the picture is the input.
+            void = len(model.dataset_meta.get('classes', ()))
+            pan = drawn.pred_panoptic_seg.sem_seg % INSTANCE_OFFSET
+            if not (pan != void).any():
+                del drawn.pred_panoptic_seg
         vis.dataset_meta = model.dataset_meta
         vis.add_datasample(
             'result',

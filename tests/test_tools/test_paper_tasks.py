@@ -267,6 +267,16 @@ def test_backbone_init_loads_every_key(b2_checkpoint, rel, scope):
 # Shrunken runs -----------------------------------------------------------
 
 
+def image_demo(argv):
+    """demo/image_demo.py's main, loaded from its file."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        'paper_image_demo', osp.join(ROOT, 'demo', 'image_demo.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main(argv)
+
+
 def run(cfg, work_dir, iters_or_epochs=1):
     """Train briefly, then validate; returns the metrics."""
     from mmvan.engine.runner import Runner
@@ -407,6 +417,17 @@ def test_mask2former_train_val_panoptic_quality_inference(tmp_path):
     pan = sample.pred_panoptic_seg.sem_seg
     assert pan.shape[-2:] == (96, 96)
 
+    # The panoptic overlay, at the input's size.
+    cfg.dump(str(tmp_path / 'pano.py'))
+    out = tmp_path / 'pano.png'
+    image_demo([
+        img,
+        str(tmp_path / 'pano.py'),
+        str(tmp_path / 'work' / 'iter_1.pth'), '--out-file',
+        str(out), '--no-deploy'
+    ])
+    assert Image.open(out).size == (96, 96)
+
 
 def test_pose_train_val_keypoint_ap_inference(tmp_path):
     root = make_keypoint_demo(str(tmp_path / 'pose'), num_train=4, num_val=2)
@@ -424,6 +445,21 @@ def test_pose_train_val_keypoint_ap_inference(tmp_path):
     img = sorted(glob.glob(osp.join(root, 'val', '*.jpg')))[0]
     samples = inference_topdown(model, img, bboxes=np.array([[0, 0, 60, 100]]))
     assert samples[0].pred_instances.keypoints.shape == (1, 17, 2)
+
+    # Skeletons of two people drawn on the picture.
+    cfg.dump(str(tmp_path / 'pose.py'))
+    out = tmp_path / 'pose.png'
+    sample = image_demo([
+        img,
+        str(tmp_path / 'pose.py'),
+        str(tmp_path / 'work' / 'epoch_1.pth'), '--out-file',
+        str(out), '--bboxes', '0', '0', '64', '160', '64', '0', '128', '160',
+        '--score-thr', '0'
+    ])
+    assert sample.pred_instances.keypoints.shape == (2, 17, 2)
+    drawn = np.asarray(Image.open(out).convert('RGB'))
+    assert drawn.shape == (160, 128, 3)
+    assert not np.array_equal(drawn, np.asarray(Image.open(img)))
 
 
 def test_cub_train_val_inference(tmp_path):
