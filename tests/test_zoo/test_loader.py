@@ -116,15 +116,8 @@ def test_safetensors_from_hf(tmp_path):
     assert_same(features(backbone_from(str(path))), features(model))
 
 
-def test_mmpretrain_state_dict_reproduces_mmpretrain(tmp_path):
-    """mmpretrain's own VAN classifier as init_cfg: the features equal
-    mmpretrain's."""
-    from mmpretrain.models import ImageClassifier
-    from mmpretrain.registry import MODELS
-    from mmpretrain.utils import register_all_modules
-    register_all_modules(init_default_scope=False)
-    torch.manual_seed(0)
-    theirs = MODELS.build(
+def _build_mmpretrain(registry):
+    return registry.build(
         dict(
             type='ImageClassifier',
             backbone=dict(
@@ -135,6 +128,20 @@ def test_mmpretrain_state_dict_reproduces_mmpretrain(tmp_path):
             neck=dict(type='GlobalAveragePooling'),
             head=dict(type='LinearClsHead', num_classes=1000,
                       in_channels=256)))
+
+
+def test_mmpretrain_state_dict_reproduces_mmpretrain(tmp_path):
+    """mmpretrain's own VAN classifier as init_cfg: the features equal
+    mmpretrain's."""
+    from mmengine.registry import DefaultScope
+    from mmpretrain.models import ImageClassifier
+    from mmpretrain.registry import MODELS
+    from mmpretrain.utils import register_all_modules
+    register_all_modules(init_default_scope=False)
+    torch.manual_seed(0)
+    # Other tests leave another default scope behind.
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        theirs = _build_mmpretrain(MODELS)
     assert isinstance(theirs, ImageClassifier)
     randomized(theirs.backbone)
     path = tmp_path / 'mmpretrain_van_tiny.pth'
