@@ -36,8 +36,8 @@ def test_get_flops_segmentor_shape():
 def test_benchmark_compare_mmpretrain_is_self_consistent():
     res = benchmark.main([
         osp.join(ROOT, 'configs', 'van',
-                 'van-b0_8xb128_in1k.py'), '--batch-size', '2', '--shape', '64',
-        '64', '--deploy', '--channels-last', '--compare', 'mmpretrain',
+                 'van-b0_8xb128_in1k.py'), '--batch-size', '2', '--shape',
+        '64', '64', '--deploy', '--channels-last', '--compare', 'mmpretrain',
         '--repeats', '3', '--warmup', '1', '--chunk-mib', '0.1', '--ceiling'
     ])
     # Counting the FLOPs must not disturb the weights both models share.
@@ -98,8 +98,8 @@ def test_benchmark_train_with_cp():
         sys.executable, '-c', code,
         osp.join(ROOT, 'tools', 'analysis_tools'),
         osp.join(ROOT, 'configs', 'van',
-                 'van-b0_8xb128_in1k.py'), '--batch-size', '2', '--shape', '64',
-        '64', '--train', '--with-cp', '--repeats', '2', '--warmup', '1'
+                 'van-b0_8xb128_in1k.py'), '--batch-size', '2', '--shape',
+        '64', '64', '--train', '--with-cp', '--repeats', '2', '--warmup', '1'
     ],
                          capture_output=True,
                          text=True,

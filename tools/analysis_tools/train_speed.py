@@ -1,10 +1,10 @@
 # Copyright (c) mmvan contributors. All rights reserved.
 """Training speed as ``tools/train.py`` runs it, against mmpretrain's VAN.
 
-    python tools/analysis_tools/train_speed.py configs/van/van-b0_8xb128_in1k.py \\
-        --batch-size 16 --iters 5
-    python tools/analysis_tools/train_speed.py configs/van/van-b2_8xb128_in1k.py \\
-        --batch-size 8 --iters 5 --profile
+    python tools/analysis_tools/train_speed.py \\
+        configs/van/van-b0_8xb128_in1k.py --batch-size 16 --iters 5
+    python tools/analysis_tools/train_speed.py \\
+        configs/van/van-b2_8xb128_in1k.py --batch-size 8 --iters 5 --profile
 
 Each model is built by the Runner from the config, as ``tools/train.py``
 builds it (its data preprocessor, its optimizer wrapper, the training fast
