@@ -47,7 +47,7 @@ val_dataloader = dict(
         pipeline=test_pipeline))
 test_dataloader = val_dataloader
 
-max_epochs = 12
+max_epochs = 30
 optim_wrapper = dict(optimizer=dict(lr=2e-3, weight_decay=0.05))
 param_scheduler = [
     dict(
@@ -66,10 +66,10 @@ param_scheduler = [
         end=max_epochs,
         convert_to_iter_based=True)
 ]
-train_cfg = dict(max_epochs=max_epochs, val_interval=2)
+train_cfg = dict(max_epochs=max_epochs, val_interval=5)
 auto_scale_lr = dict(base_batch_size=32)
 default_hooks = dict(
     logger=dict(interval=5),
-    checkpoint=dict(interval=2, max_keep_ckpts=1, save_best='auto'))
+    checkpoint=dict(interval=5, max_keep_ckpts=1, save_best='auto'))
 custom_hooks = [dict(type='mmvan.EpochSeedHook')]
 randomness = dict(seed=0)
