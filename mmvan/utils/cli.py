@@ -216,7 +216,11 @@ def _dataset_paths(ds):
     else:
         prefixes = []
     split = ds.get('split', None)
-    if split and not ann and not prefixes:
+    if str(ds.get('type', '')).split('.')[-1] == 'CUB':
+        # CUB's split is a column of its lists, not a folder.
+        if root:
+            paths.append(osp.join(root, 'images.txt'))
+    elif split and not ann and not prefixes:
         prefixes = [split]
     for p in prefixes:
         if p:
