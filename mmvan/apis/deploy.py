@@ -1,22 +1,15 @@
 # Copyright (c) mmvan contributors. All rights reserved.
 """The folded inference model (see :meth:`mmvan.models.VAN.switch_to_deploy`)
 for any model that contains mmvan VAN backbones."""
-import torch
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 
 
-def _to_channels_last(module, args):
-    x = args[0]
-    if isinstance(x, torch.Tensor) and x.dim() == 4:
-        return (x.contiguous(memory_format=torch.channels_last), ) + tuple(
-            args[1:])
-    return None
-
-
 def fuse_model(model, channels_last=True, chunk_mib=8):
-    """Put ``model`` in eval mode and fold every mmvan VAN inside it.
+    """Put ``model`` in eval mode and fold every mmvan VAN inside it (a VAN
+    folded already, e.g. built with ``deploy=True``, gets the budget and
+    layout).
 
     Args:
         model (nn.Module): Any model; its VAN backbones are changed.
@@ -32,16 +25,17 @@ def fuse_model(model, channels_last=True, chunk_mib=8):
         int: The number of VAN backbones folded.
     """
     from mmvan.models.backbones.van import VAN
+    from mmvan.models.utils import to_channels_last
     if is_model_wrapper(model):
         model = model.module
     model.eval()
     count = 0
     for module in model.modules():
-        if isinstance(module, VAN) and not module.deploy:
+        if isinstance(module, VAN) and not getattr(module, '_fused', False):
             module.switch_to_deploy(chunk_mib=chunk_mib)
             if channels_last:
-                module.to(memory_format=torch.channels_last)
-                module.register_forward_pre_hook(_to_channels_last)
+                to_channels_last(module)
+            module._fused = True
             count += 1
     return count
 

@@ -67,6 +67,33 @@ _MM_RULES = [
     (r'\.mlp\.dwconv\.(weight|bias)$', r'.mlp.dwconv.dwconv.\1'),
 ]
 
+# mmvan's backbone names -> mmpretrain's, the inverse of _MM_RULES (to
+# build mmpretrain's VAN from mmvan's weights for a comparison).
+_TO_MM_RULES = [
+    (r'^patch_embed(\d)\.proj\.', r'patch_embed\1.projection.'),
+    (r'^block(\d)\.', r'blocks\1.'),
+    (r'\.spatial_gating_unit\.conv0\.', '.spatial_gating_unit.DW_conv.'),
+    (r'\.spatial_gating_unit\.conv_spatial\.',
+     '.spatial_gating_unit.DW_D_conv.'),
+    (r'\.spatial_gating_unit\.conv0([hv])\.',
+     r'.spatial_gating_unit.DW_conv_\1.'),
+    (r'\.spatial_gating_unit\.conv_spatial_([hv])\.',
+     r'.spatial_gating_unit.DW_D_conv_\1.'),
+    (r'\.mlp\.dwconv\.dwconv\.', '.mlp.dwconv.'),
+]
+
+
+def to_mmpretrain_names(state_dict):
+    """A backbone state dict in mmvan's (official) names renamed to
+    mmpretrain's VAN (or the LSKA repository's) names."""
+    out = {}
+    for key, value in state_dict.items():
+        for pattern, repl in _TO_MM_RULES:
+            key = re.sub(pattern, repl, key)
+        out[key] = value
+    return out
+
+
 FORMATS = [
     CheckpointFormat(
         name='mmvan',

@@ -23,14 +23,6 @@ import torch
 LAYOUTS = ('auto', 'channels_last', 'contiguous')
 
 
-def _to_channels_last(module, args):
-    x = args[0]
-    if isinstance(x, torch.Tensor) and x.dim() == 4:
-        return (x.contiguous(memory_format=torch.channels_last), ) + tuple(
-            args[1:])
-    return None
-
-
 def choose_layout(device, requested='auto'):
     """The layout to train in on ``device``."""
     if requested not in LAYOUTS:
@@ -62,21 +54,16 @@ def apply_layout(model, layout):
         int: the number of VAN backbones changed.
     """
     from mmvan.models.backbones.van import VAN
+    from mmvan.models.utils import to_channels_last
     if layout != 'channels_last':
         return 0
-    count = 0
-    for module in model.modules():
-        if isinstance(module, VAN) and not getattr(module, '_train_cl', False):
-            module.to(memory_format=torch.channels_last)
-            module.register_forward_pre_hook(_to_channels_last)
-            module._train_cl = True
-            count += 1
-    return count
+    return sum(
+        to_channels_last(m) for m in model.modules() if isinstance(m, VAN))
 
 
 def uses_channels_last(model):
     """Whether ``model``'s VAN backbones train channels-last."""
     from mmvan.models.backbones.van import VAN
+    from mmvan.models.utils import takes_channels_last
     return any(
-        getattr(m, '_train_cl', False) for m in model.modules()
-        if isinstance(m, VAN))
+        takes_channels_last(m) for m in model.modules() if isinstance(m, VAN))

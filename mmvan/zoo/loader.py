@@ -250,6 +250,22 @@ def _first(keys, n=3):
     return shown + (', ...' if len(keys) > n else '')
 
 
+def _folding_hint(tensors, shapes):
+    """A hint when one side is folded (``deploy=True``) and the other not."""
+
+    def folded(keys):
+        return any(k.endswith('.shortcut_scale') for k in keys)
+
+    if folded(tensors) and not folded(shapes):
+        return (' The checkpoint is a folded inference one: build the model '
+                'with deploy=True (--cfg-options model.backbone.deploy=True).')
+    if folded(shapes) and not folded(tensors):
+        return (' The model is built folded (deploy=True) and the checkpoint '
+                'is not: drop deploy=True, or fold the checkpoint with '
+                'tools/model_converters/fold_van.py.')
+    return ''
+
+
 def check_and_load(module,
                    source,
                    prefix='',
@@ -310,6 +326,7 @@ def check_and_load(module,
         if model_arch is not None:
             hint += f' the model has embed_dims {model_arch["embed_dims"]}, '
             hint += f'depths {model_arch["depths"]}.'
+        hint += _folding_hint(tensors, shapes)
         raise WeightsMismatchError(
             f'{source.ref} ({fmt} format) does not fit {what}: '
             f'{"; ".join(problems)}.{hint} Is it for another architecture '

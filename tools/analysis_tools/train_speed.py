@@ -59,28 +59,9 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def to_mmpretrain_keys(state_dict):
-    """mmvan's (official) backbone names -> mmpretrain's VAN names."""
-    import re
-    out = {}
-    for k, v in state_dict.items():
-        k = re.sub(r'^patch_embed(\d)\.proj\.', r'patch_embed\1.projection.',
-                   k)
-        k = re.sub(r'^block(\d)\.', r'blocks\1.', k)
-        k = k.replace('.spatial_gating_unit.conv0.',
-                      '.spatial_gating_unit.DW_conv.')
-        k = k.replace('.spatial_gating_unit.conv_spatial.',
-                      '.spatial_gating_unit.DW_D_conv.')
-        k = k.replace('.mlp.dwconv.dwconv.', '.mlp.dwconv.')
-        out[k] = v
-    return out
-
-
 def build(config, name, batch_size, data_root, work_dir, amp):
-    import torch
-
-    from mmvan.engine.fast_path import _to_channels_last
     from mmvan.engine.runner import Runner
+    from mmvan.models.utils import to_channels_last
     options = {
         'train_dataloader.dataset.data_root': data_root,
         'train_dataloader.batch_size': batch_size,
@@ -112,14 +93,14 @@ def build(config, name, batch_size, data_root, work_dir, amp):
     cli.apply_device_fallbacks(cfg, amp=amp)
     runner = Runner.from_cfg(cfg)
     if name == 'mmpretrain-cl':
-        runner.model.backbone.to(memory_format=torch.channels_last)
-        runner.model.backbone.register_forward_pre_hook(_to_channels_last)
+        to_channels_last(runner.model.backbone)
     return runner
 
 
 def main(argv=None):
     import torch
 
+    from mmvan.converters import to_mmpretrain_names
     from mmvan.datasets import make_classification_demo
     args = parse_args(argv)
     tmp = tempfile.mkdtemp(prefix='mmvan-train-speed-')
@@ -145,7 +126,7 @@ def main(argv=None):
             }
             sd = {
                 'backbone.' + k: v
-                for k, v in to_mmpretrain_keys(backbone).items()
+                for k, v in to_mmpretrain_names(backbone).items()
             }
             sd.update({
                 k: v

@@ -21,84 +21,27 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from mmvan.registry import MODELS
 from mmvan.utils.errors import ConfigError
 from ..layers import LKA, LSKA, conv_binary, conv_gelu, undilate_
+from ..layers.fusion import (bn_affine, fold_bn_into_next_conv,
+                             fold_bn_into_prev_conv, frozen_bn_statistics,
+                             scale_conv_output)
+from ..utils.slicing import MemoryBudget, run_in_bands, run_in_slices
 
 ATTENTIONS = {'lka': LKA, 'lska': LSKA}
 
 
-def _bn_affine(bn):
-    """Return ``(scale, shift)`` with ``bn(x) == x * scale + shift``."""
-    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-    shift = bn.bias - bn.running_mean * scale
-    return scale, shift
-
-
-@torch.no_grad()
-def _fold_bn_into_next_conv(bn, conv):
-    """Make ``conv`` compute ``conv(bn(x))``; ``conv`` must be 1x1."""
-    scale, shift = _bn_affine(bn)
-    w = conv.weight
-    conv.bias.add_(w[:, :, 0, 0] @ shift)
-    w.mul_(scale.view(1, -1, 1, 1))
-
-
-@torch.no_grad()
-def _fold_bn_into_prev_conv(conv, bn):
-    """Make ``conv`` compute ``bn(conv(x))``."""
-    scale, shift = _bn_affine(bn)
-    conv.weight.mul_(scale.view(-1, 1, 1, 1))
-    conv.bias.mul_(scale).add_(shift)
-
-
-@torch.no_grad()
-def _scale_conv_output(conv, scale):
-    """Make ``conv`` compute ``conv(x) * scale`` (per output channel)."""
-    conv.weight.mul_(scale.view(-1, 1, 1, 1))
-    conv.bias.mul_(scale)
-
-
-@contextlib.contextmanager
-def _frozen_bn_statistics(module):
-    """Let train-mode BatchNorms in ``module`` normalise with the batch
-    statistics without changing their running statistics.
-
-    Activation checkpointing runs a block's forward twice; without this the
-    recomputation would update every running mean, variance and batch count
-    a second time. A momentum of 0 keeps the running values; the batch count
-    is put back on exit.
-    """
-    bns = [
-        m for m in module.modules()
-        if isinstance(m, _BatchNorm) and m.track_running_stats
-    ]
-    saved = [(m.momentum, None if m.num_batches_tracked is None else
-              m.num_batches_tracked.clone()) for m in bns]
-    for m in bns:
-        m.momentum = 0.0
-    try:
-        yield
-    finally:
-        for m, (momentum, count) in zip(bns, saved):
-            m.momentum = momentum
-            if count is not None:
-                m.num_batches_tracked.copy_(count)
-
-
-# Fewest rows per band of the folded MLP: each band computes two rows more.
-_MIN_BAND_ROWS = 8
-
-
-def _may_slice(x):
-    """Whether the folded model may split ``x`` into slices or bands: only
-    for plain inference on CPU, where nothing records the shapes. (GPU
-    allocators cache their blocks, and slicing would only cut parallelism.)
-    """
-    return x.dim() == 4 and x.device.type == 'cpu' and not (
-        torch.is_grad_enabled() or torch.jit.is_tracing()
-        or torch.jit.is_scripting() or torch.compiler.is_compiling())
-
-
 class OverlapPatchEmbed(BaseModule):
-    """Strided convolution with overlapping windows, then a norm layer."""
+    """Strided convolution with overlapping windows, then a norm layer.
+
+    Args:
+        in_channels (int): Input channels.
+        embed_dims (int): Output channels.
+        patch_size (int): Kernel size of the convolution (padded by half).
+        stride (int): Its stride.
+        norm_cfg (dict): Config of the norm layer. Defaults to BN.
+        deploy (bool): Build the folded form, the norm already inside the
+            convolution. Defaults to False.
+        init_cfg (dict, optional): Initialization config. Defaults to None.
+    """
 
     def __init__(self,
                  in_channels,
@@ -106,6 +49,7 @@ class OverlapPatchEmbed(BaseModule):
                  patch_size,
                  stride,
                  norm_cfg=dict(type='BN'),
+                 deploy=False,
                  init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         self.proj = nn.Conv2d(
@@ -114,19 +58,29 @@ class OverlapPatchEmbed(BaseModule):
             patch_size,
             stride=stride,
             padding=patch_size // 2)
-        self.norm = build_norm_layer(norm_cfg, embed_dims)[1]
+        self.norm = (
+            nn.Identity() if deploy else build_norm_layer(
+                norm_cfg, embed_dims)[1])
 
     def forward(self, x):
         return self.norm(self.proj(x))
 
     def switch_to_deploy(self):
-        _fold_bn_into_prev_conv(self.proj, self.norm)
+        """Fold the norm into the convolution, in place."""
+        if isinstance(self.norm, nn.Identity):
+            return
+        fold_bn_into_prev_conv(self.proj, self.norm)
         self.norm = nn.Identity()
 
 
 class DWConv(BaseModule):
     """3x3 depth-wise convolution (kept as a module for the official key
-    name ``mlp.dwconv.dwconv``)."""
+    name ``mlp.dwconv.dwconv``).
+
+    Args:
+        embed_dims (int): Number of channels.
+        init_cfg (dict, optional): Initialization config. Defaults to None.
+    """
 
     def __init__(self, embed_dims, init_cfg=None):
         super().__init__(init_cfg=init_cfg)
@@ -138,7 +92,15 @@ class DWConv(BaseModule):
 
 
 class Mlp(BaseModule):
-    """``fc2(drop(act(dwconv(fc1(x)))))`` with point-wise convolutions."""
+    """``fc2(drop(act(dwconv(fc1(x)))))`` with point-wise convolutions.
+
+    Args:
+        embed_dims (int): Input and output channels.
+        hidden_dims (int): Channels of the hidden map.
+        drop_rate (float): Dropout after the activation and after ``fc2``.
+            Defaults to 0.
+        init_cfg (dict, optional): Initialization config. Defaults to None.
+    """
 
     def __init__(self, embed_dims, hidden_dims, drop_rate=0., init_cfg=None):
         super().__init__(init_cfg=init_cfg)
@@ -154,7 +116,15 @@ class Mlp(BaseModule):
 
 
 class SpatialAttention(BaseModule):
-    """``proj_2(attention(gelu(proj_1(x)))) + x``."""
+    """``proj_2(attention(gelu(proj_1(x)))) + x``.
+
+    Args:
+        embed_dims (int): Number of channels.
+        attention (str): ``'lka'`` or ``'lska'``. Defaults to ``'lka'``.
+        kernel_size (int): Large kernel size of the attention. Defaults to
+            21.
+        init_cfg (dict, optional): Initialization config. Defaults to None.
+    """
 
     def __init__(self,
                  embed_dims,
@@ -192,6 +162,10 @@ class VANBlock(BaseModule):
         norm_cfg (dict): Config of the two BatchNorms.
         with_cp (bool): Recompute this block in the backward pass instead of
             storing its activations.
+        deploy (bool): Build the folded form (see :meth:`switch_to_deploy`):
+            no norms, layer scales or stochastic depth, and a per-channel
+            ``shortcut_scale``. Defaults to False.
+        init_cfg (dict, optional): Initialization config. Defaults to None.
     """
 
     def __init__(self,
@@ -204,11 +178,11 @@ class VANBlock(BaseModule):
                  layer_scale_init_value=1e-2,
                  norm_cfg=dict(type='BN'),
                  with_cp=False,
+                 deploy=False,
                  init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         self.with_cp = with_cp
         self.deploy = False
-        self.chunk_bytes = 0
         self.norm1 = build_norm_layer(norm_cfg, embed_dims)[1]
         self.attn = SpatialAttention(embed_dims, attention, kernel_size)
         self.drop_path = (
@@ -222,22 +196,24 @@ class VANBlock(BaseModule):
                                               torch.ones(embed_dims))
         else:
             self.layer_scale_1 = self.layer_scale_2 = None
+        if deploy:
+            self._become_folded(torch.ones(embed_dims, 1, 1))
 
     def _scale(self, x, layer_scale):
         if layer_scale is None:
             return x
         return x * layer_scale.view(-1, 1, 1)
 
-    def _forward(self, x):
+    def _forward(self, x, band_rows=None):
         if self.deploy:
-            return self._forward_deploy(x)
+            return self._forward_deploy(x, band_rows)
         x = x + self.drop_path(
             self._scale(self.attn(self.norm1(x)), self.layer_scale_1))
         x = x + self.drop_path(
             self._scale(self.mlp(self.norm2(x)), self.layer_scale_2))
         return x
 
-    def _forward_deploy(self, x):
+    def _forward_deploy(self, x, band_rows=None):
         # norm1, norm2 and both layer scales live in the convolutions; the
         # attention shortcut became a per-channel scale of x. Each
         # element-wise step rides on the convolution before it.
@@ -245,57 +221,53 @@ class VANBlock(BaseModule):
         a = conv_gelu(x, attn.proj_1)
         a = attn.spatial_gating_unit.fused_forward(a)
         x = conv_binary(a, x * self.shortcut_scale, attn.proj_2, 'add')
-        rows = self._band_rows(x)
-        if rows >= x.shape[2]:
-            h = conv_gelu(mlp.fc1(x), mlp.dwconv.dwconv)
-            return conv_binary(mlp.drop(h), x, mlp.fc2, 'add')
-        # The MLP's hidden map is mlp_ratio times wider than x. Where it
-        # would exceed chunk_bytes (a large image), run the MLP over bands
-        # of rows, each with one extra row above and below for the 3x3
-        # depth-wise convolution; the rows computed without their
-        # neighbours are dropped, so every output row is the same sum.
-        height = x.shape[2]
-        bands = []
-        for top in range(0, height, rows):
-            bottom = min(top + rows, height)
-            lo, hi = max(top - 1, 0), min(bottom + 1, height)
-            h = conv_gelu(mlp.fc1(x[:, :, lo:hi]), mlp.dwconv.dwconv)
-            h = mlp.drop(h[:, :, top - lo:bottom - lo])
-            bands.append(conv_binary(h, x[:, :, top:bottom], mlp.fc2, 'add'))
-        return torch.cat(bands, dim=2)
 
-    def _band_rows(self, x):
-        """Rows of ``x`` per band of the folded MLP (all rows: no
-        bands)."""
-        return self.units_in_budget(x[:, :, :1], x.shape[2], _MIN_BAND_ROWS)
+        def mlp_with_shortcut(band, own):
+            h = conv_gelu(mlp.fc1(band), mlp.dwconv.dwconv)
+            return conv_binary(
+                mlp.drop(h[:, :, own]), band[:, :, own], mlp.fc2, 'add')
 
-    def units_in_budget(self, unit, total, least):
-        """How many of ``total`` slices like ``unit`` (one image, or one row)
-        the folded block may take at once so that its MLP's hidden map fits
-        in ``chunk_bytes``; at least ``least``, and ``total`` when nothing
-        may be sliced."""
-        if not self.chunk_bytes or not _may_slice(unit):
-            return total
-        hidden = (
-            self.mlp.fc1.out_channels * (unit.numel() // unit.shape[1]) *
-            unit.element_size())
-        return max(least, self.chunk_bytes // max(hidden, 1))
+        # The MLP's hidden map is mlp_ratio times wider than x; over bands
+        # of rows it stays within the memory budget (see
+        # mmvan.models.utils.slicing). One row of context on each side
+        # serves the 3x3 depth-wise convolution.
+        return run_in_bands(mlp_with_shortcut, x, band_rows or x.shape[2])
 
-    def forward(self, x):
+    def forward(self, x, band_rows=None):
+        """Args:
+            x (Tensor): ``(N, C, H, W)``.
+            band_rows (int, optional): In the folded form, run the MLP over
+                bands of this many rows. Defaults to all rows.
+        """
         if self.with_cp and self.training and x.requires_grad:
             return cp.checkpoint(
                 self._forward,
                 x,
                 use_reentrant=False,
                 context_fn=lambda:
-                (contextlib.nullcontext(), _frozen_bn_statistics(self)))
-        return self._forward(x)
+                (contextlib.nullcontext(), frozen_bn_statistics(self)))
+        return self._forward(x, band_rows)
+
+    def _become_folded(self, shortcut_scale):
+        self.register_buffer('shortcut_scale', shortcut_scale)
+        self.norm1 = nn.Identity()
+        self.norm2 = nn.Identity()
+        self.layer_scale_1 = self.layer_scale_2 = None
+        self.drop_path = nn.Identity()
+        self.deploy = True
 
     @torch.no_grad()
     def switch_to_deploy(self):
-        """Fold norm1, norm2 and the layer scales into the convolutions."""
-        if self.deploy:
-            return
+        """Fold norm1, norm2 and the layer scales into the convolutions, in
+        place, and on CPU give the dilated depth-wise kernels their dense
+        form (see :func:`mmvan.models.layers.undilate_`)."""
+        if not self.deploy:
+            self._fold()
+        for conv in self.attn.spatial_gating_unit.children():
+            if isinstance(conv, nn.Conv2d):
+                undilate_(conv)
+
+    def _fold(self):
         c = self.norm1.num_features
         ls1 = (
             self.layer_scale_1.detach() if self.layer_scale_1 is not None else
@@ -303,25 +275,16 @@ class VANBlock(BaseModule):
         ls2 = (
             self.layer_scale_2.detach() if self.layer_scale_2 is not None else
             self.norm2.weight.new_ones(c))
-        scale1, shift1 = _bn_affine(self.norm1)
+        scale1, shift1 = bn_affine(self.norm1)
         attn = self.attn
         # x + ls1 * (proj_2(z) + bn1(x))
         #   = x * (1 + ls1 * s1) + [ls1 * proj_2(z) + ls1 * t1]
-        _fold_bn_into_next_conv(self.norm1, attn.proj_1)
-        _scale_conv_output(attn.proj_2, ls1)
+        fold_bn_into_next_conv(self.norm1, attn.proj_1)
+        scale_conv_output(attn.proj_2, ls1)
         attn.proj_2.bias.add_(ls1 * shift1)
-        self.register_buffer('shortcut_scale',
-                             (1 + ls1 * scale1).view(-1, 1, 1).clone())
-        _fold_bn_into_next_conv(self.norm2, self.mlp.fc1)
-        _scale_conv_output(self.mlp.fc2, ls2)
-        for conv in self.attn.spatial_gating_unit.children():
-            if isinstance(conv, nn.Conv2d):
-                undilate_(conv)
-        self.norm1 = nn.Identity()
-        self.norm2 = nn.Identity()
-        self.layer_scale_1 = self.layer_scale_2 = None
-        self.drop_path = nn.Identity()
-        self.deploy = True
+        fold_bn_into_next_conv(self.norm2, self.mlp.fc1)
+        scale_conv_output(self.mlp.fc2, ls2)
+        self._become_folded((1 + ls1 * scale1).view(-1, 1, 1).clone())
 
 
 @MODELS.register_module()
@@ -360,6 +323,10 @@ class VAN(BaseModule):
         layer_scale_init_value (float): Defaults to 1e-2.
         with_cp (bool): Activation checkpointing in every block. Defaults to
             False.
+        deploy (bool): Build the folded inference form directly (the
+            structure :meth:`switch_to_deploy` leaves), so that a folded
+            checkpoint (``tools/model_converters/fold_van.py``) loads
+            strictly. Defaults to False.
         pretrained (str, optional): A checkpoint reference; the same as
             ``init_cfg=dict(type='Pretrained', checkpoint=pretrained)``
             (mmseg's segmentors pass it). Defaults to None.
@@ -367,6 +334,12 @@ class VAN(BaseModule):
             checkpoint='mmvan://van-b0_3rdparty_in1k')``: a path, an URL
             or a zoo name, in any format mmvan converts, checked key by key
             (add ``strict=False`` to load only what fits).
+
+    Attributes:
+        out_channels (list[int]): Channels of each returned feature map.
+        feature_info (list[dict]): For every stage, its channels
+            (``num_chs``), stride (``reduction``) and output module name
+            (``module``), as in timm.
 
     Examples:
         >>> import torch
@@ -433,6 +406,7 @@ class VAN(BaseModule):
                  out_norm_cfg=dict(type='LN', eps=1e-6),
                  layer_scale_init_value=1e-2,
                  with_cp=False,
+                 deploy=False,
                  pretrained=None,
                  init_cfg=None):
         if pretrained is not None:
@@ -461,7 +435,18 @@ class VAN(BaseModule):
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
         self.with_cp = with_cp
-        self.deploy = False
+        self.deploy = deploy
+        self.memory_budget = MemoryBudget(0)
+        self.hidden_dims = [
+            int(c * r) for c, r in zip(self.embed_dims, self.mlp_ratios)
+        ]
+        self.feature_info = [
+            dict(
+                num_chs=self.embed_dims[i],
+                reduction=2**(i + 2),
+                module=f'norm{i + 1}') for i in range(self.num_stages)
+        ]
+        self.out_channels = [self.embed_dims[i] for i in self.out_indices]
 
         total = sum(self.depths)
         # Stochastic depth rises linearly from 0 to drop_path_rate.
@@ -473,7 +458,8 @@ class VAN(BaseModule):
                 self.embed_dims[i],
                 patch_size=7 if i == 0 else 3,
                 stride=4 if i == 0 else 2,
-                norm_cfg=norm_cfg)
+                norm_cfg=norm_cfg,
+                deploy=deploy)
             blocks = nn.ModuleList([
                 VANBlock(
                     self.embed_dims[i],
@@ -484,7 +470,8 @@ class VAN(BaseModule):
                     drop_path_rate=dpr[cur + j],
                     layer_scale_init_value=layer_scale_init_value,
                     norm_cfg=norm_cfg,
-                    with_cp=with_cp) for j in range(self.depths[i])
+                    with_cp=with_cp,
+                    deploy=deploy) for j in range(self.depths[i])
             ])
             norm = build_norm_layer(out_norm_cfg, self.embed_dims[i])[1]
             cur += self.depths[i]
@@ -592,7 +579,7 @@ class VAN(BaseModule):
         for i in range(self.num_stages):
             patch_embed, blocks, norm = self.stage_modules(i)
             x = patch_embed(x)
-            x = self._run_blocks(blocks, x)
+            x = self._run_blocks(i, blocks, x)
             # LayerNorm over channels.
             x = norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
             x = x.contiguous(memory_format=memory_format)
@@ -600,31 +587,23 @@ class VAN(BaseModule):
                 outs.append(x)
         return tuple(outs)
 
-    def _chunk_size(self, blocks, x):
-        """How many images of ``x`` one pass through ``blocks`` takes."""
-        if not (self.deploy and len(blocks)):
-            return x.shape[0]
-        return blocks[0].units_in_budget(x[:1], x.shape[0], 1)
-
-    def _run_blocks(self, blocks, x):
-        # The folded model has no batch statistics, so every image is
-        # independent. Running a stage's blocks over slices of the batch
-        # keeps its widest activation (the MLP's hidden map) within the
-        # blocks' ``chunk_bytes``: smaller buffers are reused by the memory
-        # allocator instead of being mapped, page-faulted and returned to the
-        # system at every convolution. The results are the same images
-        # computed alone.
-        step = self._chunk_size(blocks, x)
-        if step >= x.shape[0]:
+    def _run_blocks(self, i, blocks, x):
+        if not self.deploy:
             for block in blocks:
                 x = block(x)
             return x
-        parts = []
-        for part in x.split(step):
+        # The folded model computes every image alone: within the memory
+        # budget, over slices of the batch and bands of rows (see
+        # mmvan.models.utils.slicing).
+        budget, hidden = self.memory_budget, self.hidden_dims[i]
+
+        def run(part):
+            rows = budget.rows_per_band(part, hidden)
             for block in blocks:
-                part = block(part)
-            parts.append(part)
-        return torch.cat(parts)
+                part = block(part, band_rows=rows)
+            return part
+
+        return run_in_slices(run, x, budget.images_per_slice(x, hidden))
 
     def switch_to_deploy(self, chunk_mib=8):
         """Fold every BatchNorm and layer scale into a convolution, in place.
@@ -641,19 +620,21 @@ class VAN(BaseModule):
                 of rows. This avoids re-allocating large buffers on every
                 convolution; the outputs do not change. 0 runs whole
                 batches and images. Defaults to 8.
+
+        On a model that is folded already (or built with ``deploy=True``)
+        it sets the budget and, on CPU, gives the dilated depth-wise kernels
+        their dense form; its state dict keeps the dilated ones.
         """
-        if chunk_mib < 0:
-            raise ConfigError(f'chunk_mib must be >= 0, got {chunk_mib}.')
+        budget = MemoryBudget(chunk_mib)
         if not self.deploy and self.training:
             raise RuntimeError(
                 'VAN.switch_to_deploy() folds BatchNorm running statistics '
                 'and is only valid for inference: call model.eval() first.')
         for i in range(self.num_stages):
             patch_embed, blocks, _ = self.stage_modules(i)
-            if not self.deploy:
-                patch_embed.switch_to_deploy()
+            patch_embed.switch_to_deploy()
             for block in blocks:
                 block.switch_to_deploy()
-                block.chunk_bytes = int(chunk_mib * 2**20)
+        self.memory_budget = budget
         self.deploy = True
         return self

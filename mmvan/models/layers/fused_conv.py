@@ -66,7 +66,8 @@ def undilate_(conv, max_taps=400):
     equivalent dense kernel (zeros between the taps) runs several times
     faster while computing exactly the same sums. Kept dilated when the
     stuffed kernel would exceed ``max_taps`` taps, and on other devices
-    (GPU libraries have fast dilated kernels).
+    (GPU libraries have fast dilated kernels). The state dict still holds
+    the dilated kernel, and a dilated kernel loads into it.
 
     Returns:
         bool: whether the convolution was changed.
@@ -80,9 +81,38 @@ def undilate_(conv, max_taps=400):
     sh, sw = dh * (kh - 1) + 1, dw * (kw - 1) + 1
     if sh * sw > max_taps:
         return False
-    weight = conv.weight.new_zeros(conv.out_channels, 1, sh, sw)
-    weight[:, :, ::dh, ::dw] = conv.weight
-    conv.weight = torch.nn.Parameter(weight, requires_grad=False)
+    conv.weight = torch.nn.Parameter(
+        _stuffed(conv.weight, (sh, sw), (dh, dw)), requires_grad=False)
     conv.kernel_size = (sh, sw)
     conv.dilation = (1, 1)
+    # The state dict keeps the dilated kernel, so a folded checkpoint is the
+    # same on every device and loads into ``VAN(deploy=True)``.
+    conv.undilated_from = (dh, dw)
+    conv.register_state_dict_post_hook(_save_dilated)
+    conv.register_load_state_dict_pre_hook(_load_dilated)
     return True
+
+
+def _stuffed(weight, size, dilation):
+    """The dense kernel of ``size`` with ``weight``'s taps ``dilation``
+    apart and zeros between them."""
+    dh, dw = dilation
+    dense = weight.new_zeros(*weight.shape[:2], *size)
+    dense[:, :, ::dh, ::dw] = weight
+    return dense
+
+
+def _save_dilated(conv, state_dict, prefix, local_metadata):
+    key = prefix + 'weight'
+    if key in state_dict:
+        dh, dw = conv.undilated_from
+        state_dict[key] = state_dict[key][:, :, ::dh, ::dw].clone()
+
+
+def _load_dilated(conv, state_dict, prefix, *args):
+    key = prefix + 'weight'
+    weight = state_dict.get(key)
+    (kh, kw), (dh, dw) = conv.kernel_size, conv.undilated_from
+    if weight is not None and tuple(weight.shape[-2:]) == ((kh - 1) // dh + 1,
+                                                           (kw - 1) // dw + 1):
+        state_dict[key] = _stuffed(weight, conv.kernel_size, (dh, dw))

@@ -7,7 +7,6 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmvan.converters import convert_state_dict
 from mmvan.models import VAN
-from mmvan.models.backbones.van import VANBlock
 from mmvan.models.layers import LSKA_KERNELS
 
 TINY = dict(
@@ -344,8 +343,7 @@ def test_deploy_fusion_is_exact(attention, k):
         model.switch_to_deploy()
     # The refused call changed nothing: no slicing budget either.
     assert not model.deploy
-    assert all(b.chunk_bytes == 0 for b in model.modules()
-               if isinstance(b, VANBlock))
+    assert model.memory_budget.nbytes == 0
     model.eval()
     x = torch.randn(2, 3, 75, 53)
     with torch.no_grad():
@@ -370,8 +368,12 @@ def test_deploy_fusion_is_exact(attention, k):
         assert (3, 3) in dilations
     else:
         assert all(d == (1, 1) for d in dilations)
-    # Idempotent.
+    # Idempotent: a second call changes nothing.
+    before = {k: v.clone() for k, v in model.state_dict().items()}
     model.switch_to_deploy()
+    after = model.state_dict()
+    assert before.keys() == after.keys()
+    assert all(torch.equal(before[k], after[k]) for k in before)
 
 
 def test_deploy_runs_stages_over_slices_of_the_batch():
@@ -411,10 +413,10 @@ def test_deploy_runs_stages_over_slices_of_the_batch():
     with pytest.raises(ValueError, match='chunk_mib'):
         model.switch_to_deploy(chunk_mib=-1)
     # Only CPU tensors are sliced (other devices cache their memory).
-    from mmvan.models.backbones.van import _may_slice
+    from mmvan.models.utils import may_slice
     with torch.no_grad():
-        assert _may_slice(x)
-        assert not _may_slice(x.to('meta'))
+        assert may_slice(x)
+        assert not may_slice(x.to('meta'))
     # Tracing (ONNX export) records whole batches: the traced graph serves
     # another batch size.
     with torch.no_grad():
@@ -478,3 +480,67 @@ def test_classifier_flops_match_paper(arch, channels, gflops):
         model, input_shape=(3, 224, 224), show_table=False, show_arch=False)
     assert info['flops'] / 1e9 == pytest.approx(gflops, rel=0.02)
     assert info['params'] == LKA_PARAMS[arch]
+
+
+@pytest.mark.parametrize('attention,k', [('lka', 21), ('lska', 23)])
+def test_folded_state_dict_loads_into_deploy_model(attention, k):
+    torch.manual_seed(0)
+    model = VAN(
+        arch=TINY,
+        attention=attention,
+        kernel_size=k,
+        out_indices=(0, 1, 2, 3))
+    model.init_weights()
+    randomize_statistics(model)
+    model.eval()
+    x = torch.randn(2, 3, 61, 75)
+    with torch.no_grad():
+        ref = model(x)
+        model.switch_to_deploy()
+    folded = model.state_dict()
+    # The dilated kernels are saved as released (7 taps, dilation 3), even
+    # though the CPU model runs them as dense 19-tap kernels.
+    name = 'conv_spatial' if attention == 'lka' else 'conv_spatial_h'
+    sgu = model.block1[0].attn.spatial_gating_unit
+    assert getattr(sgu, name).dilation == (1, 1)
+    assert folded[f'block1.0.attn.spatial_gating_unit.{name}.weight'].shape[
+        -1] == 7
+    built = VAN(
+        arch=TINY,
+        attention=attention,
+        kernel_size=k,
+        out_indices=(0, 1, 2, 3),
+        deploy=True)
+    assert built.deploy
+    assert not any(isinstance(m, _BatchNorm) for m in built.modules())
+    built.load_state_dict(folded, strict=True)
+    built.eval()
+    with torch.no_grad():
+        plain = built(x)  # dilated kernels, whole batch
+        built.switch_to_deploy(chunk_mib=1e-3)  # dense kernels, slices
+        fast = built(x)
+    for a, b, c in zip(ref, plain, fast):
+        assert (a - b).abs().max() / a.abs().max() <= 1e-4
+        assert (a - c).abs().max() / a.abs().max() <= 1e-4
+    # Either folded model's state dict loads into the other.
+    model.load_state_dict(built.state_dict(), strict=True)
+    # An unfolded checkpoint does not fit the folded structure.
+    with pytest.raises(RuntimeError, match='norm1'):
+        built.load_state_dict(
+            VAN(arch=TINY, attention=attention, kernel_size=k).state_dict())
+
+
+def test_out_channels_and_feature_info_match_the_outputs():
+    model = VAN(arch='b0', out_indices=(1, 3)).eval()
+    x = torch.rand(1, 3, 64, 96)
+    with torch.no_grad():
+        outs = model(x)
+    assert model.out_channels == [o.shape[1] for o in outs] == [64, 256]
+    full = VAN(arch='b0', out_indices=(0, 1, 2, 3)).eval()
+    with torch.no_grad():
+        outs = full(x)
+    for info, out in zip(full.feature_info, outs):
+        assert info['num_chs'] == out.shape[1]
+        assert info['reduction'] == 64 // out.shape[2] == 96 // out.shape[3]
+        assert isinstance(
+            dict(full.named_modules())[info['module']], torch.nn.LayerNorm)
