@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from mmvan.utils.cli import UserError
+from mmvan.utils.errors import UserError
 
 
 def _grad_cam():

@@ -17,7 +17,8 @@ import os.path as osp
 import numpy as np
 import torch
 
-from mmvan.utils.cli import UserError, sync_bn_to_bn
+from mmvan.utils.config import sync_bn_to_bn
+from mmvan.utils.errors import UserError
 
 TASKS = {'mmpretrain': 'cls', 'mmdet': 'det', 'mmseg': 'seg'}
 
@@ -178,7 +179,7 @@ def init_model(config,
     from mmengine.config import Config
     from mmengine.registry import MODELS, DefaultScope, init_default_scope
 
-    from mmvan.utils.cli import load_config
+    from mmvan.utils.config import load_config
     if deploy:
         from mmvan.backends.model import check_request
         check_request(backend, precision, device)
