@@ -1,5 +1,6 @@
 # Copyright (c) mmvan contributors. All rights reserved.
-"""Resident memory of this process on CPU, for benchmarks.
+"""Memory of this process (resident on CPU, allocated on CUDA), for
+benchmarks.
 
 On Linux the peak resident set size (VmHWM) can be reset, so the peak of
 one phase (the timed forward passes) is measured alone; elsewhere the peak
@@ -45,9 +46,66 @@ def peak_rss_mb():
     return kib / 1024
 
 
+def memory_in_use_mb(device='cpu'):
+    """Memory this process uses now: the resident set on CPU, allocated
+    tensors on CUDA."""
+    if str(device).startswith('cuda'):
+        import torch
+        return torch.cuda.memory_allocated() / 2**20
+    return current_rss_mb()
+
+
+def start_memory_window(device='cpu'):
+    """Start measuring a peak on ``device``; returns the memory in use now
+    (MiB), to subtract from :func:`peak_memory_mb` afterwards."""
+    if str(device).startswith('cuda'):
+        import torch
+        torch.cuda.reset_peak_memory_stats()
+    else:
+        reset_peak_rss()
+    return memory_in_use_mb(device)
+
+
+def peak_memory_mb(device='cpu'):
+    """The peak since :func:`start_memory_window` (CUDA: of allocated
+    tensors; CPU: of the resident set), in MiB."""
+    if str(device).startswith('cuda'):
+        import torch
+        return torch.cuda.max_memory_allocated() / 2**20
+    return peak_rss_mb()
+
+
 # glibc's mallopt parameters.
 _M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
 _M_MMAP_MAX = -4
+
+
+def _mallopt():
+    import ctypes
+    import ctypes.util
+    try:
+        mallopt = ctypes.CDLL(ctypes.util.find_library('c')).mallopt
+    except (OSError, AttributeError, TypeError):
+        return None
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    return mallopt
+
+
+def return_freed_memory():
+    """Make glibc's malloc map every block of 64 KiB or more afresh and
+    give it back when freed, so that the resident set follows the memory
+    the tensors hold and its peak over a step measures the step (slower:
+    for memory measurements, not timings). Affects the whole process.
+
+    Returns:
+        bool: whether the settings were applied (False without glibc).
+    """
+    mallopt = _mallopt()
+    if mallopt is None:
+        return False
+    ok = mallopt(_M_MMAP_THRESHOLD, 64 * 1024) == 1
+    return ok and mallopt(_M_TRIM_THRESHOLD, 0) == 1
 
 
 def keep_freed_memory():
@@ -65,14 +123,8 @@ def keep_freed_memory():
     Returns:
         bool: whether the settings were applied (False without glibc).
     """
-    import ctypes
-    import ctypes.util
-    name = ctypes.util.find_library('c')
-    try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError, TypeError):
+    mallopt = _mallopt()
+    if mallopt is None:
         return False
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     ok = mallopt(_M_MMAP_MAX, 0) == 1
     return ok and mallopt(_M_TRIM_THRESHOLD, 2**31 - 1) == 1

@@ -16,15 +16,21 @@ textures (resized by the config's training pipeline). The contenders:
 - ``mmvan-plain``: the same with ``train_fast_path.layout=contiguous``;
 - ``mmpretrain``: the same config with mmpretrain's VAN as the backbone
   (same weights), in its default layout;
+- ``mmvan-cp``: ``mmvan`` with activation checkpointing
+  (``model.backbone.with_cp=True``);
 - ``mmpretrain-cl``: mmpretrain's VAN with channels-last weights and input.
 
 They run alternately, one step each per round, so machine noise hits all
-alike; the table gives the median img/s, the ratios against mmpretrain and
-the first step's loss difference (same weights and batch).
+alike; the table gives the median img/s, the ratios against mmpretrain, the
+step's peak memory (the rise of the resident set during the step on CPU, the
+allocator's peak on GPU) and the first step's loss difference (same weights
+and batch).
 ``--profile`` adds the operators that take the time in mmvan's step.
 """
 import argparse
+import contextlib
 import copy
+import os
 import os.path as osp
 import statistics
 import sys
@@ -38,7 +44,8 @@ warnings.filterwarnings('ignore')
 
 from mmvan.utils import cli  # noqa: E402
 
-CONTENDERS = ('mmvan', 'mmvan-plain', 'mmpretrain', 'mmpretrain-cl')
+CONTENDERS = ('mmvan', 'mmvan-plain', 'mmvan-cp', 'mmpretrain',
+              'mmpretrain-cl')
 
 
 def parse_args(argv=None):
@@ -80,14 +87,24 @@ def build(config, name, batch_size, data_root, work_dir, amp):
     cfg.val_dataloader = cfg.val_cfg = cfg.val_evaluator = None
     cfg.test_dataloader = cfg.test_cfg = cfg.test_evaluator = None
     cfg.train_fast_path = dict(
-        layout='contiguous' if name != 'mmvan' else 'auto')
+        layout='auto' if name in ('mmvan', 'mmvan-cp') else 'contiguous')
+    if name == 'mmvan-cp':
+        cfg.model.backbone.with_cp = True
     if name.startswith('mmpretrain'):
-        arch = cfg.model.backbone.arch
+        from mmvan.models import VAN
         backbone = cfg.model.backbone
+        if backbone.get('attention', 'lka') != 'lka':
+            raise cli.UserError('mmpretrain\'s VAN has LKA attention only; '
+                                'compare an LKA config.')
+        # mmpretrain's names for the same sizes.
+        settings = backbone.arch if isinstance(
+            backbone.arch, dict) else VAN.arch_zoo[backbone.arch.lower()]
         cfg.model.backbone = dict(
             type='mmpretrain.VAN',
-            arch=dict(b0='tiny', b1='small', b2='base',
-                      b3='large').get(arch, arch),
+            arch=dict(
+                embed_dims=settings['embed_dims'],
+                depths=settings['depths'],
+                ffn_ratios=settings['mlp_ratios']),
             drop_path_rate=backbone.get('drop_path_rate', 0.),
             norm_cfg=dict(type='LN', eps=1e-6))
     cli.apply_device_fallbacks(cfg, amp=amp)
@@ -98,12 +115,66 @@ def build(config, name, batch_size, data_root, work_dir, amp):
 
 
 def main(argv=None):
+    args = parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix='mmvan-train-speed-') as tmp:
+        return _measure(args, tmp)
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """The profiler's native library writes start/stop lines to file
+    descriptor 2: send them to /dev/null while it runs."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def _step_memory_mb(device, step, tmp):
+    """Run ``step()``; the memory its tensors take at the step's peak, in
+    MiB (CUDA: the allocator's peak above what was allocated before; CPU:
+    the profiler's memory timeline, which counts every tensor the step
+    allocates whatever the allocator reuses). None when not measurable."""
+    import json
+
+    import torch
+    if device.startswith('cuda'):
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        step()
+        torch.cuda.synchronize()
+        return (torch.cuda.max_memory_allocated() - base) / 2**20
+    from torch.profiler import ProfilerActivity, profile
+    with _native_stderr_silenced(), profile(
+            activities=[ProfilerActivity.CPU],
+            profile_memory=True,
+            record_shapes=True,
+            with_stack=True) as prof:
+        step()
+    path = osp.join(tmp, 'memory_timeline.json')
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')
+            prof.export_memory_timeline(path, device='cpu')
+        with open(path) as f:
+            _, sizes = json.load(f)
+    except Exception:  # noqa: B902 - an API that may go away
+        return None
+    return max((sum(row) for row in sizes), default=0) / 2**20
+
+
+def _measure(args, tmp):
     import torch
 
     from mmvan.converters import to_mmpretrain_names
     from mmvan.datasets import make_classification_demo
-    args = parse_args(argv)
-    tmp = tempfile.mkdtemp(prefix='mmvan-train-speed-')
     data_root = make_classification_demo(
         osp.join(tmp, 'data'), num_train=4 * args.batch_size, num_val=5)
     runners = {
@@ -149,6 +220,8 @@ def main(argv=None):
             out = runner.model(**data, mode='loss')
         losses[name] = float(sum(v for k, v in out.items() if 'loss' in k))
     times = {name: [] for name in runners}
+    memory = {}
+    device = str(first.model.data_preprocessor.device)
     rounds = args.warmup + args.iters
     for i in range(rounds):
         for name, runner in runners.items():
@@ -158,10 +231,17 @@ def main(argv=None):
             elapsed = time.perf_counter() - start
             if i >= args.warmup:
                 times[name].append(elapsed)
+    # Memory after the timings (profiling slows a step down).
+    for name, runner in runners.items():
+        batch = copy.deepcopy(batches[0])
+        memory[name] = _step_memory_mb(
+            device,
+            lambda: runner.model.train_step(batch, runner.optim_wrapper), tmp)
     rate = {
         name: args.batch_size / statistics.median(t)
         for name, t in times.items()
     }
+    peak = memory
     base = rate.get('mmpretrain')
     base_cl = rate.get('mmpretrain-cl')
     lines = [
@@ -169,15 +249,21 @@ def main(argv=None):
         f'{args.iters} timed rounds (alternating), torch '
         f'{torch.__version__}, {torch.get_num_threads()} threads',
         f'{"path":<14} {"img/s":>7} {"vs mmpretrain":>14} '
-        f'{"vs mmpretrain-cl":>17} {"loss diff":>10}'
+        f'{"vs mmpretrain-cl":>17} {"peak MiB":>9} {"loss diff":>10}'
     ]
     for name in runners:
         r = rate[name]
         vs = f'{r / base:.2f}x' if base else '-'
         vs_cl = f'{r / base_cl:.2f}x' if base_cl else '-'
         diff = abs(losses[name] - losses[next(iter(runners))])
+        mib = '-' if peak[name] is None else f'{peak[name]:.0f}'
         lines.append(f'{name:<14} {r:>7.2f} {vs:>14} {vs_cl:>17} '
-                     f'{diff:>10.2e}')
+                     f'{mib:>9} {diff:>10.2e}')
+    if peak.get('mmvan') and peak.get('mmvan-cp'):
+        lines.append(
+            f'with_cp: {peak["mmvan-cp"] / max(peak["mmvan"], 1e-9):.2f}x '
+            f'the peak memory at {rate["mmvan"] / rate["mmvan-cp"]:.2f}x the '
+            f'step time')
     print('\n'.join(lines))
     if args.profile and 'mmvan' in runners:
         from torch.profiler import ProfilerActivity, profile
@@ -187,7 +273,7 @@ def main(argv=None):
                 copy.deepcopy(batches[0]), runner.optim_wrapper)
         print(prof.key_averages().table(
             sort_by='self_cpu_time_total', row_limit=15))
-    return rate
+    return dict(rate=rate, peak_mb=peak, loss=losses)
 
 
 if __name__ == '__main__':
