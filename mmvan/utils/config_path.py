@@ -8,6 +8,11 @@ site-packages folder, where an editable install (``pip install -e .``) has no
 ``mmvan`` folder. mmvan adds itself to the table and answers the lookup for
 itself with the folder of the imported package; every other package is
 looked up as before.
+
+Inheriting another package's experiment config (``mmdet::retinanet/...``)
+makes mmengine read all of that package's metafiles (about 100 YAML files
+for mmdet, over a second) for every config loaded; the answer is a path
+that does not change while the process runs, so it is kept.
 """
 import functools
 import os.path as osp
@@ -32,3 +37,35 @@ def register_config_package():
     current = config_module.get_installed_path
     if not getattr(current, '__mmvan_wrapped__', False):
         config_module.get_installed_path = _mmvan_aware(current)
+    from mmengine.config import utils as config_utils
+    original = config_utils._get_cfg_metainfo
+    if not getattr(original, '__mmvan_wrapped__', False):
+        _cfg_metainfo.mmengine_original = original
+        config_utils._get_cfg_metainfo = _cfg_metainfo
+
+
+@functools.lru_cache(maxsize=None)
+def _package_configs(package_path):
+    """Every experiment config a package's metafiles list, by name (the
+    first entry of each), read once per process."""
+    from mmengine.fileio import load
+    mim = osp.join(package_path, '.mim')
+    configs = {}
+    for meta_path in load(osp.join(mim, 'model-index.yml'))['Import']:
+        for model in load(osp.join(mim, meta_path)).get('Models') or []:
+            if 'Config' in model:
+                configs.setdefault(model['Config'].partition('/')[-1], model)
+    return configs
+
+
+def _cfg_metainfo(package_path, cfg_path):
+    """The metafile entry of experiment config ``cfg_path`` of the package
+    at ``package_path`` (what mmengine looks up for ``pkg::name``)."""
+    configs = _package_configs(package_path)
+    if cfg_path not in configs:
+        raise ValueError(f'{cfg_path} is not an experiment config of '
+                         f'{package_path}; known: {sorted(configs)[:5]} ...')
+    return dict(configs[cfg_path])
+
+
+_cfg_metainfo.__mmvan_wrapped__ = True

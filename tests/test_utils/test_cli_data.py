@@ -6,16 +6,18 @@ import pytest
 from mmvan.utils import cli
 from mmvan.utils.errors import UserError
 
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-CONFIG = osp.join(ROOT, 'configs', 'van', 'van-b0_8xb128_in1k.py')
+
+@pytest.fixture
+def config(root):
+    return osp.join(root, 'configs', 'van', 'van-b0_8xb128_in1k.py')
 
 
-def test_imagenet_with_few_class_folders_and_no_meta(tmp_path):
+def test_imagenet_with_few_class_folders_and_no_meta(tmp_path, config):
     for split in ('train', 'val'):
         for wnid in ('n01440764', 'n01443537'):
             (tmp_path / split / wnid).mkdir(parents=True)
     cfg = cli.load_config(
-        CONFIG, {
+        config, {
             'train_dataloader.dataset.data_root': str(tmp_path),
             'val_dataloader.dataset.data_root': str(tmp_path)
         })
@@ -27,8 +29,28 @@ def test_imagenet_with_few_class_folders_and_no_meta(tmp_path):
     cli.check_data(cfg, ['train_dataloader'])
 
 
-def test_runtime_keys_in_cfg_options(tmp_path):
-    cfg = cli.load_config(CONFIG, {'work_dir': str(tmp_path / 'w')})
+def test_runtime_keys_in_cfg_options(tmp_path, config):
+    cfg = cli.load_config(config, {'work_dir': str(tmp_path / 'w')})
     assert cfg.work_dir == str(tmp_path / 'w')
     with pytest.raises(UserError, match="'wrok_dir' is not a key"):
-        cli.load_config(CONFIG, {'wrok_dir': 'x'})
+        cli.load_config(config, {'wrok_dir': 'x'})
+
+
+def test_external_configs_load_as_mmengine_loads_them(root, monkeypatch):
+    """mmvan keeps the metafile index of mmdet / mmseg per process; a config
+    inheriting their experiment configs reads the same as with mmengine's
+    own lookup."""
+    from mmengine.config import Config
+    from mmengine.config import utils as config_utils
+
+    import mmvan  # noqa: F401
+    path = osp.join(root, 'configs', 'atss', 'atss_van-b0_fpn_1x_coco.py')
+    ours = Config.fromfile(path).to_dict()
+    patched = config_utils._get_cfg_metainfo
+    assert patched.__mmvan_wrapped__
+    monkeypatch.setattr(config_utils, '_get_cfg_metainfo',
+                        patched.mmengine_original)
+    assert Config.fromfile(path).to_dict() == ours
+    import mmdet
+    with pytest.raises(ValueError, match='no_such_config'):
+        patched(osp.dirname(mmdet.__file__), 'no_such_config')
