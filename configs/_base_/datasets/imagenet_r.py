@@ -12,30 +12,7 @@
 #       --benchmark imagenet-r --data-root data/imagenet-r
 # (tools/test.py with this dataset would compare 1000-way predictions with
 # the folder indices 0-199).
-dataset_type = 'CustomDataset'
+# The test transform and loader are ImageNet-A's; only the data differ.
+_base_ = './imagenet_a.py'
 data_root = 'data/imagenet-r'
-
-# VAN's ImageNet test transform: short side 248 (bicubic), centre 224.
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(
-        type='ResizeEdge',
-        scale=248,
-        edge='short',
-        backend='pillow',
-        interpolation='bicubic'),
-    dict(type='CenterCrop', crop_size=224),
-    dict(type='PackInputs'),
-]
-test_dataloader = dict(
-    batch_size=64,
-    num_workers=4,
-    persistent_workers=False,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(
-        type=dataset_type,
-        data_root=data_root,
-        data_prefix='',
-        with_label=True,
-        pipeline=test_pipeline))
-test_evaluator = dict(type='Accuracy', topk=(1, ))
+test_dataloader = dict(dataset=dict(data_root=data_root))

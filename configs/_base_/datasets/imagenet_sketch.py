@@ -12,30 +12,7 @@
 #       --benchmark imagenet-sketch --data-root data/imagenet-sketch
 # With all 1000 class folders present, the sorted folders are the
 # ImageNet-1k indices, so this dataset also works with tools/test.py.
-dataset_type = 'CustomDataset'
+# The test transform and loader are ImageNet-A's; only the data differ.
+_base_ = './imagenet_a.py'
 data_root = 'data/imagenet-sketch'
-
-# VAN's ImageNet test transform: short side 248 (bicubic), centre 224.
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(
-        type='ResizeEdge',
-        scale=248,
-        edge='short',
-        backend='pillow',
-        interpolation='bicubic'),
-    dict(type='CenterCrop', crop_size=224),
-    dict(type='PackInputs'),
-]
-test_dataloader = dict(
-    batch_size=64,
-    num_workers=4,
-    persistent_workers=False,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(
-        type=dataset_type,
-        data_root=data_root,
-        data_prefix='',
-        with_label=True,
-        pipeline=test_pipeline))
-test_evaluator = dict(type='Accuracy', topk=(1, ))
+test_dataloader = dict(dataset=dict(data_root=data_root))
