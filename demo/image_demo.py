@@ -178,29 +178,19 @@ def draw_skeletons(image_rgb, sample, meta, kpt_thr):
     return vis.get_image()
 
 
-def pose_main(args, cfg):
-    """Top-down pose: keypoints of each person box, skeletons drawn."""
+def person_boxes(values):
+    """--bboxes as an (N, 4) array, or None (the whole image)."""
     import numpy as np
-    from mmpose.apis import inference_topdown
-    from mmpose.apis import init_model as init_pose_model
-    from mmpose.structures import merge_data_samples
+    if not values:
+        return None
+    if len(values) % 4:
+        raise cli.UserError('--bboxes takes 4 numbers per person.')
+    return np.array(values, dtype=np.float32).reshape(-1, 4)
 
-    from mmvan.apis import load_image
-    from mmvan.zoo import resolve
-    image_bgr = load_image(args.img)
-    path, _ = resolve(args.checkpoint)
-    cli.sync_bn_to_bn(cfg.model)
-    cfg.model.backbone.init_cfg = None
-    model = init_pose_model(cfg, path, device=args.device)
+
+def show_pose(args, model, image_bgr, sample):
+    """Top-down pose: skeletons drawn, keypoints of each person printed."""
     h, w = image_bgr.shape[:2]
-    if args.bboxes:
-        if len(args.bboxes) % 4:
-            raise cli.UserError('--bboxes takes 4 numbers per person.')
-        boxes = np.array(args.bboxes, dtype=np.float32).reshape(-1, 4)
-    else:
-        boxes = np.array([[0, 0, w, h]], dtype=np.float32)
-    samples = inference_topdown(model, image_bgr, boxes)
-    sample = merge_data_samples(samples)
     scale = min(1.0, args.max_side / max(h, w))
     drawn = sample.clone()
     image_rgb = image_bgr[..., ::-1].copy()
@@ -230,11 +220,12 @@ def pose_main(args, cfg):
 
 def main(argv=None):
     args = parse_args(argv)
-    from mmvan.apis import inference_model, init_model, load_image
+    from mmvan.apis import inference_model, init_model, load_image, task_of
 
     cfg = cli.load_config(args.config)
-    if cfg.get('default_scope') == 'mmpose':
-        return pose_main(args, cfg)
+    boxes = person_boxes(args.bboxes)
+    if boxes is not None and task_of(cfg) != 'pose':
+        raise cli.UserError('--bboxes is for pose models.')
     # Decoded as the config's test pipeline does; clear errors before
     # building the model.
     image_bgr = load_image(args.img, cfg)
@@ -245,6 +236,9 @@ def main(argv=None):
         args.checkpoint,
         device=args.device,
         deploy=not args.no_deploy)
+    if model.task == 'pose':
+        return show_pose(args, model, image_bgr,
+                         inference_model(model, image_bgr, bboxes=boxes))
     sample = inference_model(model, image_bgr)
     # The picture is drawn on a copy no larger than --max-side.
     image_rgb, drawn = bounded(image_bgr, sample, model.task, args.max_side)

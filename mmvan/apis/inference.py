@@ -1,5 +1,6 @@
 # Copyright (c) mmvan contributors. All rights reserved.
-"""One inference API for VAN classifiers, detectors and segmentors.
+"""One inference API for VAN classifiers, detectors, segmentors and pose
+models.
 
     >>> from mmvan.apis import init_model, inference_model
     >>> model = init_model('configs/van/van-b0_8xb128_in1k.py',
@@ -9,8 +10,11 @@
 
 The task follows the config's default scope: mmpretrain configs return
 mmpretrain ``DataSample`` objects (``pred_label``, ``pred_score``), mmdet
-configs mmdet ``DetDataSample`` (``pred_instances``), mmseg configs mmseg
-``SegDataSample`` (``pred_sem_seg``).
+configs mmdet ``DetDataSample`` (``pred_instances``; panoptic models
+``pred_panoptic_seg``), mmseg configs mmseg ``SegDataSample``
+(``pred_sem_seg``), mmpose (top-down) configs one mmpose ``PoseDataSample``
+whose ``pred_instances`` hold every person's ``keypoints`` (N, K, 2) and
+``keypoint_scores`` (N, K).
 """
 import os.path as osp
 
@@ -20,7 +24,7 @@ import torch
 from mmvan.utils.config import sync_bn_to_bn
 from mmvan.utils.errors import UserError
 
-TASKS = {'mmpretrain': 'cls', 'mmdet': 'det', 'mmseg': 'seg'}
+TASKS = {'mmpretrain': 'cls', 'mmdet': 'det', 'mmseg': 'seg', 'mmpose': 'pose'}
 
 
 def task_of(cfg):
@@ -156,6 +160,12 @@ def init_model(config,
                precision='fp32'):
     """Build a model from a config (path or ``Config``) and load weights.
 
+    The config's ``default_scope`` gives the task (:func:`task_of`):
+    mmpretrain classifiers, mmdet detectors and panoptic models, mmseg
+    segmentors and mmpose top-down pose models, each built in its own
+    scope; ``checkpoint`` goes through the same strict, checked loader for
+    all of them.
+
     Args:
         deploy (bool): Make it the inference model of ``backend`` (the VAN
             folded: BatchNorms and layer scales in the convolutions; same
@@ -169,8 +179,12 @@ def init_model(config,
             fp32, or it refuses). ``'auto'`` picks the fastest exact engine
             installed for ``device`` (:func:`mmvan.backends.pick_backend`)
             when weights come from a checkpoint, and PyTorch otherwise.
+            Pose models always run in PyTorch: ``'auto'`` resolves to
+            ``'pytorch'`` for them and an engine asked for by name is
+            refused.
         precision (str): ``'fp32'`` (default); ``'bf16'`` (OpenVINO,
-            PyTorch) or ``'int8'`` (ONNX Runtime) only when asked for.
+            PyTorch) or ``'int8'`` (ONNX Runtime) only when asked for; pose
+            models: ``'fp32'`` only.
 
     Returns:
         nn.Module: in eval mode, with ``cfg``, ``dataset_meta``, ``task``,
@@ -190,10 +204,14 @@ def init_model(config,
     else:
         cfg = load_config(str(config), cfg_options)
     task = task_of(cfg)
+    if task == 'pose':
+        backend = _pose_backend(backend, precision)
     scope = cfg.get('default_scope', 'mmpretrain')
     init_default_scope(scope)
     if task == 'seg':
         cfg.model.pretrained = None
+    if task == 'pose':
+        cfg.model.train_cfg = None  # as mmpose's init_model
     if cfg.get('data_preprocessor') and 'data_preprocessor' not in cfg.model:
         # The Runner moves the top-level preprocessor into the model.
         cfg.model.data_preprocessor = cfg.data_preprocessor
@@ -221,10 +239,29 @@ def init_model(config,
     return model
 
 
+def _pose_backend(backend, precision):
+    """Pose models run in PyTorch fp32: the backend ``'auto'`` resolves
+    to."""
+    if backend in ('auto', 'pytorch') and precision == 'fp32':
+        return 'pytorch'
+    from mmvan.backends import BackendUnsupportedError
+    raise BackendUnsupportedError(
+        f'pose models run in PyTorch fp32 only (backend=\'auto\' or '
+        f'\'pytorch\', precision=\'fp32\'); got backend={backend!r}, '
+        f'precision={precision!r}.')
+
+
 def _dataset_meta(cfg, meta, task):
     dataset_meta = meta.get('dataset_meta') if isinstance(meta, dict) else None
     if dataset_meta:
         return dict(dataset_meta)
+    if task == 'pose':
+        # As mmpose's init_model: the training set's (parsed) metainfo,
+        # else COCO's.
+        from mmpose.apis.inference import dataset_meta_from_config
+        from mmpose.datasets.datasets.utils import parse_pose_metainfo
+        return dataset_meta_from_config(cfg, 'train') or parse_pose_metainfo(
+            dict(from_file='configs/_base_/datasets/coco.py'))
     for loader in ('test_dataloader', 'val_dataloader'):
         ds = cfg.get(loader, {}).get('dataset', {})
         metainfo = dict(ds.get('metainfo') or {})
@@ -257,17 +294,59 @@ def _cls_pipeline(cfg):
         return Compose(steps)
 
 
-def inference_model(model, img):
+def _boxes(bboxes, bbox_format):
+    """Person boxes as an (N, 4) float32 ``xyxy`` array (None: none)."""
+    if bboxes is None:
+        return None
+    if bbox_format not in ('xyxy', 'xywh'):
+        raise UserError(f"bbox_format must be 'xyxy' or 'xywh', got "
+                        f'{bbox_format!r}.')
+    boxes = np.asarray(bboxes, dtype=np.float32)
+    if boxes.size == 0:
+        return None
+    if boxes.ndim == 1 and boxes.size == 4:
+        boxes = boxes[None]
+    if boxes.ndim != 2 or boxes.shape[1] != 4:
+        raise UserError(f'bboxes must be N x 4 (x1, y1, x2, y2), got shape '
+                        f'{tuple(np.shape(bboxes))}.')
+    if bbox_format == 'xywh':
+        boxes = boxes.copy()
+        boxes[:, 2:] += boxes[:, :2]
+    return boxes
+
+
+def _pose_inference(model, image, bboxes):
+    """mmpose's top-down inference: one person per box (the whole image
+    without boxes), merged into one data sample."""
+    from mmpose.apis import inference_topdown
+    from mmpose.structures import merge_data_samples
+    samples = inference_topdown(model, image, bboxes)
+    return merge_data_samples(samples)
+
+
+def inference_model(model, img, bboxes=None, bbox_format='xyxy'):
     """Run ``model`` (from :func:`init_model`) on one image.
 
     Args:
         img (str | np.ndarray): A path or an HxW(x3/4) array (BGR).
+        bboxes (array-like, optional): Pose models only: person boxes,
+            N x 4. Without them the whole image is one person (as mmpose's
+            ``inference_topdown``).
+        bbox_format (str): ``'xyxy'`` (default) or ``'xywh'``.
 
     Returns:
-        The task's data sample with its predictions.
+        The task's data sample with its predictions; for a pose model one
+        ``PoseDataSample`` with a row per box in ``pred_instances``
+        (``keypoints``, ``keypoint_scores``, ``bboxes``).
     """
     task = getattr(model, 'task', None) or task_of(model.cfg)
+    boxes = _boxes(bboxes, bbox_format)
+    if boxes is not None and task != 'pose':
+        raise UserError(f'bboxes are for pose models; this is a {task} '
+                        f'model.')
     image = load_image(img, model.cfg)
+    if task == 'pose':
+        return _pose_inference(model, image, boxes)
     if task == 'det':
         from mmdet.apis import inference_detector
         return inference_detector(model, image)
