@@ -15,11 +15,14 @@ show that it learns.
 
 Makes the data (deterministic), evaluates the untrained model, trains with
 tools/train.py, evaluates the best checkpoint with tools/test.py and prints
-both figures and where the outputs are.
+both figures and where the outputs are. The console shows each step's
+command and a short run (``--verbose``: mmengine's full output); the logs in
+the work dir have everything.
 """
 import argparse
 import glob
 import json
+import os
 import os.path as osp
 import shutil
 import subprocess
@@ -102,11 +105,16 @@ def parse_args():
         type=int,
         default=None,
         help='override the epochs (iterations for seg and pano)')
+    parser.add_argument(
+        '--verbose',
+        action='store_true',
+        help="mmengine's full console output in training and testing")
     return parser.parse_args()
 
 
-def run(cmd):
-    print('+', ' '.join(cmd), flush=True)
+def run(cmd, title):
+    shown = ['python' if cmd[0] == sys.executable else cmd[0], *cmd[1:]]
+    print(f'\n== {title}\n+ {" ".join(shown)}', flush=True)
     subprocess.run(cmd, check=True, cwd=ROOT)
 
 
@@ -154,13 +162,13 @@ def save_untrained(config, scope, path):
     torch.save({'state_dict': model.state_dict(), 'meta': {}}, path)
 
 
-def evaluate(py, config, ckpt, work_dir, options, metric):
+def evaluate(py, config, ckpt, work_dir, options, metric, title):
     out = osp.join(work_dir, osp.basename(ckpt) + '.metrics.json')
     run([
         py, 'tools/test.py', config, ckpt, '--work-dir',
         osp.join(work_dir, 'test'), '--out', out, '--out-item', 'metrics',
         '--cfg-options', *options
-    ])
+    ], title)
     with open(out) as f:
         # mmdet's CocoMetric returns nothing when there is no detection.
         return json.load(f).get(metric, 0.0)
@@ -168,6 +176,9 @@ def evaluate(py, config, ckpt, work_dir, options, metric):
 
 def main():
     args = parse_args()
+    if args.verbose:
+        from mmvan.utils.quiet import VERBOSE_ENV
+        os.environ[VERBOSE_ENV] = '1'
     task = TASKS[args.task]
     config = args.config or task['config']
     name = osp.splitext(osp.basename(config))[0]
@@ -188,12 +199,11 @@ def main():
 
     # Before training.
     untrained = osp.join(abs_work_dir, 'untrained.pth')
-    import os
     os.makedirs(abs_work_dir, exist_ok=True)
     save_untrained(osp.join(ROOT, config), task['scope'], untrained)
     test_options = options + eval_options(config)
     before = evaluate(py, config, untrained, work_dir, test_options,
-                      task['metric'])
+                      task['metric'], 'the untrained model')
 
     train_options = list(options)
     if args.epochs:
@@ -203,13 +213,13 @@ def main():
     run([
         py, 'tools/train.py', config, '--work-dir', work_dir, '--cfg-options',
         *train_options
-    ])
+    ], 'training')
     train_time = time.time() - train_start
     best = sorted(glob.glob(osp.join(abs_work_dir, 'best_*.pth')))
     if not best:
         sys.exit(f'error: no best checkpoint in {work_dir}')
     after = evaluate(py, config, best[-1], work_dir, test_options,
-                     task['metric'])
+                     task['metric'], 'the best checkpoint')
 
     runs = sorted(
         d for d in glob.glob(osp.join(abs_work_dir, '2*')) if osp.isdir(d))

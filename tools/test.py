@@ -15,6 +15,7 @@ and metrics; it is checked against PyTorch on real images first. A reduced
 agreement with it.
 """
 import argparse
+import os
 import os.path as osp
 import sys
 import warnings
@@ -59,6 +60,10 @@ def parse_args(argv=None):
         default='fp32',
         help='bf16: openvino or pytorch; int8: onnxruntime, calibrated on '
         'the first 32 validation images. Reports the agreement with fp32')
+    parser.add_argument(
+        '--verbose',
+        action='store_true',
+        help="mmengine's full console output (the log file always has it)")
     cli.add_launcher_args(parser)
     return cli.parse_args(parser, argv)
 
@@ -88,6 +93,9 @@ def merge_args(cfg, args):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.verbose:
+        from mmvan.utils.quiet import VERBOSE_ENV
+        os.environ[VERBOSE_ENV] = '1'
     if args.backend not in ('pytorch', 'auto'):
         # A missing engine: one line naming it and the pip command.
         from mmvan.backends import get_engine

@@ -3,6 +3,10 @@
 
     python tools/train.py configs/van/van-b2_8xb128_in1k.py
     bash tools/dist_train.sh configs/van/van-b2_8xb128_in1k.py 8
+
+The console shows the config, the model size, the data, the work dir, one
+line per epoch and the metrics; the log file in the work dir has mmengine's
+full output, which ``--verbose`` (or ``log_level='DEBUG'``) also prints.
 """
 import argparse
 import os
@@ -53,6 +57,11 @@ def parse_args(argv=None):
         '--no-persistent-workers',
         action='store_true',
         help='do not keep data loader workers between epochs')
+    parser.add_argument(
+        '--verbose',
+        action='store_true',
+        help="mmengine's full console output (environment, config, hook "
+        'table, every logged iteration); the log file always has it')
     cli.add_launcher_args(
         parser,
         cfg_options_help='override config settings, '
@@ -95,6 +104,9 @@ def merge_args(cfg, args):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.verbose:
+        from mmvan.utils.quiet import VERBOSE_ENV
+        os.environ[VERBOSE_ENV] = '1'
     cfg = cli.load_config(args.config, args.cfg_options)
     cfg = merge_args(cfg, args)
     loaders = ['train_dataloader']

@@ -10,6 +10,11 @@ what fits and logs the counts. ``--resume`` is mmengine's as it is.
 Each run also keeps its own copy of the config beside its log
 (``<work_dir>/<timestamp>/``); a resumed run never overwrites the config
 dumped by the run it continues.
+
+The console is short unless ``--verbose`` (``MMVAN_VERBOSE=1``) or a
+``log_level`` of DEBUG asks for mmengine's full output: the config, the
+model size, the work dir, the data, one line per epoch and the metrics (see
+:func:`mmvan.utils.quiet.short_console`). The log file keeps everything.
 """
 import os.path as osp
 
@@ -17,13 +22,143 @@ import torch
 from mmengine.runner import Runner as MMEngineRunner
 
 
+def _short_path(path):
+    """``path`` relative to the current folder when it is inside it."""
+    path = osp.abspath(path)
+    rel = osp.relpath(path)
+    return path if rel.startswith('..') else rel
+
+
+def _dataset_source(dataset):
+    """``CustomDataset, data/demo_cls``: the type and root of the dataset
+    inside any wrappers."""
+    inner = dataset
+    while True:
+        if hasattr(inner, 'datasets') and inner.datasets:
+            inner = inner.datasets[0]
+        elif hasattr(inner, 'dataset'):
+            inner = inner.dataset
+        else:
+            break
+    root = getattr(inner, 'data_root', None)
+    kind = type(inner).__name__
+    return f'{kind}, {_short_path(root)}' if root else kind
+
+
+def _quiet_evaluation(loop):
+    """What the metrics print (pycocotools' summary) goes to the log file
+    when the console is short; the metrics line shows the figures."""
+    evaluator = getattr(loop, 'evaluator', None)
+    evaluate = getattr(evaluator, 'evaluate', None)
+    if evaluate is None or getattr(evaluate, 'mmvan_quiet', False):
+        return loop
+
+    def quiet_evaluate(*args, **kwargs):
+        from mmvan.utils.quiet import stdout_to_log
+        with stdout_to_log():
+            return evaluate(*args, **kwargs)
+
+    quiet_evaluate.mmvan_quiet = True
+    evaluator.evaluate = quiet_evaluate
+    return loop
+
+
 class Runner(MMEngineRunner):
     """:class:`mmengine.runner.Runner` whose ``load_checkpoint`` goes
     through :func:`mmvan.zoo.load_weights`."""
 
+    _data_logged = False
+    _consoles = ()
+
+    def build_logger(self, log_level='INFO', log_file=None, **kwargs):
+        """mmengine's logger; its console is short (see the module)."""
+        logger = super().build_logger(
+            log_level=log_level, log_file=log_file, **kwargs)
+        from mmvan.utils.quiet import console_is_verbose, short_console
+        if not console_is_verbose(log_level):
+            train_cfg = self.cfg.get('train_cfg') or {}
+            self._consoles = short_console(
+                logger, max_epochs=train_cfg.get('max_epochs'))
+        return logger
+
+    def call_hook(self, fn_name, **kwargs):
+        # The data sets exist from here on: say how large they are, once.
+        if not self._data_logged and fn_name in ('before_train', 'before_val',
+                                                 'before_test'):
+            self._data_logged = True
+            self._log_data(fn_name)
+        elif fn_name == 'after_train_epoch':
+            for console in self._consoles:
+                console.end_epoch()
+        super().call_hook(fn_name, **kwargs)
+
+    @staticmethod
+    def build_dataloader(dataloader, seed=None, diff_rank_seed=False):
+        from mmvan.utils.quiet import stdout_to_log
+        with stdout_to_log():  # pycocotools' "loading annotations"
+            return MMEngineRunner.build_dataloader(
+                dataloader, seed=seed, diff_rank_seed=diff_rank_seed)
+
+    def build_val_loop(self, loop):
+        from mmvan.utils.quiet import stdout_to_log
+        with stdout_to_log():  # a COCO metric loads its annotations
+            return _quiet_evaluation(super().build_val_loop(loop))
+
+    def build_test_loop(self, loop):
+        from mmvan.utils.quiet import stdout_to_log
+        with stdout_to_log():
+            return _quiet_evaluation(super().build_test_loop(loop))
+
+    def _log_setup(self, model):
+        """The config, the model's size and the work dir (and log)."""
+        if self.cfg.filename:
+            self.logger.info(f'config: {_short_path(self.cfg.filename)}')
+        params = sum(p.numel() for p in model.parameters())
+        trainable = sum(p.numel() for p in model.parameters()
+                        if p.requires_grad)
+        name = type(model).__name__
+        backbone = getattr(model, 'backbone', None)
+        if backbone is not None:
+            name += f' (backbone {type(backbone).__name__})'
+        size = f'{params / 1e6:.2f} M parameters'
+        if trainable != params:
+            size += f', {trainable / 1e6:.2f} M trainable'
+        self.logger.info(f'model: {name}, {size}')
+        work = f'work dir: {_short_path(self.work_dir)}'
+        for handler in self.logger.handlers:
+            if hasattr(handler, 'baseFilename'):
+                work += f' (log: {_short_path(handler.baseFilename)})'
+                break
+        self.logger.info(work)
+
+    def _log_data(self, fn_name):
+        """``data: train 600 samples, val 200 samples (CustomDataset,
+        data/demo_cls)``."""
+        loops = dict(
+            before_train=(('train', '_train_loop'), ('val', '_val_loop')),
+            before_val=(('val', '_val_loop'), ),
+            before_test=(('test', '_test_loop'), ))[fn_name]
+        counts, sources = [], []
+        for name, attr in loops:
+            loader = getattr(getattr(self, attr, None), 'dataloader', None)
+            dataset = getattr(loader, 'dataset', None)
+            if dataset is None:
+                continue
+            try:
+                counts.append(f'{name} {len(dataset)} samples')
+            except Exception:  # noqa: B902  (a dataset without a length)
+                counts.append(name)
+            source = _dataset_source(dataset)
+            if source not in sources:
+                sources.append(source)
+        if counts:
+            self.logger.info(f'data: {", ".join(counts)} '
+                             f'({"; ".join(sources)})')
+
     def wrap_model(self, model_wrapper_cfg, model):
         """Apply ``train_fast_path`` (see :mod:`mmvan.engine.fast_path`)
         before mmengine moves and wraps the model."""
+        self._log_setup(model)
         settings = self.cfg.get('train_fast_path')
         if settings is not None:
             from .fast_path import (apply_layout, choose_layout,

@@ -155,12 +155,20 @@ def build_backbones(args):
     ours = VAN(**bcfg)
     ours.init_weights()
     if args.checkpoint:
-        from mmengine.runner import load_checkpoint
-        load_checkpoint(
+        # Any format mmvan converts, its backbone part; one line instead of
+        # mmengine's report of every key the backbone leaves out.
+        from mmvan.zoo.loader import load_pretrained
+        report = load_pretrained(
             ours,
-            args.checkpoint,
-            map_location='cpu',
-            revise_keys=[(r'^backbone\.', '')])
+            dict(checkpoint=args.checkpoint, strict=False),
+            logger='silent')
+        left = [
+            f'{len(report[k])} {k}'
+            for k in ('missing', 'unexpected', 'mismatched') if report[k]
+        ]
+        print(f'weights: {report["loaded"]} of {report["total"]} backbone '
+              f'tensors from {args.checkpoint} ({report["format"]} format)'
+              f'{"; " + ", ".join(left) if left else ""}')
     theirs = None
     if 'mmpretrain' in args.compare:
         if ours.attention != 'lka' or ours.kernel_size != 21:
