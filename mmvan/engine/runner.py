@@ -162,14 +162,21 @@ class Runner(MMEngineRunner):
         settings = self.cfg.get('train_fast_path')
         if settings is not None:
             from .fast_path import (apply_layout, choose_layout,
-                                    describe_precision)
+                                    describe_precision, fuse_optimizer)
             device = 'cuda' if torch.cuda.is_available() else 'cpu'
             layout = choose_layout(device, settings.get('layout', 'auto'))
             apply_layout(model, layout)
+            optimizer = 'none'
+            if isinstance(self.optim_wrapper, dict):
+                # Still the config: runner.train() builds it later.
+                optimizer = fuse_optimizer(
+                    self.optim_wrapper, device,
+                    settings.get('fused_optimizer', 'auto'))
             compiled = bool(self.cfg.get('compile'))
             self.logger.info(
                 f'training path: layout: {layout}, precision: '
                 f'{describe_precision(self.cfg.get("optim_wrapper"))}, '
+                f'optimizer: {optimizer}, '
                 f'torch.compile: {"on" if compiled else "off"} ({device})')
         return super().wrap_model(model_wrapper_cfg, model)
 

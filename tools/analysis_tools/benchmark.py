@@ -9,7 +9,14 @@ optionally against mmpretrain's VAN with the same weights in the same run.
 Throughput is the median of repeated timed runs after warm-up. With
 ``--compare mmpretrain`` the two models run alternately, so machine noise
 affects both alike, and the ratio and the largest output difference are
-printed. ``--train`` times a training step (forward + backward) instead.
+printed.
+
+``--train`` times training steps as ``tools/train.py`` builds them (the
+config's data preprocessor, the runner's optimizer wrapper, the training
+fast path) against mmpretrain's VAN in its default path and channels-last,
+with activation checkpointing, on the same weights and batches: the table
+of ``tools/analysis_tools/train_speed.py`` (img/s, peak memory, loss
+difference).
 
 ``--compare onnxruntime openvino mmpretrain`` runs every engine on the same
 folded weights (exported once to ONNX), alternated in one process, next to
@@ -88,11 +95,11 @@ def parse_args(argv=None):
         '--compare-channels-last',
         action='store_true',
         help='run the reference model channels-last too')
-    p.add_argument('--train', action='store_true', help='time train steps')
     p.add_argument(
-        '--with-cp',
+        '--train',
         action='store_true',
-        help='activation checkpointing (with --train)')
+        help='time training steps as tools/train.py builds them, against '
+        'mmpretrain and with activation checkpointing (train_speed.py)')
     p.add_argument(
         '--ceiling',
         action='store_true',
@@ -149,7 +156,6 @@ def build_backbones(args):
     bcfg.pop('init_cfg', None)
     bcfg['out_indices'] = (3, )
     bcfg['drop_path_rate'] = 0.0
-    bcfg['with_cp'] = args.with_cp
     cli.sync_bn_to_bn(bcfg)
     torch.manual_seed(0)
     ours = VAN(**bcfg)
@@ -243,20 +249,6 @@ def _options(opts):
 def make_runner(model, args, optimise):
     import torch
     model = model.to(args.device)
-    if args.train:
-        model.train()
-        if args.channels_last and optimise:
-            model = model.to(memory_format=torch.channels_last)
-        opt = torch.optim.SGD(model.parameters(), lr=1e-4)
-
-        def step(x):
-            opt.zero_grad(set_to_none=True)
-            out = model(x)
-            out[-1].float().mean().backward()
-            opt.step()
-            return out
-
-        return step
     model.eval()
     if optimise:
         from mmvan.apis.fast import optimize_for_inference
@@ -412,8 +404,33 @@ def plot_engines(result, labels, names, path, title):
     plt.close(fig)
 
 
+def train_table(args):
+    """``--train``: train_speed.py's comparison of whole training steps."""
+    if args.compare or args.deploy or args.compile or args.bf16:
+        raise cli.UserError('--train compares training paths (mmvan, '
+                            'mmpretrain, with_cp) by itself; drop '
+                            '--compare, --deploy, --compile and --bf16.')
+    if args.shape != [224, 224] or args.cfg_options:
+        raise cli.UserError('--train feeds the config\'s training pipeline; '
+                            'set its size in the config, not with --shape '
+                            'or --cfg-options.')
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        'mmvan_train_speed', osp.join(osp.dirname(__file__), 'train_speed.py'))
+    train_speed = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train_speed)
+    return train_speed.main([
+        args.config, '--batch-size',
+        str(args.batch_size), '--iters',
+        str(args.repeats), '--warmup',
+        str(args.warmup)
+    ])
+
+
 def main(argv=None):
     args = parse_args(argv)
+    if args.train:
+        return train_table(args)
     import torch
 
     from mmvan.backends import get_engine
@@ -436,9 +453,6 @@ def main(argv=None):
         backbone_macs(copy.deepcopy(ours).eval(), args.shape)
         if args.ceiling else None)
     engines = [c for c in args.compare if c != 'mmpretrain']
-    if engines and args.train:
-        raise cli.UserError('--compare onnxruntime/openvino times '
-                            'inference; run it without --train.')
     if args.bf16 and not engines:
         raise cli.UserError('--bf16 needs engines in --compare (onnxruntime '
                             'or openvino).')
@@ -481,15 +495,14 @@ def main(argv=None):
         for name, fn in runners.items():  # alternate the implementations
             t, _ = time_once(fn, inputs[name], args.device)
             times[name].append(t)
-    mode = 'train step' if args.train else 'inference'
-    print(f'{args.config}: {mode}, batch {args.batch_size}, '
+    print(f'{args.config}: inference, batch {args.batch_size}, '
           f'{args.shape[0]}x{args.shape[1]}, {args.device}, '
           f'{torch.get_num_threads()} threads, backbone params '
           f'{params / 1e6:.2f} M')
     chunk = f' chunk_mib={args.chunk_mib:g}' if args.deploy else ''
     print(f'  mmvan options: deploy={args.deploy} '
-          f'channels_last={args.channels_last} compile={args.compile} '
-          f'with_cp={args.with_cp}{chunk}; malloc: {malloc}')
+          f'channels_last={args.channels_last} compile={args.compile}'
+          f'{chunk}; malloc: {malloc}')
     result = {}
     for name, ts in times.items():
         med = statistics.median(ts)

@@ -11,9 +11,10 @@ builds it (its data preprocessor, its optimizer wrapper, the training fast
 path), and steps through ``train_step`` on the same batches of mmvan's demo
 textures (resized by the config's training pipeline). The contenders:
 
-- ``mmvan``: the config as ``tools/train.py`` runs it (channels-last VAN on
-  CPU);
-- ``mmvan-plain``: the same with ``train_fast_path.layout=contiguous``;
+- ``mmvan``: the config as ``tools/train.py`` runs it (on CPU: channels-last
+  VAN, the optimizer's fused kernel);
+- ``mmvan-plain``: the same with the fast path off (NCHW, torch's default
+  optimizer loop);
 - ``mmpretrain``: the same config with mmpretrain's VAN as the backbone
   (same weights), in its default layout;
 - ``mmvan-cp``: ``mmvan`` with activation checkpointing
@@ -86,8 +87,10 @@ def build(config, name, batch_size, data_root, work_dir, amp):
     cfg.train_dataloader.persistent_workers = False
     cfg.val_dataloader = cfg.val_cfg = cfg.val_evaluator = None
     cfg.test_dataloader = cfg.test_cfg = cfg.test_evaluator = None
+    fast = name in ('mmvan', 'mmvan-cp')
     cfg.train_fast_path = dict(
-        layout='auto' if name in ('mmvan', 'mmvan-cp') else 'contiguous')
+        layout='auto' if fast else 'contiguous',
+        fused_optimizer='auto' if fast else False)
     if name == 'mmvan-cp':
         cfg.model.backbone.with_cp = True
     if name.startswith('mmpretrain'):
