@@ -1,6 +1,9 @@
 # Copyright (c) mmvan contributors. All rights reserved.
 """What every test may share: the repository root, the tools as modules,
-tiny VAN configs and a free port."""
+tiny VAN configs and a free port; ``@pytest.mark.configs(...)`` to
+parametrize a test over config files."""
+import copy
+import glob
 import importlib.util
 import os.path as osp
 import socket
@@ -13,12 +16,14 @@ TINY_ARCH = dict(
     embed_dims=[8, 16, 24, 32], depths=[1, 1, 1, 1], mlp_ratios=[2, 2, 2, 2])
 
 
-def load_tool(name, folder='analysis_tools'):
+def load_tool(name, folder='analysis_tools', base='tools'):
     """A tool script as a module (no ``sys.path`` edits): ``name`` in
-    ``tools/<folder>``; ``folder=''`` for ``tools/`` itself."""
-    path = osp.join(ROOT, 'tools', folder, f'{name}.py')
-    spec = importlib.util.spec_from_file_location(
-        f'mmvan_tool_{folder}_{name}', path)
+    ``tools/<folder>``; ``folder=''`` for ``tools/`` itself; ``base='demo'``
+    (with ``folder=''``) for the scripts in ``demo/``."""
+    path = osp.join(ROOT, base, folder, f'{name}.py')
+    prefix = 'mmvan_tool' if base == 'tools' else f'mmvan_{base}'
+    spec = importlib.util.spec_from_file_location(f'{prefix}_{folder}_{name}',
+                                                  path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -41,6 +46,28 @@ def tiny_config(folder, attention='lka', kernel_size=None, base=None):
     return path
 
 
+def pytest_configure(config):
+    config.addinivalue_line(
+        'markers', 'configs(*patterns): parametrize the argument ``path`` '
+        'with the files under configs/ that match each pattern (each '
+        'pattern\'s files sorted, in the order of the patterns)')
+
+
+def pytest_generate_tests(metafunc):
+    """``@pytest.mark.configs('van/*.py')``: the test runs once per config
+    file, ``path`` its absolute path, named by its file name; at collection
+    time, where the ``root`` fixture cannot serve."""
+    marker = metafunc.definition.get_closest_marker('configs')
+    if marker is None:
+        return
+    paths = [
+        path for pattern in marker.args
+        for path in sorted(glob.glob(osp.join(ROOT, 'configs', pattern)))
+    ]
+    assert paths, f'no config matches {marker.args}'
+    metafunc.parametrize('path', paths, ids=osp.basename)
+
+
 @pytest.fixture(scope='session')
 def root():
     return ROOT
@@ -50,6 +77,12 @@ def root():
 def tool():
     """``tool('erf')``: a tool script as a module."""
     return load_tool
+
+
+@pytest.fixture
+def tiny_arch():
+    """``TINY_ARCH`` (a copy): VAN's ``arch`` for a CPU test."""
+    return copy.deepcopy(TINY_ARCH)
 
 
 @pytest.fixture(scope='session')

@@ -10,9 +10,6 @@ from mmvan.analysis.erf import (area_ratios, central_input_gradient,
                                 effective_receptive_field, log_scaled)
 from mmvan.models import VAN
 
-TINY = dict(
-    embed_dims=[8, 16, 24, 32], depths=[1, 1, 1, 1], mlp_ratios=[2, 2, 2, 2])
-
 
 def test_area_ratios_by_hand():
     data = np.zeros((9, 9))
@@ -47,8 +44,8 @@ def test_central_gradient_of_a_convolution():
     torch.testing.assert_close(grad, expected)
 
 
-def _erf_ratios(attention, k, images):
-    model = random_init(VAN(arch=TINY, attention=attention, kernel_size=k))
+def _erf_ratios(arch, attention, k, images):
+    model = random_init(VAN(arch=arch, attention=attention, kernel_size=k))
     scores, count = effective_receptive_field(model, images)
     assert count == len(images)
     assert model.out_indices == (3, )  # restored
@@ -56,14 +53,14 @@ def _erf_ratios(attention, k, images):
     return area_ratios(log_scaled(scores))
 
 
-def test_erf_grows_with_kernel_size():
+def test_erf_grows_with_kernel_size(tiny_arch):
     # The last stage has stride 32: at 512 x 512 its k x k kernel spans
     # 32 k pixels, inside the image for k = 7 and 11, the whole image from
     # k = 21 on (larger k need larger inputs, e.g. 2048 for k = 53).
     torch.manual_seed(1)
     images = [torch.randn(1, 3, 512, 512)]
     ratios = {
-        (a, k): _erf_ratios(a, k, images)[0.99]['ratio']
+        (a, k): _erf_ratios(tiny_arch, a, k, images)[0.99]['ratio']
         for a, k in [('lska', 7), ('lska', 11), ('lka', 21), ('lska', 23)]
     }
     assert ratios['lska', 7] < ratios['lska', 11] < ratios['lska', 23]

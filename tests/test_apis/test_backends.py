@@ -14,10 +14,15 @@ from mmvan.backends import (BackendCheckError, BackendNotInstalledError,
                             pick_backend)
 from mmvan.utils.errors import UserError
 
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-CLS = osp.join(ROOT, 'configs', 'van', 'van-b0_demo.py')
-SEG = osp.join(ROOT, 'configs', 'sem_fpn', 'fpn_van-b0_demo.py')
-CAT = osp.join(ROOT, 'demo', 'cat.jpg')
+
+@pytest.fixture(scope='module')
+def cls_config(root):
+    return osp.join(root, 'configs', 'van', 'van-b0_demo.py')
+
+
+@pytest.fixture(scope='module')
+def cat(root):
+    return osp.join(root, 'demo', 'cat.jpg')
 
 
 def save_checkpoint(config, path, seed=0):
@@ -29,24 +34,25 @@ def save_checkpoint(config, path, seed=0):
 
 
 @pytest.fixture(scope='module')
-def ckpt(tmp_path_factory):
-    return save_checkpoint(CLS, tmp_path_factory.mktemp('cls') / 'cls.pth')
+def ckpt(tmp_path_factory, cls_config):
+    return save_checkpoint(cls_config,
+                           tmp_path_factory.mktemp('cls') / 'cls.pth')
 
 
 @pytest.fixture(scope='module')
-def reference(ckpt):
-    model = init_model(CLS, ckpt, backend='pytorch')
-    return inference_model(model, CAT)
+def reference(ckpt, cls_config, cat):
+    model = init_model(cls_config, ckpt, backend='pytorch')
+    return inference_model(model, cat)
 
 
-def _agrees_and_serves(model, backend, reference, ckpt):
+def _agrees_and_serves(model, backend, reference, ckpt, cat):
     assert model.backend == backend and model.precision == 'fp32'
     report = model.backend_report
     assert report['part'] == 'model' and report['max_rel'] <= 1e-4
     assert report['images'] == 2 and report['top1_agree'] == 1.0
     assert isinstance(model.backbone, EngineModule)
     assert osp.dirname(report['file']) == osp.dirname(ckpt)
-    sample = inference_model(model, CAT)
+    sample = inference_model(model, cat)
     torch.testing.assert_close(
         sample.pred_score, reference.pred_score, atol=1e-5, rtol=0)
     assert int(sample.pred_label) == int(reference.pred_label)
@@ -55,24 +61,27 @@ def _agrees_and_serves(model, backend, reference, ckpt):
     assert logits.shape == (3, 5)
 
 
-def test_openvino_agrees_and_serves_inference(ckpt, reference):
-    model = init_model(CLS, ckpt, backend='openvino')
-    _agrees_and_serves(model, 'openvino', reference, ckpt)
+def test_openvino_agrees_and_serves_inference(ckpt, reference, cls_config,
+                                              cat):
+    model = init_model(cls_config, ckpt, backend='openvino')
+    _agrees_and_serves(model, 'openvino', reference, ckpt, cat)
 
 
-def test_onnxruntime_agrees_serves_and_caches(tmp_path, ckpt, reference):
+def test_onnxruntime_agrees_serves_and_caches(tmp_path, ckpt, reference,
+                                              cls_config, cat):
     path = str(tmp_path / 'model.pth')
     shutil.copy(ckpt, path)
-    model = init_model(CLS, path, backend='onnxruntime')
-    _agrees_and_serves(model, 'onnxruntime', reference, path)
+    model = init_model(cls_config, path, backend='onnxruntime')
+    _agrees_and_serves(model, 'onnxruntime', reference, path, cat)
     first = model.backend_report
     assert not first['cached'] and osp.isfile(first['file'])
     assert osp.isfile(first['file'][:-len('.onnx')] + '.json')
-    again = init_model(CLS, path, backend='onnxruntime').backend_report
+    again = init_model(cls_config, path, backend='onnxruntime').backend_report
     assert again['cached'] and again['file'] == first['file']
     # Another checkpoint at the same path: rebuilt, the stale file gone.
-    save_checkpoint(CLS, path, seed=1)
-    changed = init_model(CLS, path, backend='onnxruntime').backend_report
+    save_checkpoint(cls_config, path, seed=1)
+    changed = init_model(
+        cls_config, path, backend='onnxruntime').backend_report
     assert not changed['cached'] and changed['file'] != first['file']
     assert not osp.exists(first['file'])
     assert changed['max_rel'] <= 1e-4
@@ -80,49 +89,51 @@ def test_onnxruntime_agrees_serves_and_caches(tmp_path, ckpt, reference):
     assert exports == [osp.basename(changed['file'])]
 
 
-def test_auto_picks_an_engine_for_checkpoints_only(ckpt, monkeypatch):
+def test_auto_picks_an_engine_for_checkpoints_only(ckpt, monkeypatch,
+                                                   cls_config):
     monkeypatch.delenv('MMVAN_BACKEND', raising=False)
     assert pick_backend('cpu') == 'openvino'  # both engines installed
     assert pick_backend('cuda:0') == 'pytorch'
-    assert init_model(CLS, ckpt).backend == 'openvino'
+    assert init_model(cls_config, ckpt).backend == 'openvino'
     # Nothing to key a cache on: the folded PyTorch model.
-    model = init_model(CLS)
+    model = init_model(cls_config)
     assert model.backend == 'pytorch' and model.backbone.deploy
     with pytest.raises(UserError, match='deploy=True'):
-        init_model(CLS, ckpt, deploy=False, backend='openvino')
+        init_model(cls_config, ckpt, deploy=False, backend='openvino')
 
 
-def test_segmentor_backbone_on_engine(tmp_path):
-    ckpt = save_checkpoint(SEG, tmp_path / 'seg.pth')
-    model = init_model(SEG, ckpt, backend='onnxruntime')
+def test_segmentor_backbone_on_engine(tmp_path, root, cat):
+    seg_config = osp.join(root, 'configs', 'sem_fpn', 'fpn_van-b0_demo.py')
+    ckpt = save_checkpoint(seg_config, tmp_path / 'seg.pth')
+    model = init_model(seg_config, ckpt, backend='onnxruntime')
     report = model.backend_report
     # Checked at two sizes (dynamic height and width) on a real image.
     assert report['part'] == 'backbone' and report['max_rel'] <= 1e-4
     assert report['sizes'] == [(224, 320), (161, 243)]
     assert isinstance(model.backbone, EngineModule)
     assert model.decode_head is not None  # neck and head stay in PyTorch
-    sample = inference_model(model, CAT)
+    sample = inference_model(model, cat)
     assert tuple(sample.pred_sem_seg.data.shape[-2:]) == (300, 451)
 
 
 @pytest.mark.parametrize('backend', ['openvino', 'pytorch'])
-def test_bf16_is_explicit_and_reported(backend, ckpt):
-    model = init_model(CLS, ckpt, backend=backend, precision='bf16')
+def test_bf16_is_explicit_and_reported(backend, ckpt, cls_config):
+    model = init_model(cls_config, ckpt, backend=backend, precision='bf16')
     report = model.backend_report
     assert model.precision == 'bf16' and report['precision'] == 'bf16'
     assert 0 < report['max_rel'] <= 5e-2
     assert report['top1_agree'] == 1.0
     assert 'native_bf16' in report
     with pytest.raises(BackendUnsupportedError, match='no bf16'):
-        init_model(CLS, ckpt, backend='onnxruntime', precision='bf16')
+        init_model(cls_config, ckpt, backend='onnxruntime', precision='bf16')
     with pytest.raises(UserError, match='Unknown precision'):
-        init_model(CLS, ckpt, precision='fp16')
+        init_model(cls_config, ckpt, precision='fp16')
 
 
-def test_missing_engine_is_one_clear_error(ckpt, monkeypatch):
+def test_missing_engine_is_one_clear_error(ckpt, monkeypatch, cls_config):
     monkeypatch.setitem(__import__('sys').modules, 'openvino', None)
     with pytest.raises(BackendNotInstalledError) as info:
-        init_model(CLS, ckpt, backend='openvino')
+        init_model(cls_config, ckpt, backend='openvino')
     assert str(info.value) == ("backend 'openvino' is not installed: pip "
                                'install openvino')
     monkeypatch.delenv('MMVAN_BACKEND', raising=False)
@@ -130,7 +141,7 @@ def test_missing_engine_is_one_clear_error(ckpt, monkeypatch):
     assert pick_backend('cpu') == 'onnxruntime'
 
 
-def test_mismatch_is_refused(ckpt, monkeypatch):
+def test_mismatch_is_refused(ckpt, monkeypatch, cls_config):
     from mmvan.backends import model as backend_model
     call = backend_model.EngineRunner.__call__
 
@@ -139,10 +150,10 @@ def test_mismatch_is_refused(ckpt, monkeypatch):
 
     monkeypatch.setattr(backend_model.EngineRunner, '__call__', off)
     with pytest.raises(BackendCheckError, match='refusing'):
-        init_model(CLS, ckpt, backend='openvino')
+        init_model(cls_config, ckpt, backend='openvino')
     # auto falls back to the folded PyTorch model, with a warning.
     with pytest.warns(UserWarning, match='folded PyTorch'):
-        model = init_model(CLS, ckpt, backend='auto')
+        model = init_model(cls_config, ckpt, backend='auto')
     assert model.backend == 'pytorch' and model.backbone.deploy
 
 

@@ -12,47 +12,43 @@ from mmvan.apis import inference_model, init_model, load_image
 from mmvan.utils.cli import UserError
 from mmvan.zoo import WeightsMismatchError
 
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIGS = {
     'cls': 'configs/van/van-b0_demo.py',
     'det': 'configs/retinanet/retinanet_van-b0_fpn_demo.py',
     'seg': 'configs/sem_fpn/fpn_van-b0_demo.py',
 }
-sys.path.insert(0, osp.join(ROOT, 'demo'))
-sys.path.insert(0, osp.join(ROOT, 'tools', 'visualization'))
-sys.path.insert(0, osp.join(ROOT, 'tools', 'deployment'))
 
 
-def save_checkpoint(task, path, seed=0):
+def save_checkpoint(root, task, path, seed=0):
     torch.manual_seed(seed)
-    model = init_model(osp.join(ROOT, CONFIGS[task]), deploy=False)
+    model = init_model(osp.join(root, CONFIGS[task]), deploy=False)
     model.init_weights()
     torch.save({'state_dict': model.state_dict(), 'meta': {}}, path)
     return model
 
 
 @pytest.fixture(scope='module')
-def checkpoints(tmp_path_factory):
+def checkpoints(root, tmp_path_factory):
     folder = tmp_path_factory.mktemp('ckpt')
     out = {}
     for task in CONFIGS:
         out[task] = str(folder / f'{task}.pth')
-        save_checkpoint(task, out[task])
+        save_checkpoint(root, task, out[task])
     return out
 
 
 @pytest.mark.parametrize('task', sorted(CONFIGS))
-def test_api_round_trip(task, checkpoints):
+def test_api_round_trip(task, checkpoints, root):
     raw = init_model(
-        osp.join(ROOT, CONFIGS[task]), checkpoints[task], deploy=False)
+        osp.join(root, CONFIGS[task]), checkpoints[task], deploy=False)
     assert raw.task == task and not raw.training
     ref = torch.load(checkpoints[task], weights_only=True)['state_dict']
     for k, v in raw.state_dict().items():
         assert torch.equal(v, ref[k]), k
-    model = init_model(osp.join(ROOT, CONFIGS[task]), checkpoints[task])
+    model = init_model(osp.join(root, CONFIGS[task]), checkpoints[task])
     assert model.backbone.deploy  # the fast path is the default
-    sample = inference_model(model, osp.join(ROOT, 'demo', 'cat.jpg'))
-    raw_sample = inference_model(raw, osp.join(ROOT, 'demo', 'cat.jpg'))
+    sample = inference_model(model, osp.join(root, 'demo', 'cat.jpg'))
+    raw_sample = inference_model(raw, osp.join(root, 'demo', 'cat.jpg'))
     if task == 'cls':
         torch.testing.assert_close(
             sample.pred_score, raw_sample.pred_score, atol=1e-4, rtol=0)
@@ -70,21 +66,22 @@ def test_api_round_trip(task, checkpoints):
 
 
 @pytest.mark.parametrize('task', sorted(CONFIGS))
-def test_image_demo_writes_picture_of_input_size(task, checkpoints, tmp_path):
-    import image_demo
+def test_image_demo_writes_picture_of_input_size(task, checkpoints, tmp_path,
+                                                 root, tool):
+    image_demo = tool('image_demo', '', base='demo')
     out = tmp_path / f'{task}.png'
     image_demo.main([
-        osp.join(ROOT, 'demo', 'coffee.jpg'),
-        osp.join(ROOT, CONFIGS[task]), checkpoints[task], '--out-file',
+        osp.join(root, 'demo', 'coffee.jpg'),
+        osp.join(root, CONFIGS[task]), checkpoints[task], '--out-file',
         str(out)
     ])
     assert out.stat().st_size > 0
     assert Image.open(out).size == Image.open(
-        osp.join(ROOT, 'demo', 'coffee.jpg')).size
+        osp.join(root, 'demo', 'coffee.jpg')).size
 
 
-def test_gray_and_rgba_images(tmp_path, checkpoints):
-    rgb = Image.open(osp.join(ROOT, 'demo', 'cat.jpg'))
+def test_gray_and_rgba_images(tmp_path, checkpoints, root):
+    rgb = Image.open(osp.join(root, 'demo', 'cat.jpg'))
     gray, rgba = tmp_path / 'g.png', tmp_path / 'a.png'
     rgb.convert('L').save(gray)
     rgb.convert('RGBA').save(rgba)
@@ -92,12 +89,12 @@ def test_gray_and_rgba_images(tmp_path, checkpoints):
     assert load_image(str(rgba)).shape == (300, 451, 3)
     assert load_image(np.zeros((7, 9), np.uint8)).shape == (7, 9, 3)
     assert load_image(np.zeros((7, 9, 4), np.uint8)).shape == (7, 9, 3)
-    model = init_model(osp.join(ROOT, CONFIGS['cls']), checkpoints['cls'])
+    model = init_model(osp.join(root, CONFIGS['cls']), checkpoints['cls'])
     for path in (gray, rgba):
         assert inference_model(model, str(path)).pred_score.shape == (5, )
 
 
-def test_bad_inputs(tmp_path, checkpoints):
+def test_bad_inputs(tmp_path, checkpoints, root):
     with pytest.raises(UserError, match='does not exist'):
         load_image(str(tmp_path / 'missing.jpg'))
     text = tmp_path / 'notes.jpg'
@@ -109,7 +106,7 @@ def test_bad_inputs(tmp_path, checkpoints):
             WeightsMismatchError,
             match='does not fit the model of config.*shapes differ'):
         init_model(
-            osp.join(ROOT, CONFIGS['cls']),
+            osp.join(root, CONFIGS['cls']),
             checkpoints['cls'],
             cfg_options={'model.backbone.arch': 'b1'})
     # Through the command line: one message, no traceback.
@@ -117,7 +114,7 @@ def test_bad_inputs(tmp_path, checkpoints):
         sys.executable, 'demo/image_demo.py',
         str(text), CONFIGS['cls'], checkpoints['cls']
     ],
-                         cwd=ROOT,
+                         cwd=root,
                          capture_output=True,
                          text=True,
                          timeout=300)
@@ -126,22 +123,22 @@ def test_bad_inputs(tmp_path, checkpoints):
 
 
 @pytest.mark.parametrize('attention', ['lka', 'lska'])
-def test_attention_maps(tmp_path, checkpoints, attention):
-    import vis_attention
+def test_attention_maps(tmp_path, checkpoints, attention, root, tool):
+    vis_attention = tool('vis_attention', 'visualization')
     options = ['--stages', '0', '1', '3']
     out = tmp_path / 'attn.png'
     if attention == 'lska':
         cfg = 'configs/van/van-lska-b0_8xb128_in1k.py'
         maps = vis_attention.main([
-            osp.join(ROOT, 'demo', 'cat.jpg'),
-            osp.join(ROOT, cfg), '--out-file',
+            osp.join(root, 'demo', 'cat.jpg'),
+            osp.join(root, cfg), '--out-file',
             str(out), '--shape', '97', '131', *options
         ])
         h, w = 97, 131
     else:
         maps = vis_attention.main([
-            osp.join(ROOT, 'demo', 'cat.jpg'),
-            osp.join(ROOT, CONFIGS['cls']), checkpoints['cls'], '--out-file',
+            osp.join(root, 'demo', 'cat.jpg'),
+            osp.join(root, CONFIGS['cls']), checkpoints['cls'], '--out-file',
             str(out), *options
         ])
         h, w = 300, 451
@@ -155,11 +152,11 @@ def test_attention_maps(tmp_path, checkpoints, attention):
     assert out.stat().st_size > 0
 
 
-def test_onnx_export_dynamic(tmp_path, checkpoints):
-    import pytorch2onnx
+def test_onnx_export_dynamic(tmp_path, checkpoints, root, tool):
+    pytorch2onnx = tool('pytorch2onnx', 'deployment')
     out = tmp_path / 'van.onnx'
     worst = pytorch2onnx.main([
-        osp.join(ROOT, CONFIGS['cls']), checkpoints['cls'], '--out',
+        osp.join(root, CONFIGS['cls']), checkpoints['cls'], '--out',
         str(out), '--dynamic', '--shape', '64', '96'
     ])
     assert worst <= 1e-4 and out.stat().st_size > 0
@@ -172,17 +169,17 @@ def test_onnx_export_dynamic(tmp_path, checkpoints):
         assert logits.shape == (shape[0], 5)
 
 
-def test_onnx_backbone_only(tmp_path, checkpoints):
-    import pytorch2onnx
+def test_onnx_backbone_only(tmp_path, checkpoints, root, tool):
+    pytorch2onnx = tool('pytorch2onnx', 'deployment')
     out = tmp_path / 'backbone.onnx'
     worst = pytorch2onnx.main([
-        osp.join(ROOT, CONFIGS['seg']), checkpoints['seg'], '--out',
+        osp.join(root, CONFIGS['seg']), checkpoints['seg'], '--out',
         str(out), '--backbone-only', '--shape', '64', '64'
     ])
     assert worst <= 1e-4
     with pytest.raises(UserError, match='--backbone-only'):
         pytorch2onnx.main([
-            osp.join(ROOT, CONFIGS['seg']), checkpoints['seg'], '--out',
+            osp.join(root, CONFIGS['seg']), checkpoints['seg'], '--out',
             str(tmp_path / 'x.onnx')
         ])
     assert not (tmp_path / 'x.onnx').exists()
@@ -194,10 +191,10 @@ def _test_loader_image(path):
     return LoadImageFromFile()(dict(img_path=str(path)))['img']
 
 
-def test_decoding_equals_the_test_pipeline(tmp_path):
+def test_decoding_equals_the_test_pipeline(tmp_path, root):
     """EXIF orientation and 16-bit images: the API sees what tools/test.py
     sees."""
-    rgb = Image.open(osp.join(ROOT, 'demo', 'cat.jpg'))
+    rgb = Image.open(osp.join(root, 'demo', 'cat.jpg'))
     exif = Image.Exif()
     exif[0x0112] = 6  # rotate 90 degrees clockwise to display
     rotated = tmp_path / 'exif.jpg'
@@ -214,7 +211,7 @@ def test_decoding_equals_the_test_pipeline(tmp_path):
     assert ours.max() == (values.max() >> 8)
 
 
-def test_extreme_images_are_refused(tmp_path):
+def test_extreme_images_are_refused(tmp_path, root):
     from mmvan.utils.errors import DataError
     thin = tmp_path / 'thin.png'
     Image.fromarray(np.zeros((1, 6000), np.uint8)).save(thin)
@@ -224,7 +221,7 @@ def test_extreme_images_are_refused(tmp_path):
         sys.executable, 'demo/image_demo.py',
         str(thin), CONFIGS['cls'], 'none.pth'
     ],
-                         cwd=ROOT,
+                         cwd=root,
                          capture_output=True,
                          text=True,
                          timeout=300)
@@ -232,7 +229,7 @@ def test_extreme_images_are_refused(tmp_path):
     assert 'Traceback' not in out.stderr
 
 
-def test_large_image_demo_memory(tmp_path, checkpoints):
+def test_large_image_demo_memory(tmp_path, checkpoints, root):
     """A 6000x6000 JPEG through image_demo.py: peak RSS <= 1.5 GB, and the
     picture is drawn at display size."""
     big = tmp_path / 'big.jpg'
@@ -240,16 +237,15 @@ def test_large_image_demo_memory(tmp_path, checkpoints):
     tile = rng.integers(0, 255, (375, 375, 3), np.uint8)
     Image.fromarray(np.tile(tile, (16, 16, 1))).save(big, quality=80)
     out_file = tmp_path / 'pred.png'
-    code = (
-        'import resource, subprocess, sys\n'
-        'p = subprocess.run([sys.executable, "demo/image_demo.py", '
-        f'{str(big)!r}, {CONFIGS["cls"]!r}, {checkpoints["cls"]!r}, '
-        f'"--out-file", {str(out_file)!r}])\n'
-        'peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss\n'
-        'print("PEAK_KIB", peak)\n'
-        'sys.exit(p.returncode)\n')
+    code = ('import resource, subprocess, sys\n'
+            'p = subprocess.run([sys.executable, "demo/image_demo.py", '
+            f'{str(big)!r}, {CONFIGS["cls"]!r}, {checkpoints["cls"]!r}, '
+            f'"--out-file", {str(out_file)!r}])\n'
+            'peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss\n'
+            'print("PEAK_KIB", peak)\n'
+            'sys.exit(p.returncode)\n')
     out = subprocess.run([sys.executable, '-c', code],
-                         cwd=ROOT,
+                         cwd=root,
                          capture_output=True,
                          text=True,
                          timeout=600)

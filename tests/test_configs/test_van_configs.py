@@ -9,9 +9,6 @@ from mmengine.registry import DefaultScope
 
 import mmvan  # noqa: F401
 
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-CONFIGS = sorted(glob.glob(osp.join(ROOT, 'configs', 'van', '*.py')))
-
 LKA = {
     'b0': 4_105_800,
     'b1': 13_861_800,
@@ -32,8 +29,11 @@ def expected_params(backbone, num_classes):
     return table[arch] - 1000 * (c + 1) + num_classes * (c + 1)
 
 
-def test_all_configs_found():
-    names = {osp.basename(c) for c in CONFIGS}
+def test_all_configs_found(root):
+    names = {
+        osp.basename(c)
+        for c in glob.glob(osp.join(root, 'configs', 'van', '*.py'))
+    }
     for name in ('van-b0_8xb128_in1k.py', 'van-b1_8xb128_in1k.py',
                  'van-b2_8xb128_in1k.py', 'van-b3_8xb128_in1k.py',
                  'van-b4_8xb128_in1k.py', 'van-lska-b0_8xb128_in1k.py',
@@ -42,7 +42,7 @@ def test_all_configs_found():
         assert name in names
 
 
-@pytest.mark.parametrize('path', CONFIGS, ids=osp.basename)
+@pytest.mark.configs('van/*.py')
 def test_config_builds_with_expected_params(path):
     from mmpretrain.registry import MODELS
     cfg = Config.fromfile(path)
@@ -60,8 +60,8 @@ def test_config_builds_with_expected_params(path):
 
 @pytest.mark.parametrize('name',
                          ['van-b0_8xb128_in1k.py', 'van-b3_8xb128_in1k.py'])
-def test_official_recipe(name):
-    cfg = Config.fromfile(osp.join(ROOT, 'configs', 'van', name))
+def test_official_recipe(root, name):
+    cfg = Config.fromfile(osp.join(root, 'configs', 'van', name))
     assert cfg.data_preprocessor.mean == [127.5] * 3
     assert cfg.data_preprocessor.std == [127.5] * 3
     train = [t.type for t in cfg.train_dataloader.dataset.pipeline]
@@ -90,9 +90,9 @@ def test_official_recipe(name):
                                                  if 'van-b3' in name else 0.1)
 
 
-def test_finetune_recipe():
+def test_finetune_recipe(root):
     cfg = Config.fromfile(
-        osp.join(ROOT, 'configs', 'van', 'van-b5_in22k-pre_8xb64_in1k.py'))
+        osp.join(root, 'configs', 'van', 'van-b5_in22k-pre_8xb64_in1k.py'))
     assert cfg.optim_wrapper.optimizer.lr == 5e-5
     assert cfg.optim_wrapper.optimizer.weight_decay == 1e-8
     assert cfg.train_cfg.max_epochs == 30

@@ -17,17 +17,25 @@ from mmvan.testing import (official, randomized, to_hf, to_lska_mm,
                            to_official_seg)
 from mmvan.utils import CheckpointError
 
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-sys.path.insert(0, osp.join(ROOT, 'tools', 'model_converters'))
-import van2mmvan  # noqa: E402
+
+@pytest.fixture(scope='module')
+def van2mmvan(tool):
+    return tool('van2mmvan', 'model_converters')
 
 
-def convert_file(tmp_path, obj, *args):
-    src = tmp_path / 'src.pth'
-    torch.save(obj, src)
-    out_dir = tmp_path / 'out'
-    path = van2mmvan.main([str(src), str(out_dir), *args])
-    return src, torch.load(path, weights_only=True), path
+@pytest.fixture
+def convert_file(tmp_path, van2mmvan):
+    """``convert_file(obj, *args)``: ``obj`` saved and converted in
+    ``tmp_path``; the source, the converted checkpoint and its path."""
+
+    def convert(obj, *args):
+        src = tmp_path / 'src.pth'
+        torch.save(obj, src)
+        out_dir = tmp_path / 'out'
+        path = van2mmvan.main([str(src), str(out_dir), *args])
+        return src, torch.load(path, weights_only=True), path
+
+    return convert
 
 
 def assert_same_backbone(model, converted):
@@ -47,7 +55,7 @@ def assert_same_backbone(model, converted):
             assert torch.equal(a, b)
 
 
-def test_official_classification(tmp_path):
+def test_official_classification(convert_file):
     model, sd = official()
     timm_style = {
         'state_dict': sd,
@@ -55,7 +63,7 @@ def test_official_classification(tmp_path):
         'arch': 'van_b0',
         'args': argparse.Namespace(lr=1e-3, model='van_b0')
     }
-    src, out, path = convert_file(tmp_path, timm_style, '--verify')
+    src, out, path = convert_file(timm_style, '--verify')
     assert out['meta']['source_format'] == 'official'
     assert out['meta']['arch']['arch'] == 'b0'
     assert out['meta']['arch']['num_classes'] == 1000
@@ -70,21 +78,21 @@ def test_official_classification(tmp_path):
 
 
 @pytest.mark.parametrize('k', [23, 7, 53])
-def test_official_lska_classification(tmp_path, k):
+def test_official_lska_classification(k, convert_file):
     model, sd = official('lska', 'b0', k)
-    _, out, path = convert_file(tmp_path, {'state_dict': sd})
+    _, out, path = convert_file({'state_dict': sd})
     assert out['meta']['arch']['attention'] == 'lska'
     assert out['meta']['arch']['kernel_size'] == k
     assert (f'van-lska-b0-k{k}_' if k != 23 else 'van-lska-b0_') in path
     assert_same_backbone(model, out)
 
 
-def test_official_segmentation_backbone(tmp_path):
+def test_official_segmentation_backbone(convert_file):
     model, sd = official(arch='b1')
     src_sd = to_official_seg(sd)
     with pytest.raises(ConversionError, match='--task backbone'):
-        convert_file(tmp_path, {'state_dict': src_sd, 'meta': {}})
-    _, out, path = convert_file(tmp_path, {
+        convert_file({'state_dict': src_sd, 'meta': {}})
+    _, out, path = convert_file({
         'state_dict': src_sd,
         'meta': {}
     }, '--task', 'backbone', '--verify')
@@ -96,17 +104,17 @@ def test_official_segmentation_backbone(tmp_path):
     assert_same_backbone(model, out)
 
 
-def test_lska_mmdet_mmseg_backbone(tmp_path):
+def test_lska_mmdet_mmseg_backbone(convert_file):
     model, sd = official('lska', 'b0', 35)
-    _, out, _ = convert_file(tmp_path, {'state_dict': to_lska_mm(sd)},
-                             '--task', 'backbone')
+    _, out, _ = convert_file({'state_dict': to_lska_mm(sd)}, '--task',
+                             'backbone')
     assert out['meta']['source_format'] == 'lska-mm'
     assert out['meta']['arch']['kernel_size'] == 35
     assert_same_backbone(model, out)
 
 
 @pytest.mark.parametrize('with_head', [True, False])
-def test_hf_transformers(tmp_path, with_head):
+def test_hf_transformers(with_head, convert_file):
     model, sd = official(arch='b0')
     hf = to_hf(sd)
     if not with_head:
@@ -114,7 +122,7 @@ def test_hf_transformers(tmp_path, with_head):
             (k, v) for k, v in hf.items() if not k.startswith('classifier.'))
         hf = OrderedDict((k[len('van.'):], v) for k, v in hf.items())
     args = [] if with_head else ['--task', 'backbone']
-    _, out, _ = convert_file(tmp_path, hf, *args)
+    _, out, _ = convert_file(hf, *args)
     assert out['meta']['source_format'] == 'hf'
     assert out['meta']['dropped_keys'] == [
         'van.layernorm.weight', 'van.layernorm.bias'
@@ -123,7 +131,7 @@ def test_hf_transformers(tmp_path, with_head):
 
 
 @pytest.mark.parametrize('arch', ['tiny', 'base'])
-def test_mmpretrain_classifier(tmp_path, arch):
+def test_mmpretrain_classifier(tmp_path, arch, root):
     from mmpretrain.models.backbones import VAN as MMPretrainVAN
     theirs = MMPretrainVAN(arch=arch, norm_cfg=dict(type='LN', eps=1e-6))
     randomized(theirs)
@@ -139,7 +147,7 @@ def test_mmpretrain_classifier(tmp_path, arch):
         str(src),
         str(tmp_path / 'o'), '--verify'
     ],
-                         cwd=ROOT,
+                         cwd=root,
                          capture_output=True,
                          text=True,
                          timeout=300)
@@ -166,17 +174,17 @@ def _no_outputs(tmp_path):
     return not out_dir.exists() or not os.listdir(out_dir)
 
 
-def test_unknown_and_missing_keys_write_nothing(tmp_path):
+def test_unknown_and_missing_keys_write_nothing(tmp_path, convert_file):
     _, sd = official()
     extra = OrderedDict(sd)
     extra['block1.0.attn.surprise.weight'] = torch.ones(1)
     with pytest.raises(ConversionError, match='surprise'):
-        convert_file(tmp_path, {'state_dict': extra})
+        convert_file({'state_dict': extra})
     assert _no_outputs(tmp_path)
     missing = OrderedDict(sd)
     del missing['block2.1.mlp.fc2.weight']
     with pytest.raises(ConversionError, match='block2.1.mlp.fc2.weight'):
-        convert_file(tmp_path, {'state_dict': missing})
+        convert_file({'state_dict': missing})
     assert _no_outputs(tmp_path)
     wrong = OrderedDict(sd)
     wrong['block1.0.mlp.fc2.bias'] = torch.ones(3)
@@ -186,7 +194,7 @@ def test_unknown_and_missing_keys_write_nothing(tmp_path):
         convert_state_dict({'conv.weight': torch.ones(1)})
 
 
-def test_truncated_and_unsafe_sources(tmp_path):
+def test_truncated_and_unsafe_sources(tmp_path, van2mmvan, root):
     _, sd = official()
     src = tmp_path / 'src.pth'
     torch.save({'state_dict': sd}, src)
@@ -207,7 +215,7 @@ def test_truncated_and_unsafe_sources(tmp_path):
         str(src),
         str(tmp_path / 'out')
     ],
-                         cwd=ROOT,
+                         cwd=root,
                          capture_output=True,
                          text=True,
                          timeout=300)
@@ -217,7 +225,7 @@ def test_truncated_and_unsafe_sources(tmp_path):
     assert _no_outputs(tmp_path)
 
 
-def test_never_overwrites_source(tmp_path):
+def test_never_overwrites_source(tmp_path, van2mmvan):
     _, sd = official()
     src = tmp_path / 'van.pth'
     torch.save({'state_dict': sd}, src)
@@ -226,12 +234,11 @@ def test_never_overwrites_source(tmp_path):
     assert path != str(src) and src.read_bytes() == before
 
 
-def test_converted_checkpoint_initialises_backbone(tmp_path):
+def test_converted_checkpoint_initialises_backbone(convert_file):
     """The backbone checkpoint initialises a detector/segmentor backbone via
     init_cfg with prefix='backbone.'."""
     model, sd = official()
-    _, out, path = convert_file(tmp_path, {'state_dict': sd}, '--task',
-                                'backbone')
+    _, out, path = convert_file({'state_dict': sd}, '--task', 'backbone')
     fresh = VAN(
         arch='b0',
         init_cfg=dict(type='Pretrained', checkpoint=path, prefix='backbone.'))
@@ -240,16 +247,15 @@ def test_converted_checkpoint_initialises_backbone(tmp_path):
         assert torch.equal(fresh.state_dict()[k], v), k
 
 
-def test_nonfinite_destination_errors_and_mode(tmp_path):
+def test_nonfinite_destination_errors_and_mode(tmp_path, convert_file, root):
     _, sd = official()
     sd['block1.0.mlp.fc1.weight'][0, 0] = float('nan')
     with pytest.raises(ConversionError, match='NaN or inf.*allow-nonfinite'):
-        convert_file(tmp_path, {'state_dict': sd})
+        convert_file({'state_dict': sd})
     assert _no_outputs(tmp_path)
-    _, out, path = convert_file(tmp_path, {'state_dict': sd},
-                                '--allow-nonfinite')
-    assert torch.isnan(out['state_dict']['backbone.block1.0.mlp.fc1.weight']
-                       [0, 0])
+    _, out, path = convert_file({'state_dict': sd}, '--allow-nonfinite')
+    assert torch.isnan(
+        out['state_dict']['backbone.block1.0.mlp.fc1.weight'][0, 0])
     # The output's mode follows the umask, as any new file's would.
     mask = os.umask(0)
     os.umask(mask)
@@ -265,7 +271,7 @@ def test_nonfinite_destination_errors_and_mode(tmp_path):
         str(src),
         str(blocker / 'out' / 'van.pth')
     ],
-                         cwd=ROOT,
+                         cwd=root,
                          capture_output=True,
                          text=True,
                          timeout=300)
@@ -275,7 +281,7 @@ def test_nonfinite_destination_errors_and_mode(tmp_path):
     assert blocker.read_text() == 'x'
 
 
-def test_random_bytes_are_unreadable_not_unsafe(tmp_path):
+def test_random_bytes_are_unreadable_not_unsafe(tmp_path, van2mmvan):
     src = tmp_path / 'noise.pth'
     src.write_bytes(os.urandom(4096))
     with pytest.raises(CheckpointError) as err:

@@ -10,9 +10,6 @@ import torch
 from mmvan.datasets import make_classification_demo
 from mmvan.engine.fast_path import choose_layout, uses_channels_last
 
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-CONFIG = osp.join(ROOT, 'configs', 'van', 'van-b0_demo.py')
-
 
 @pytest.fixture(scope='module')
 def data_root(tmp_path_factory):
@@ -21,7 +18,7 @@ def data_root(tmp_path_factory):
         str(root), num_train=8, num_val=4, size=32, seed=1)
 
 
-def build_runner(tmp_path, data_root, layout='default'):
+def build_runner(config, tmp_path, data_root, layout='default'):
     """A runner built as tools/train.py builds it."""
     import sys
     sys.argv = ['train.py']
@@ -39,7 +36,7 @@ def build_runner(tmp_path, data_root, layout='default'):
     }
     if layout != 'default':
         options['train_fast_path.layout'] = layout
-    cfg = cli.load_config(CONFIG, options)
+    cfg = cli.load_config(config, options)
     cfg.train_dataloader.persistent_workers = False
     cfg.val_dataloader.persistent_workers = False
     cfg.test_dataloader.persistent_workers = False
@@ -50,10 +47,12 @@ def build_runner(tmp_path, data_root, layout='default'):
 
 
 @pytest.fixture(scope='module')
-def runners(tmp_path_factory, data_root):
+def runners(root, tmp_path_factory, data_root):
+    config = osp.join(root, 'configs', 'van', 'van-b0_demo.py')
     tmp = tmp_path_factory.mktemp('runs')
-    return (build_runner(tmp / 'fast', data_root),
-            build_runner(tmp / 'plain', data_root, layout='contiguous'))
+    return (build_runner(config, tmp / 'fast', data_root),
+            build_runner(
+                config, tmp / 'plain', data_root, layout='contiguous'))
 
 
 def test_train_py_takes_the_fast_path_on_cpu(runners):

@@ -1,7 +1,6 @@
 # Copyright (c) mmvan contributors. All rights reserved.
 """tools/test.py --backend, validate_zoo's and benchmark's engine options
 and the missing-engine message, on the demo classifier (64x64)."""
-import importlib.util
 import json
 import os
 import os.path as osp
@@ -13,27 +12,20 @@ import torch
 
 from mmvan.datasets import make_classification_demo
 
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-CONFIG = osp.join(ROOT, 'configs', 'van', 'van-b0_demo.py')
 
-
-def load_tool(*parts):
-    path = osp.join(ROOT, 'tools', *parts)
-    spec = importlib.util.spec_from_file_location('tool_' + parts[-1][:-3],
-                                                  path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+@pytest.fixture(scope='module')
+def config(root):
+    return osp.join(root, 'configs', 'van', 'van-b0_demo.py')
 
 
 @pytest.fixture(scope='module')
-def demo(tmp_path_factory):
+def demo(tmp_path_factory, config):
     folder = tmp_path_factory.mktemp('backend_tools')
     root = make_classification_demo(
         str(folder / 'demo'), num_train=4, num_val=4, size=32, seed=1)
     from mmvan.apis import init_model
     torch.manual_seed(0)
-    model = init_model(CONFIG, deploy=False)
+    model = init_model(config, deploy=False)
     model.init_weights()
     ckpt = str(folder / 'demo.pth')
     torch.save({'state_dict': model.state_dict(), 'meta': {}}, ckpt)
@@ -49,15 +41,15 @@ def options(root):
     ]
 
 
-def test_test_py_backend_gives_pytorch_top1(demo):
-    test = load_tool('test.py')
+def test_test_py_backend_gives_pytorch_top1(demo, config, tool):
+    test = tool('test', '')
     results = {}
     # openvino bf16 also builds openvino fp32, its reference.
     for backend, precision in [('pytorch', 'fp32'), ('onnxruntime', 'fp32'),
                                ('openvino', 'bf16')]:
         work = demo['folder'] / f'{backend}-{precision}'
         results[backend, precision] = test.main([
-            CONFIG, demo['ckpt'], '--backend', backend, '--precision',
+            config, demo['ckpt'], '--backend', backend, '--precision',
             precision, '--work-dir',
             str(work), '--cfg-options', *options(demo['root'])
         ])
@@ -71,17 +63,17 @@ def test_test_py_backend_gives_pytorch_top1(demo):
     assert 'agreement/top1_vs_fp32' not in results['onnxruntime', 'fp32']
 
 
-def test_missing_engine_is_one_line(demo, monkeypatch):
+def test_missing_engine_is_one_line(demo, monkeypatch, config, root, tool):
     """openvino made unimportable: one error line naming it and the pip
     command, exit status 2, no traceback."""
     code = ('import runpy, sys; sys.modules["openvino"] = None; '
             'sys.argv = sys.argv[1:]; '
             'runpy.run_path(sys.argv[0], run_name="__main__")')
     out = subprocess.run([
-        sys.executable, '-c', code, 'tools/test.py', CONFIG, demo['ckpt'],
+        sys.executable, '-c', code, 'tools/test.py', config, demo['ckpt'],
         '--backend', 'openvino'
     ],
-                         cwd=ROOT,
+                         cwd=root,
                          capture_output=True,
                          text=True,
                          timeout=300,
@@ -98,52 +90,66 @@ def test_missing_engine_is_one_line(demo, monkeypatch):
     # The other tools raise the same error before any work.
     from mmvan.backends import BackendNotInstalledError
     monkeypatch.setitem(sys.modules, 'openvino', None)
-    benchmark = load_tool('analysis_tools', 'benchmark.py')
-    validate_zoo = load_tool('analysis_tools', 'validate_zoo.py')
+    benchmark = tool('benchmark')
+    validate_zoo = tool('validate_zoo')
     with pytest.raises(BackendNotInstalledError, match='pip install'):
-        benchmark.main([CONFIG, '--compare', 'mmpretrain', 'openvino'])
+        benchmark.main([config, '--compare', 'mmpretrain', 'openvino'])
     with pytest.raises(BackendNotInstalledError, match='pip install'):
         validate_zoo.main(['--backend', 'openvino'])
 
 
-def test_test_py_refuses_backend_with_tta(demo):
+def test_test_py_refuses_backend_with_tta(demo, config, tool):
     from mmvan.utils.errors import UserError
-    test = load_tool('test.py')
+    test = tool('test', '')
     with pytest.raises(UserError, match='--no-deploy'):
         test.main([
-            CONFIG, demo['ckpt'], '--backend', 'onnxruntime', '--no-deploy',
+            config, demo['ckpt'], '--backend', 'onnxruntime', '--no-deploy',
             '--cfg-options', *options(demo['root'])
         ])
 
 
-def test_validate_zoo_takes_backend():
-    validate_zoo = load_tool('analysis_tools', 'validate_zoo.py')
+def test_validate_zoo_takes_backend(tool):
+    validate_zoo = tool('validate_zoo')
     args = validate_zoo.parse_args(
         ['--backend', 'openvino', '--precision', 'bf16'])
     assert (args.backend, args.precision) == ('openvino', 'bf16')
     assert validate_zoo.parse_args([]).backend == 'pytorch'
 
 
-def test_benchmark_compares_engines(tmp_path):
-    benchmark = load_tool('analysis_tools', 'benchmark.py')
+def test_benchmark_compares_engines(tmp_path, root, benchmark_timed):
+    # Seconds per call (a batch of 2, or one image for the latency).
+    seconds = {
+        'mmvan': 0.4,
+        'onnxruntime': 0.25,
+        'openvino': 0.2,
+        'mmvan-auto': 0.125,
+        'mmvan-bf16': 0.1,
+        'openvino-bf16': 0.08
+    }
+    benchmark = benchmark_timed(seconds)
     plot, out = tmp_path / 'engines.png', tmp_path / 'engines.json'
     res = benchmark.main([
-        osp.join(ROOT, 'configs', 'van',
+        osp.join(root, 'configs', 'van',
                  'van-b0_8xb128_in1k.py'), '--batch-size', '2', '--shape',
         '64', '64', '--deploy', '--channels-last', '--compare', 'onnxruntime',
         'openvino', '--bf16', '--repeats', '1', '--warmup', '1', '--plot',
         str(plot), '--json',
         str(out)
     ])
-    for name in ('mmvan', 'onnxruntime', 'openvino', 'mmvan-auto'):
-        assert res[name] > 0 and res[f'{name}_latency_ms'] > 0
-        assert res[f'{name}_max_rel'] <= 1e-4  # fp32: exact
+    assert sorted(name for name in seconds if name in res) == sorted(seconds)
+    for name, t in seconds.items():
+        assert res[name] == pytest.approx(2 / t)  # img/s
+        assert res[f'{name}_latency_ms'] == pytest.approx(1000 * t)
         assert f'{name}_peak_mb' in res
+    for name in ('mmvan', 'onnxruntime', 'openvino', 'mmvan-auto'):
+        assert res[f'{name}_max_rel'] <= 1e-4  # fp32: exact
     assert 0 < res['mmvan-bf16_max_rel'] <= 5e-2
-    assert res['fastest_engine'] in ('onnxruntime', 'openvino')
-    assert res['default_vs_fastest_engine'] == pytest.approx(
-        res['mmvan-auto'] / res[res['fastest_engine']])
-    assert res['bf16_vs_fp32_default'] == pytest.approx(res['mmvan-bf16'] /
-                                                        res['mmvan-auto'])
+    # OpenVINO, 10 img/s, beats ONNX Runtime, 8; the default path makes
+    # 16 img/s: 1.6 times the fastest exact engine, in latency 200 ms
+    # against 125 ms. bf16 makes 20 img/s: 1.25 times the default.
+    assert res['fastest_engine'] == 'openvino'
+    assert res['default_vs_fastest_engine'] == pytest.approx(1.6)
+    assert res['default_latency_vs_fastest_engine'] == pytest.approx(1.6)
+    assert res['bf16_vs_fp32_default'] == pytest.approx(1.25)
     assert plot.stat().st_size > 0
-    assert json.loads(out.read_text())['mmvan-auto'] == res['mmvan-auto']
+    assert json.loads(out.read_text())['mmvan-auto'] == pytest.approx(16.0)

@@ -17,7 +17,6 @@ import mmvan  # noqa: F401
 from mmvan.datasets import make_detection_demo
 from mmvan.models import VAN
 
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 RETINA_DEMO = 'configs/retinanet/retinanet_van-b0_fpn_demo.py'
 MASK_DEMO = 'configs/mask_rcnn/mask-rcnn_van-b0_fpn_demo.py'
 
@@ -40,9 +39,6 @@ LSKA_PARAMS = {
     'mask-rcnn_van-lska-b1': 33.39,
     'mask-rcnn_van-lska-b2': 45.95,
 }
-CONFIGS = sorted(
-    glob.glob(osp.join(ROOT, 'configs', 'retinanet', '*.py')) +
-    glob.glob(osp.join(ROOT, 'configs', 'mask_rcnn', '*.py')))
 
 
 def build(cfg):
@@ -53,7 +49,7 @@ def build(cfg):
         return MODELS.build(cfg.model)
 
 
-@pytest.mark.parametrize('path', CONFIGS, ids=osp.basename)
+@pytest.mark.configs('mask_rcnn/*.py', 'retinanet/*.py')
 def test_detection_config_params(path):
     cfg = Config.fromfile(path)
     assert cfg.model.backbone.type == 'mmvan.VAN'
@@ -103,23 +99,30 @@ def options(root, epochs=1):
     return opts
 
 
-def run(args, **kwargs):
-    env = dict(os.environ, OMP_NUM_THREADS='1', **kwargs.pop('env', {}))
-    out = subprocess.run(
-        args,
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        **kwargs)
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    return out
+@pytest.fixture
+def run(root):
+    """``run(args, env=None)``: a command in the repository, which must
+    succeed."""
+
+    def run(args, env=None):
+        env = dict(os.environ, OMP_NUM_THREADS='1', **(env or {}))
+        out = subprocess.run(
+            args,
+            cwd=root,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600)
+        assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+        return out
+
+    return run
 
 
 @pytest.mark.parametrize('config,metric', [(RETINA_DEMO, 'coco/bbox_mAP'),
                                            (MASK_DEMO, 'coco/segm_mAP')])
-def test_train_val_test_and_inference(tmp_path, det_root, config, metric):
+def test_train_val_test_and_inference(tmp_path, det_root, config, metric, run,
+                                      root):
     work = tmp_path / 'work'
     # After a few iterations no score passes the usual threshold; keep every
     # detection so that the COCO metric has something to score.
@@ -143,7 +146,7 @@ def test_train_val_test_and_inference(tmp_path, det_root, config, metric):
     assert metric in result and 0.0 <= result[metric] <= 1.0
 
     from mmdet.apis import inference_detector, init_detector
-    cfg = Config.fromfile(osp.join(ROOT, config))
+    cfg = Config.fromfile(osp.join(root, config))
     model = init_detector(cfg, str(ckpt), device='cpu')
     img = glob.glob(osp.join(det_root, 'val', '*.png'))[0]
     sample = inference_detector(model, img)
@@ -152,7 +155,8 @@ def test_train_val_test_and_inference(tmp_path, det_root, config, metric):
         assert 'masks' in sample.pred_instances
 
 
-def test_dist_train_two_cpu_processes_with_syncbn(tmp_path, det_root):
+def test_dist_train_two_cpu_processes_with_syncbn(tmp_path, det_root, run,
+                                                  free_port):
     work = tmp_path / 'dist'
     run([
         'bash', 'tools/dist_train.sh', RETINA_DEMO, '2', '--no-validate',
@@ -160,11 +164,11 @@ def test_dist_train_two_cpu_processes_with_syncbn(tmp_path, det_root):
         str(work), '--cfg-options', *options(det_root),
         'model.backbone.norm_cfg.type=SyncBN'
     ],
-        env=dict(PYTHON=sys.executable, PORT=str(29700 + os.getpid() % 200)))
+        env=dict(PYTHON=sys.executable, PORT=str(free_port)))
     assert (work / 'epoch_1.pth').is_file()
 
 
-def test_missing_coco(tmp_path):
+def test_missing_coco(tmp_path, root):
     out = subprocess.run([
         sys.executable, 'tools/train.py',
         'configs/retinanet/retinanet_van-b0_fpn_1x_coco.py', '--work-dir',
@@ -172,7 +176,7 @@ def test_missing_coco(tmp_path):
         f'train_dataloader.dataset.data_root={tmp_path}/coco/',
         f'val_dataloader.dataset.data_root={tmp_path}/coco/'
     ],
-                         cwd=ROOT,
+                         cwd=root,
                          capture_output=True,
                          text=True,
                          timeout=300)
@@ -182,7 +186,7 @@ def test_missing_coco(tmp_path):
     assert not (tmp_path / 'w').exists()
 
 
-def test_missing_pretrained_backbone(tmp_path, det_root):
+def test_missing_pretrained_backbone(tmp_path, det_root, root):
     out = subprocess.run([
         sys.executable, 'tools/train.py',
         'configs/retinanet/retinanet_van-b0_fpn_1x_coco.py', '--work-dir',
@@ -192,7 +196,7 @@ def test_missing_pretrained_backbone(tmp_path, det_root):
         'train_dataloader.dataset.data_prefix.img=train/',
         f'model.backbone.init_cfg.checkpoint={tmp_path}/none.pth'
     ],
-                         cwd=ROOT,
+                         cwd=root,
                          capture_output=True,
                          text=True,
                          timeout=300)
@@ -201,9 +205,8 @@ def test_missing_pretrained_backbone(tmp_path, det_root):
     assert 'Traceback' not in out.stderr
 
 
-def test_init_from_converted_backbone(tmp_path):
-    sys.path.insert(0, osp.join(ROOT, 'tools', 'model_converters'))
-    import van2mmvan
+def test_init_from_converted_backbone(tmp_path, tool, root):
+    van2mmvan = tool('van2mmvan', 'model_converters')
     torch.manual_seed(0)
     source = VAN(arch='b0')
     source.init_weights()
@@ -214,7 +217,7 @@ def test_init_from_converted_backbone(tmp_path):
     torch.save({'state_dict': sd}, src)
     path = van2mmvan.main([str(src), str(tmp_path), '--task', 'backbone'])
     cfg = Config.fromfile(
-        osp.join(ROOT, 'configs', 'retinanet',
+        osp.join(root, 'configs', 'retinanet',
                  'retinanet_van-b0_fpn_1x_coco.py'))
     cfg.model.backbone.init_cfg.checkpoint = path
     detector = build(cfg)

@@ -26,18 +26,11 @@ from mmvan.datasets.demo_data_paper import (make_cub_demo, make_keypoint_demo,
 from mmvan.models import VAN
 from mmvan.utils.cli import sync_bn_to_bn
 
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-DET_FOLDERS = ('cascade_rcnn', 'atss', 'gfl')
-TINY = dict(
-    embed_dims=[8, 16, 24, 32], depths=[1, 1, 1, 1], mlp_ratios=[2, 2, 2, 2])
 
-
-def cfg_path(*parts):
-    return osp.join(ROOT, 'configs', *parts)
-
-
-def configs(folder, pattern='*.py'):
-    return sorted(glob.glob(cfg_path(folder, pattern)))
+@pytest.fixture(scope='session')
+def cfg_path(root):
+    """``cfg_path(*parts)``: the path of ``configs/<parts>``."""
+    return lambda *parts: osp.join(root, 'configs', *parts)
 
 
 # Paper, Table 11 (VAN-b2, 36 epochs multi-scale; FLOPs at 1280x800):
@@ -131,11 +124,9 @@ def prepared(path):
 
 # Configs and sizes -------------------------------------------------------
 
-NEW_DET = [p for f in DET_FOLDERS for p in configs(f)]
-MASK2FORMER = configs('mask2former', 'mask2former_van-b*.py')
 
-
-@pytest.mark.parametrize('path', NEW_DET + MASK2FORMER, ids=osp.basename)
+@pytest.mark.configs('cascade_rcnn/*.py', 'atss/*.py', 'gfl/*.py',
+                     'mask2former/mask2former_van-b*.py')
 def test_config_params_and_recipe(path):
     cfg = Config.fromfile(path)
     assert cfg.model.backbone.type == 'mmvan.VAN'
@@ -173,7 +164,7 @@ def test_config_params_and_recipe(path):
 
 
 @pytest.mark.parametrize('rel', sorted(PAPER_3X))
-def test_3x_detectors_match_the_paper(rel):
+def test_3x_detectors_match_the_paper(rel, cfg_path):
     params, flops = PAPER_3X[rel]
     cfg = prepared(cfg_path(rel))
     model = build(cfg, 'mmdet').eval()
@@ -185,7 +176,7 @@ def test_3x_detectors_match_the_paper(rel):
 
 
 @pytest.mark.parametrize('name', sorted(PAPER_POSE))
-def test_simplebaseline_matches_the_paper(name):
+def test_simplebaseline_matches_the_paper(name, cfg_path):
     import mmpose
     assert mmpose.__version__ == '1.3.2'
     params, flops = PAPER_POSE[name]
@@ -207,7 +198,7 @@ def test_simplebaseline_matches_the_paper(name):
     assert cfg.model.test_cfg.flip_test
 
 
-def test_cub_recipe():
+def test_cub_recipe(cfg_path):
     cfg = Config.fromfile(
         cfg_path('van', 'van-b4_in22k-pre_8xb8_cub-384px.py'))
     assert cfg.train_dataloader.dataset.type == 'CUB'
@@ -251,7 +242,7 @@ def b2_checkpoint(tmp_path_factory):
     ('mask2former/mask2former_van-b2_8xb2-lsj-50e_coco-panoptic.py', 'mmdet'),
     ('simplebaseline/td-hm_van-b2_8xb64-210e_coco-256x192.py', 'mmpose'),
 ])
-def test_backbone_init_loads_every_key(b2_checkpoint, rel, scope):
+def test_backbone_init_loads_every_key(b2_checkpoint, rel, scope, cfg_path):
     path, expected = b2_checkpoint
     cfg = Config.fromfile(cfg_path(rel))
     sync_bn_to_bn(cfg.model)
@@ -265,16 +256,6 @@ def test_backbone_init_loads_every_key(b2_checkpoint, rel, scope):
 
 
 # Shrunken runs -----------------------------------------------------------
-
-
-def image_demo(argv):
-    """demo/image_demo.py's main, loaded from its file."""
-    import importlib.util
-    spec = importlib.util.spec_from_file_location(
-        'paper_image_demo', osp.join(ROOT, 'demo', 'image_demo.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main(argv)
 
 
 def run(cfg, work_dir, iters_or_epochs=1):
@@ -306,12 +287,12 @@ def set_data_root(cfg, root):
         cfg[name].batch_size = 4
 
 
-def shrink_detector(model):
-    """The tiny VAN, 32-channel pyramid and heads, 3 classes."""
-    model.backbone.arch = TINY
+def shrink_detector(model, arch):
+    """The tiny VAN ``arch``, 32-channel pyramid and heads, 3 classes."""
+    model.backbone.arch = arch
     model.backbone.drop_path_rate = 0.0
     model.backbone.init_cfg = None
-    model.neck.in_channels = TINY['embed_dims']
+    model.neck.in_channels = arch['embed_dims']
     model.neck.out_channels = 32
     sync_bn_to_bn(model)
     if 'bbox_head' in model:
@@ -348,12 +329,14 @@ def det_root(tmp_path_factory):
     'cascade_rcnn/cascade-mask-rcnn_van-b0_fpn_1x_coco.py',
     'atss/atss_van-b0_fpn_1x_coco.py', 'gfl/gfl_van-b0_fpn_1x_coco.py'
 ])
-def test_detector_train_val_inference(tmp_path, det_root, name):
+def test_detector_train_val_inference(tmp_path, det_root, name, cfg_path,
+                                      tiny_arch):
     # The demo's data, pipelines and schedule with this detector.
     template = 'mask-rcnn' if 'mask' in name else 'retinanet'
     cfg = Config.fromfile(
         glob.glob(cfg_path('*', f'{template}_van-b0_fpn_demo.py'))[0])
-    cfg.model = shrink_detector(Config.fromfile(cfg_path(name)).model)
+    cfg.model = shrink_detector(
+        Config.fromfile(cfg_path(name)).model, tiny_arch)
     set_data_root(cfg, det_root)
     for ev in ('val_evaluator', 'test_evaluator'):
         cfg[ev].ann_file = f'{det_root}/annotations/instances_val.json'
@@ -395,7 +378,8 @@ def test_panoptic_demo_data_is_consistent(tmp_path):
             assert a.read() == b.read()
 
 
-def test_mask2former_train_val_panoptic_quality_inference(tmp_path):
+def test_mask2former_train_val_panoptic_quality_inference(
+        tmp_path, cfg_path, tool):
     root = make_panoptic_demo(str(tmp_path / 'pano'), num_train=4, num_val=2)
     cfg = Config.fromfile(
         cfg_path('mask2former', 'mask2former_van-tiny_demo.py'))
@@ -420,7 +404,8 @@ def test_mask2former_train_val_panoptic_quality_inference(tmp_path):
     # The panoptic overlay, at the input's size.
     cfg.dump(str(tmp_path / 'pano.py'))
     out = tmp_path / 'pano.png'
-    image_demo([
+    image_demo = tool('image_demo', '', base='demo')
+    image_demo.main([
         img,
         str(tmp_path / 'pano.py'),
         str(tmp_path / 'work' / 'iter_1.pth'), '--out-file',
@@ -429,7 +414,7 @@ def test_mask2former_train_val_panoptic_quality_inference(tmp_path):
     assert Image.open(out).size == (96, 96)
 
 
-def test_pose_train_val_keypoint_ap_inference(tmp_path):
+def test_pose_train_val_keypoint_ap_inference(tmp_path, cfg_path, tool):
     root = make_keypoint_demo(str(tmp_path / 'pose'), num_train=4, num_val=2)
     cfg = Config.fromfile(cfg_path('simplebaseline', 'td-hm_van-tiny_demo.py'))
     set_data_root(cfg, root)
@@ -449,7 +434,8 @@ def test_pose_train_val_keypoint_ap_inference(tmp_path):
     # Skeletons of two people drawn on the picture.
     cfg.dump(str(tmp_path / 'pose.py'))
     out = tmp_path / 'pose.png'
-    sample = image_demo([
+    image_demo = tool('image_demo', '', base='demo')
+    sample = image_demo.main([
         img,
         str(tmp_path / 'pose.py'),
         str(tmp_path / 'work' / 'epoch_1.pth'), '--out-file',
@@ -462,11 +448,11 @@ def test_pose_train_val_keypoint_ap_inference(tmp_path):
     assert not np.array_equal(drawn, np.asarray(Image.open(img)))
 
 
-def test_cub_train_val_inference(tmp_path):
+def test_cub_train_val_inference(tmp_path, cfg_path, tiny_arch):
     root = make_cub_demo(str(tmp_path / 'cub'), num_train=4, num_test=2)
     cfg = Config.fromfile(cfg_path('van', 'van-b0_demo-cub.py'))
-    cfg.model.backbone.arch = TINY
-    cfg.model.head.in_channels = TINY['embed_dims'][-1]
+    cfg.model.backbone.arch = tiny_arch
+    cfg.model.head.in_channels = tiny_arch['embed_dims'][-1]
     set_data_root(cfg, root)
     for name in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         cfg[name].dataset.data_root = root

@@ -1,6 +1,5 @@
 # Copyright (c) mmvan contributors. All rights reserved.
 """Segmentation configs and real runs on a shrunken ADE20K-format set."""
-import glob
 import json
 import os
 import os.path as osp
@@ -16,15 +15,11 @@ from mmengine.registry import DefaultScope
 import mmvan  # noqa: F401
 from mmvan.datasets import make_segmentation_demo
 
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 FPN_DEMO = 'configs/sem_fpn/fpn_van-b0_demo.py'
 
 # Published whole-model sizes (M): Semantic FPN rounded to the million.
 FPN_PARAMS = {'b0': 8, 'b1': 18, 'b2': 30, 'b3': 49}
 UPERNET_PARAMS = {'b0': 32.1, 'b1': 43.8, 'b2': 56.6, 'b3': 74.7}
-CONFIGS = sorted(
-    glob.glob(osp.join(ROOT, 'configs', 'sem_fpn', '*.py')) +
-    glob.glob(osp.join(ROOT, 'configs', 'upernet', '*.py')))
 DROP_PATH = {
     'b0': 0.1,
     'b1': 0.1,
@@ -44,7 +39,7 @@ def build(cfg):
         return MODELS.build(cfg.model)
 
 
-@pytest.mark.parametrize('path', CONFIGS, ids=osp.basename)
+@pytest.mark.configs('sem_fpn/*.py', 'upernet/*.py')
 def test_segmentation_config_params(path):
     cfg = Config.fromfile(path)
     assert cfg.model.backbone.type == 'mmvan.VAN'
@@ -112,20 +107,27 @@ def options(root, iters=4):
     return opts
 
 
-def run(args, env=None):
-    full_env = dict(os.environ, OMP_NUM_THREADS='1', **(env or {}))
-    out = subprocess.run(
-        args,
-        cwd=ROOT,
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=600)
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    return out
+@pytest.fixture
+def run(root):
+    """``run(args, env=None)``: a command in the repository, which must
+    succeed."""
+
+    def run(args, env=None):
+        full_env = dict(os.environ, OMP_NUM_THREADS='1', **(env or {}))
+        out = subprocess.run(
+            args,
+            cwd=root,
+            env=full_env,
+            capture_output=True,
+            text=True,
+            timeout=600)
+        assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+        return out
+
+    return run
 
 
-def test_train_val_test_tta(tmp_path, seg_root):
+def test_train_val_test_tta(tmp_path, seg_root, run):
     work = tmp_path / 'work'
     out = run([
         sys.executable, 'tools/train.py', FPN_DEMO, '--work-dir',
@@ -148,9 +150,9 @@ def test_train_val_test_tta(tmp_path, seg_root):
 
 
 @pytest.mark.parametrize('mode', ['whole', 'slide'])
-def test_inference_odd_non_square_image(tmp_path, mode):
+def test_inference_odd_non_square_image(tmp_path, mode, root):
     from mmseg.apis import inference_model, init_model
-    cfg = Config.fromfile(osp.join(ROOT, FPN_DEMO))
+    cfg = Config.fromfile(osp.join(root, FPN_DEMO))
     if mode == 'slide':
         cfg.model.test_cfg = dict(
             mode='slide', crop_size=(64, 64), stride=(48, 48))
@@ -162,7 +164,7 @@ def test_inference_odd_non_square_image(tmp_path, mode):
     assert int(result.pred_sem_seg.data.max()) < 4
 
 
-def test_dist_train_two_cpu_processes(tmp_path, seg_root):
+def test_dist_train_two_cpu_processes(tmp_path, seg_root, run, free_port):
     work = tmp_path / 'dist'
     run([
         'bash', 'tools/dist_train.sh', FPN_DEMO, '2', '--no-validate',
@@ -170,11 +172,11 @@ def test_dist_train_two_cpu_processes(tmp_path, seg_root):
         str(work), '--cfg-options', *options(seg_root),
         'model.backbone.norm_cfg.type=SyncBN'
     ],
-        env=dict(PYTHON=sys.executable, PORT=str(29900 + os.getpid() % 90)))
+        env=dict(PYTHON=sys.executable, PORT=str(free_port)))
     assert (work / 'iter_4.pth').is_file()
 
 
-def test_missing_ade20k(tmp_path):
+def test_missing_ade20k(tmp_path, root):
     out = subprocess.run([
         sys.executable, 'tools/train.py',
         'configs/upernet/upernet_van-b0_8xb2-160k_ade20k-512x512.py',
@@ -183,7 +185,7 @@ def test_missing_ade20k(tmp_path):
         f'train_dataloader.dataset.data_root={tmp_path}/ade',
         f'val_dataloader.dataset.data_root={tmp_path}/ade'
     ],
-                         cwd=ROOT,
+                         cwd=root,
                          capture_output=True,
                          text=True,
                          timeout=300)
@@ -193,12 +195,11 @@ def test_missing_ade20k(tmp_path):
     assert not (tmp_path / 'w').exists()
 
 
-def test_init_from_converted_backbone(tmp_path):
+def test_init_from_converted_backbone(tmp_path, tool, root):
     from collections import OrderedDict
 
     from mmvan.models import VAN
-    sys.path.insert(0, osp.join(ROOT, 'tools', 'model_converters'))
-    import van2mmvan
+    van2mmvan = tool('van2mmvan', 'model_converters')
     torch.manual_seed(0)
     source = VAN(arch='b0')
     source.init_weights()
@@ -209,7 +210,7 @@ def test_init_from_converted_backbone(tmp_path):
     torch.save({'state_dict': sd}, src)
     path = van2mmvan.main([str(src), str(tmp_path), '--task', 'backbone'])
     cfg = Config.fromfile(
-        osp.join(ROOT, 'configs', 'upernet',
+        osp.join(root, 'configs', 'upernet',
                  'upernet_van-b0_8xb2-160k_ade20k-512x512.py'))
     cfg.model.backbone.init_cfg.checkpoint = path
     segmentor = build(cfg)

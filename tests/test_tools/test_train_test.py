@@ -15,8 +15,7 @@ import torch
 
 from mmvan.datasets import make_classification_demo
 
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-CONFIG = osp.join('configs', 'van', 'van-b0_demo.py')
+CONFIG = osp.join('configs', 'van', 'van-b0_demo.py')  # in the repository
 
 
 @pytest.fixture(scope='module')
@@ -41,21 +40,29 @@ def small_options(data_root, epochs=1, workers=0):
     return opts
 
 
-def run_tool(args, env=None, timeout=600, check=True):
-    full_env = dict(os.environ, **(env or {}))
-    full_env.setdefault('OMP_NUM_THREADS', '1')
-    out = subprocess.run([sys.executable, *args],
-                         cwd=ROOT,
-                         env=full_env,
-                         capture_output=True,
-                         text=True,
-                         timeout=timeout)
-    if check:
-        assert out.returncode == 0, (out.stdout[-3000:] + out.stderr[-3000:])
-    return out
+@pytest.fixture
+def run_tool(root):
+    """``run_tool(args, env=None, timeout=600, check=True)``: a Python
+    script of the repository run with ``args``."""
+
+    def run(args, env=None, timeout=600, check=True):
+        full_env = dict(os.environ, **(env or {}))
+        full_env.setdefault('OMP_NUM_THREADS', '1')
+        out = subprocess.run([sys.executable, *args],
+                             cwd=root,
+                             env=full_env,
+                             capture_output=True,
+                             text=True,
+                             timeout=timeout)
+        if check:
+            assert out.returncode == 0, (
+                out.stdout[-3000:] + out.stderr[-3000:])
+        return out
+
+    return run
 
 
-def test_train_then_test(tmp_path, data_root):
+def test_train_then_test(tmp_path, data_root, run_tool):
     work_dir = tmp_path / 'work'
     run_tool([
         'tools/train.py', CONFIG, '--work-dir',
@@ -94,7 +101,7 @@ def test_train_then_test(tmp_path, data_root):
     assert preds.stat().st_size > 0
 
 
-def test_amp_on_cpu_uses_bf16(tmp_path, data_root):
+def test_amp_on_cpu_uses_bf16(tmp_path, data_root, run_tool):
     out = run_tool([
         'tools/train.py', CONFIG, '--amp', '--no-validate', '--work-dir',
         str(tmp_path / 'amp'), '--cfg-options', *small_options(data_root)
@@ -105,17 +112,17 @@ def test_amp_on_cpu_uses_bf16(tmp_path, data_root):
     assert 'Traceback' not in out.stderr
 
 
-def test_dist_train_two_cpu_processes(tmp_path, data_root):
+def test_dist_train_two_cpu_processes(tmp_path, data_root, root, free_port):
     env = dict(
         os.environ,
         PYTHON=sys.executable,
-        PORT=str(29500 + os.getpid() % 1000),
+        PORT=str(free_port),
         OMP_NUM_THREADS='1')
     out = subprocess.run([
         'bash', 'tools/dist_train.sh', CONFIG, '2', '--work-dir',
         str(tmp_path / 'dist'), '--cfg-options', *small_options(data_root)
     ],
-                         cwd=ROOT,
+                         cwd=root,
                          env=env,
                          capture_output=True,
                          text=True,
@@ -124,15 +131,19 @@ def test_dist_train_two_cpu_processes(tmp_path, data_root):
     assert (tmp_path / 'dist' / 'epoch_1.pth').is_file()
     logs = glob.glob(str(tmp_path / 'dist' / '*' / '*.log'))
     text = open(logs[0]).read()
-    assert 'world_size: 2' in text or 'Distributed launcher: pytorch' in text
-    assert "'backend': 'gloo'" in text or 'gloo' in text
+    # The runtime environment the Runner logs: two processes of a pytorch
+    # launch, with gloo as the process group's backend (no GPU).
+    for line in ('Distributed launcher: pytorch', 'Distributed training: True',
+                 'GPU number: 2', "dist_cfg: {'backend': 'gloo'}"):
+        assert f'    {line}\n' in text, line
 
 
 def _state(path):
     return torch.load(path, map_location='cpu', weights_only=True)
 
 
-def test_resume_after_sigkill_matches_uninterrupted(tmp_path, data_root):
+def test_resume_after_sigkill_matches_uninterrupted(tmp_path, data_root,
+                                                    run_tool, root):
     opts = small_options(
         data_root, epochs=3) + [
             'train_dataloader.batch_size=2', 'randomness.deterministic=True'
@@ -152,7 +163,7 @@ def test_resume_after_sigkill_matches_uninterrupted(tmp_path, data_root):
         sys.executable, 'tools/train.py', CONFIG, '--work-dir',
         str(run_dir), '--cfg-options', *opts
     ],
-                            cwd=ROOT,
+                            cwd=root,
                             env=env,
                             stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
@@ -193,13 +204,13 @@ def _assert_one_clear_error(out, *needles):
         assert needle in text, text
 
 
-def test_missing_config(tmp_path):
+def test_missing_config(tmp_path, run_tool):
     out = run_tool(['tools/train.py', 'configs/van/van-b0_8xb128_in1kk.py'],
                    check=False)
     _assert_one_clear_error(out, 'does not exist', 'van-b0_8xb128_in1k.py')
 
 
-def test_missing_imagenet_leaves_nothing(tmp_path):
+def test_missing_imagenet_leaves_nothing(tmp_path, run_tool):
     work_dir = tmp_path / 'w'
     out = run_tool([
         'tools/train.py', 'configs/van/van-b0_8xb128_in1k.py', '--work-dir',
@@ -219,7 +230,7 @@ def test_missing_imagenet_leaves_nothing(tmp_path):
     _assert_one_clear_error(out, 'none.pth does not exist')
 
 
-def test_config_key_typos(tmp_path, data_root):
+def test_config_key_typos(tmp_path, data_root, run_tool):
     work_dir = tmp_path / 'w'
     out = run_tool([
         'tools/train.py', CONFIG, '--work-dir',
@@ -239,7 +250,7 @@ def test_config_key_typos(tmp_path, data_root):
     assert not work_dir.exists()
 
 
-def test_wrong_arch(tmp_path, data_root):
+def test_wrong_arch(tmp_path, data_root, run_tool):
     out = run_tool([
         'tools/train.py', CONFIG, '--work-dir',
         str(tmp_path / 'w'), '--cfg-options', *small_options(data_root),
@@ -250,12 +261,12 @@ def test_wrong_arch(tmp_path, data_root):
     assert not (tmp_path / 'w').exists()
 
 
-def test_gray_and_rgba_images_become_three_channels(data_root):
+def test_gray_and_rgba_images_become_three_channels(data_root, root):
     from mmengine.config import Config
     from mmengine.registry import DefaultScope
     from mmpretrain.registry import DATASETS
     from PIL import Image
-    cfg = Config.fromfile(osp.join(ROOT, CONFIG))
+    cfg = Config.fromfile(osp.join(root, CONFIG))
     ds_cfg = cfg.train_dataloader.dataset
     ds_cfg.data_root = data_root
     with DefaultScope.overwrite_default_scope('mmpretrain'):
@@ -273,13 +284,6 @@ def test_gray_and_rgba_images_become_three_channels(data_root):
 
 # Reliability: failures keep the evidence, resumes find what loads, a
 # diverging or corrupt run stops with one message.
-
-
-def free_port():
-    import socket
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
 
 
 def _corrupt(data_root, kinds=('empty', 'truncated')):
@@ -306,23 +310,24 @@ def corrupt_root(tmp_path):
     return root, bad
 
 
-def test_two_processes_stop_at_once_when_one_fails(tmp_path, corrupt_root):
+def test_two_processes_stop_at_once_when_one_fails(tmp_path, corrupt_root,
+                                                   root, free_port):
     """One rank meets an unreadable image with policy 'raise': its error
     line comes first and both processes are gone within seconds."""
-    root, bad = corrupt_root
+    data, bad = corrupt_root
     env = dict(
         os.environ,
         PYTHON=sys.executable,
-        PORT=str(free_port()),
+        PORT=str(free_port),
         OMP_NUM_THREADS='1')
     start = time.time()
     out = subprocess.run([
         'bash', 'tools/dist_train.sh', CONFIG, '2', '--work-dir',
         str(tmp_path / 'dist'), '--cfg-options',
-        *small_options(root, epochs=3), 'train_dataloader.batch_size=1',
+        *small_options(data, epochs=3), 'train_dataloader.batch_size=1',
         'unreadable_images.policy=raise'
     ],
-                         cwd=ROOT,
+                         cwd=root,
                          env=env,
                          capture_output=True,
                          text=True,
@@ -337,13 +342,14 @@ def test_two_processes_stop_at_once_when_one_fails(tmp_path, corrupt_root):
     assert elapsed < 120, elapsed
 
 
-def test_unreadable_images_are_skipped_and_counted(tmp_path, corrupt_root):
-    root, bad = corrupt_root
+def test_unreadable_images_are_skipped_and_counted(tmp_path, corrupt_root,
+                                                   run_tool):
+    data, bad = corrupt_root
     work_dir = tmp_path / 'w'
     out = run_tool([
         'tools/train.py', CONFIG, '--work-dir',
         str(work_dir), '--no-validate', '--cfg-options',
-        *small_options(root, workers=2), 'unreadable_images.max_share=0.5'
+        *small_options(data, workers=2), 'unreadable_images.max_share=0.5'
     ])
     listed = (work_dir / 'unreadable_images.txt').read_text()
     for path in bad:
@@ -355,28 +361,28 @@ def test_unreadable_images_are_skipped_and_counted(tmp_path, corrupt_root):
     out = run_tool([
         'tools/train.py', CONFIG, '--work-dir',
         str(tmp_path / 'w2'), '--no-validate', '--cfg-options',
-        *small_options(root, workers=2)
+        *small_options(data, workers=2)
     ],
                    check=False)
     _assert_one_clear_error(out, 'training images are unreadable',
                             osp.basename(bad[0]))
 
 
-def test_check_dataset_lists_bad_files(corrupt_root):
-    root, bad = corrupt_root
+def test_check_dataset_lists_bad_files(corrupt_root, run_tool):
+    data, bad = corrupt_root
     out = run_tool([
         'tools/analysis_tools/check_dataset.py', CONFIG, '--cfg-options',
-        f'train_dataloader.dataset.data_root={root}'
+        f'train_dataloader.dataset.data_root={data}'
     ],
                    check=False)
     assert out.returncode == 1, out.stderr[-2000:]
-    total = len(open(osp.join(root, 'meta', 'train.txt')).readlines())
+    total = len(open(osp.join(data, 'meta', 'train.txt')).readlines())
     assert f'train: {len(bad)} of {total} images unreadable' in out.stdout
     for path in bad:
         assert path in out.stdout
 
 
-def test_failed_run_keeps_its_log(tmp_path, data_root):
+def test_failed_run_keeps_its_log(tmp_path, data_root, run_tool):
     """A checkpoint-hook typo fails at the first save, after an epoch of
     training: the log, config dump and scalars stay."""
     work_dir = tmp_path / 'w'
@@ -396,7 +402,7 @@ def test_failed_run_keeps_its_log(tmp_path, data_root):
 
 
 def test_resume_without_last_checkpoint_and_truncated_newest(
-        tmp_path, data_root):
+        tmp_path, data_root, run_tool):
     work_dir = tmp_path / 'w'
     keep = 'default_hooks.checkpoint.max_keep_ckpts=3'
     opts = small_options(data_root, epochs=2) + [keep]
@@ -425,11 +431,16 @@ def test_resume_without_last_checkpoint_and_truncated_newest(
     assert (work_dir / 'epoch_1.pth').read_bytes() == first
     assert _state(work_dir / 'epoch_3.pth')['meta']['epoch'] == 3
     logs = sorted(glob.glob(str(work_dir / '*' / '*.log')))
-    assert 'Resumed' in open(logs[-1]).read() or \
-        'resumed' in open(logs[-1]).read()
+    # The resumed run's log: from epoch 1, the newest whole checkpoint,
+    # after one epoch's iterations (batches of 8).
+    text = open(logs[-1]).read()
+    assert f' from {work_dir / "epoch_1.pth"}' in text
+    images = len(open(osp.join(data_root, 'meta', 'train.txt')).readlines())
+    assert f'resumed epoch: 1, iter: {-(-images // 8)}\n' in text
 
 
-def test_divergence_stops_without_nan_checkpoints(tmp_path, data_root):
+def test_divergence_stops_without_nan_checkpoints(tmp_path, data_root,
+                                                  run_tool):
     work_dir = tmp_path / 'w'
     out = run_tool([
         'tools/train.py', CONFIG, '--work-dir',
@@ -447,9 +458,10 @@ def test_divergence_stops_without_nan_checkpoints(tmp_path, data_root):
             if v.is_floating_point()), path
 
 
-def test_test_warns_on_nonfinite_checkpoint(tmp_path, data_root):
+def test_test_warns_on_nonfinite_checkpoint(tmp_path, data_root, run_tool,
+                                            root):
     from mmvan.apis import init_model
-    model = init_model(osp.join(ROOT, CONFIG), deploy=False)
+    model = init_model(osp.join(root, CONFIG), deploy=False)
     sd = model.state_dict()
     sd['backbone.block1.0.mlp.fc1.weight'][0, 0] = float('nan')
     path = tmp_path / 'nan.pth'
@@ -463,7 +475,8 @@ def test_test_warns_on_nonfinite_checkpoint(tmp_path, data_root):
     assert 'hold NaN or inf' in out.stdout + out.stderr
 
 
-def test_fast_path_logged_and_resume_across_the_switch(tmp_path, data_root):
+def test_fast_path_logged_and_resume_across_the_switch(tmp_path, data_root,
+                                                       run_tool):
     work_dir = tmp_path / 'w'
     run_tool([
         'tools/train.py', CONFIG, '--work-dir',

@@ -18,28 +18,30 @@ from mmvan.apis import get_model, list_models
 from mmvan.testing import loopback_server
 from mmvan.zoo import find_model, load_index
 
+# Only for the parametrization below, at collection time, where the root
+# fixture cannot serve; the tests use the fixture.
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
-def metafile_entries():
+def metafile_entries(root):
     """Every model entry, read straight from the metafiles."""
     entries = []
     for path in sorted(
-            glob.glob(osp.join(ROOT, 'configs', '*', 'metafile.yml'))):
+            glob.glob(osp.join(root, 'configs', '*', 'metafile.yml'))):
         with open(path) as f:
             entries += yaml.safe_load(f)['Models']
     return entries
 
 
-def test_model_index_imports_every_metafile():
-    with open(osp.join(ROOT, 'model-index.yml')) as f:
+def test_model_index_imports_every_metafile(root):
+    with open(osp.join(root, 'model-index.yml')) as f:
         imported = yaml.safe_load(f)['Import']
-    found = glob.glob(osp.join(ROOT, 'configs', '*', 'metafile.yml'))
-    assert sorted(imported) == sorted(osp.relpath(p, ROOT) for p in found)
+    found = glob.glob(osp.join(root, 'configs', '*', 'metafile.yml'))
+    assert sorted(imported) == sorted(osp.relpath(p, root) for p in found)
 
 
-def test_list_models_lists_every_entry():
-    names = [e['Name'] for e in metafile_entries()]
+def test_list_models_lists_every_entry(root):
+    names = [e['Name'] for e in metafile_entries(root)]
     assert len(names) == len(set(names))
     assert list_models() == sorted(names)
     assert list_models('van-b2_*') == sorted(
@@ -50,9 +52,9 @@ def test_list_models_lists_every_entry():
         find_model(n).task == 'Image Classification' for n in cls)
 
 
-def test_entries_are_complete():
-    for e in metafile_entries():
-        assert osp.isfile(osp.join(ROOT, e['Config'])), e['Name']
+def test_entries_are_complete(root):
+    for e in metafile_entries(root):
+        assert osp.isfile(osp.join(root, e['Config'])), e['Name']
         if e.get('Weights'):
             assert e['Weights'].startswith('https://'), e['Name']
         if e.get('Sha256'):
@@ -64,14 +66,14 @@ def test_entries_are_complete():
         'van-b2_3rdparty-mmpretrain_in1k'
 
 
-def test_configs_start_from_zoo_names():
+def test_configs_start_from_zoo_names(root):
     """Every config that starts from pretrained weights names a zoo entry."""
     from mmengine.config import Config
     names = set()
     for e in load_index():
         names.update((e.name, *e.aliases))
     used = 0
-    for path in glob.glob(osp.join(ROOT, 'configs', '*', '*.py')):
+    for path in glob.glob(osp.join(root, 'configs', '*', '*.py')):
         if '_base_' in path:
             continue
         backbone = Config.fromfile(path).model.get('backbone', {})
@@ -85,7 +87,7 @@ def test_configs_start_from_zoo_names():
 
 
 @pytest.mark.parametrize('name', [
-    n for n in (e['Name'] for e in metafile_entries())
+    n for n in (e['Name'] for e in metafile_entries(ROOT))
     if find_model(n).task == 'Image Classification'
 ])
 def test_get_model_builds_each_classification_entry(name):
@@ -129,11 +131,11 @@ def _imagenet_like(root, labels):
     (root / 'meta' / 'val.txt').write_text('\n'.join(lines) + '\n')
 
 
-def test_validate_zoo_table(tmp_path):
+def test_validate_zoo_table(tmp_path, root):
     """A served b0 checkpoint whose head always answers class 3, on 8
     images of which 4 are class 3: top-1 is 50 % by hand."""
     from mmvan.apis import init_model
-    cfg = osp.join(ROOT, 'configs', 'van', 'van-b0_8xb128_in1k.py')
+    cfg = osp.join(root, 'configs', 'van', 'van-b0_8xb128_in1k.py')
     model = init_model(cfg, deploy=False)
     model.init_weights()
     with torch.no_grad():
@@ -171,7 +173,7 @@ def test_validate_zoo_table(tmp_path):
                 ]),
             dict(
                 Name='tiny-det',
-                Config=osp.join(ROOT, 'configs', 'retinanet',
+                Config=osp.join(root, 'configs', 'retinanet',
                                 'retinanet_van-b0_fpn_1x_coco.py'),
                 Results=[
                     dict(
@@ -190,7 +192,7 @@ def test_validate_zoo_table(tmp_path):
             str(index), '--out-dir',
             str(out_dir), '--num-workers', '0', '--batch-size', '4'
         ],
-                              cwd=ROOT,
+                              cwd=root,
                               capture_output=True,
                               text=True,
                               timeout=600,

@@ -8,9 +8,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from mmvan.converters import convert_state_dict
 from mmvan.models import VAN
 from mmvan.models.layers import LSKA_KERNELS
-
-TINY = dict(
-    embed_dims=[8, 16, 24, 32], depths=[1, 2, 1, 1], mlp_ratios=[2, 2, 2, 2])
+from mmvan.testing import TINY  # two blocks in stage 2
 
 # Parameters of backbone + 1000-class linear head, as in the official code.
 LKA_PARAMS = {
@@ -180,8 +178,8 @@ def test_drop_path_schedule():
         getattr(b.drop_path, 'drop_prob', 0.) for i in range(4)
         for b in model.stage_modules(i)[1]
     ]
-    expected = torch.linspace(0, 0.4, sum(TINY['depths'])).tolist()
-    assert rates == pytest.approx(expected)
+    # Five blocks (depths 1, 2, 1, 1): 0 to 0.4 in even steps.
+    assert rates == pytest.approx([0.0, 0.1, 0.2, 0.3, 0.4])
     # Stochastic depth is active in training only.
     model.eval()
     x = torch.rand(2, 3, 64, 64)
