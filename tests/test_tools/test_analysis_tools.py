@@ -1,5 +1,4 @@
 # Copyright (c) mmvan contributors. All rights reserved.
-import json
 import os.path as osp
 import subprocess
 import sys
@@ -96,30 +95,32 @@ def test_keep_freed_memory_applies_on_glibc(root):
         assert ok == 'True'
 
 
-def test_benchmark_train_with_cp(root):
-    # In a fresh process, so the resident memory before the model is built
-    # holds no freed memory that the training step could reuse.
-    code = ('import json, sys; sys.path.insert(0, sys.argv[1]); '
-            'import benchmark; '
-            'print(json.dumps(benchmark.main(sys.argv[2:])))')
-    out = subprocess.run([
-        sys.executable, '-c', code,
-        osp.join(root, 'tools', 'analysis_tools'),
-        osp.join(root, 'configs', 'van',
-                 'van-b0_8xb128_in1k.py'), '--batch-size', '2', '--shape',
-        '64', '64', '--train', '--with-cp', '--repeats', '2', '--warmup', '1'
-    ],
-                         capture_output=True,
-                         text=True,
-                         cwd=root,
-                         timeout=300)
-    assert out.returncode == 0, out.stderr[-2000:]
-    res = json.loads(out.stdout.strip().splitlines()[-1])
-    assert res['mmvan'] > 0
-    # Above the process before the models: at least b0's weights and their
-    # gradients (4.1 M floats each, 31 MiB together).
-    assert res['peak_model_mb'] >= 25
-    assert res['peak_model_mb'] >= res['peak_growth_mb']
+def test_benchmark_train_compares_training_paths(tiny, tool, capsys):
+    """``benchmark.py --train`` is train_speed.py's table: training steps as
+    tools/train.py builds them, mmvan's against mmpretrain's VAN."""
+    result = tool('benchmark').main([
+        tiny('lka', base='van-b0_demo.py'), '--batch-size', '4', '--train',
+        '--repeats', '1', '--warmup', '0'
+    ])
+    out = capsys.readouterr().out
+    names = ('mmvan', 'mmvan-plain', 'mmvan-cp', 'mmpretrain', 'mmpretrain-cl')
+    assert set(result['rate']) == set(names)
+    # Same weights and batch (no stochastic depth in the demo config):
+    # every path computes the same loss, mmpretrain's VAN included.
+    loss = result['loss']['mmvan']
+    for name in names:
+        assert result['loss'][name] == pytest.approx(loss, rel=1e-5), name
+        assert result['rate'][name] > 0
+        assert name in out
+    # Activation checkpointing keeps less at the step's peak.
+    peak = result['peak_mb']
+    assert 0 < peak['mmvan-cp'] < peak['mmvan']
+    assert 'with_cp:' in out
+    with pytest.raises(Exception, match='--compare'):
+        tool('benchmark').main([
+            tiny('lka', base='van-b0_demo.py'), '--train', '--compare',
+            'mmpretrain'
+        ])
 
 
 def test_benchmark_rejects_lska_compare(root, tool):
