@@ -215,8 +215,10 @@ def _measure(args, tmp):
     # The first step's loss, same weights and batch.
     losses = {}
     for name, runner in runners.items():
-        # Mixup / CutMix and drop-path draw the same random numbers.
-        torch.manual_seed(0)
+        # Mixup / CutMix (numpy) and drop-path (torch) draw the same random
+        # numbers.
+        from mmengine.runner import set_random_seed
+        set_random_seed(0)
         with torch.no_grad():
             data = runner.model.data_preprocessor(
                 copy.deepcopy(batches[0]), True)
