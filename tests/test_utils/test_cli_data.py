@@ -54,3 +54,21 @@ def test_external_configs_load_as_mmengine_loads_them(root, monkeypatch):
     import mmdet
     with pytest.raises(ValueError, match='no_such_config'):
         patched(osp.dirname(mmdet.__file__), 'no_such_config')
+
+
+@pytest.mark.parametrize(
+    'config', ['van-b0_demo-cub.py', 'van-b4_in22k-pre_8xb8_cub-384px.py'])
+def test_cub_data_check_looks_for_its_lists(root, tmp_path, config):
+    """CUB's split is a column of its lists, not a folder: a CUB tree
+    passes the check, and a folder without images.txt is named."""
+    from mmvan.datasets.demo_data_paper import make_cub_demo
+    data = make_cub_demo(str(tmp_path / 'cub'), num_train=4, num_test=2)
+    loaders = ['train_dataloader', 'val_dataloader', 'test_dataloader']
+    options = {f'{name}.dataset.data_root': data for name in loaders}
+    path = osp.join(root, 'configs', 'van', config)
+    cli.check_data(cli.load_config(path, options), loaders)
+    empty = tmp_path / 'empty'
+    empty.mkdir()
+    options = {f'{name}.dataset.data_root': str(empty) for name in loaders}
+    with pytest.raises(UserError, match='images.txt not found'):
+        cli.check_data(cli.load_config(path, options), loaders)
