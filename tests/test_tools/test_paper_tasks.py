@@ -2,10 +2,11 @@
 """The paper's other experiments (issue #15): 3x detectors, Mask2Former
 panoptic, SimpleBaseline pose, CUB-200 fine-tuning.
 
-Every config builds (on the meta device) with the paper's size; FLOPs are
-counted on the meta device too. Shrunken versions train a step, validate
-with the real metric (COCO box AP, COCO PQ, COCO keypoint AP, top-1) and
-run inference on a CPU.
+Every config builds (on the meta device) with its recipe and size (the
+paper's params and FLOPs are checked through get_flops.py in
+test_get_flops.py). Shrunken versions train a step, validate with the real
+metric (COCO box AP, COCO PQ, COCO keypoint AP, top-1) and run inference on
+a CPU.
 """
 import glob
 import os.path as osp
@@ -17,7 +18,6 @@ import torch
 from mmengine.config import Config
 from mmengine.registry import DefaultScope, init_default_scope
 from PIL import Image
-from torch import nn
 
 import mmvan  # noqa: F401
 from mmvan.datasets import make_detection_demo
@@ -33,20 +33,11 @@ def cfg_path(root):
     return lambda *parts: osp.join(root, 'configs', *parts)
 
 
-# Paper, Table 11 (VAN-b2, 36 epochs multi-scale; FLOPs at 1280x800):
-# (params M, GFLOPs, tolerance on params: 3 % where the paper rounds to
-# whole millions).
-PAPER_3X = {
-    'mask_rcnn/mask-rcnn_van-b2_fpn_ms-3x_coco.py': (46, 273),
-    'cascade_rcnn/cascade-mask-rcnn_van-b2_fpn_ms-3x_coco.py': (84, 752),
-    'atss/atss_van-b2_fpn_ms-3x_coco.py': (34, 221),
-    'gfl/gfl_van-b2_fpn_ms-3x_coco.py': (34, 224),
-}
-# Paper, Table 15 (SimpleBaseline, VAN-b2): params M, GFLOPs.
-PAPER_POSE = {
-    'td-hm_van-b2_8xb64-210e_coco-256x192.py': (30.3, 6.1),
-    'td-hm_van-b2_8xb64-210e_coco-384x288.py': (30.3, 13.6),
-}
+# The paper's sizes (Tables 11 and 15: params and FLOPs of the 3x
+# detectors and SimpleBaseline) are checked through get_flops.py in
+# test_get_flops.py.
+POSE_CONFIGS = ('td-hm_van-b2_8xb64-210e_coco-256x192.py',
+                'td-hm_van-b2_8xb64-210e_coco-384x288.py')
 # The configs the paper gives no size for: these configs' own counts (M).
 OWN_PARAMS = {
     'cascade-mask-rcnn_van-b0': 61.72,
@@ -84,35 +75,6 @@ def build(cfg, scope, device='meta'):
 
 def n_params(model):
     return sum(p.numel() for p in model.parameters()) / 1e6
-
-
-def gmacs(fn, *args):
-    """Multiply-adds (the VAN paper's FLOPs) of ``fn(*args)``, counted by
-    torch's FLOP counter; works on the meta device."""
-    from torch.utils.flop_counter import FlopCounterMode
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
-        fn(*args)
-    return counter.get_total_flops() / 2e9
-
-
-def detector_dummy_forward(det, img):
-    """What mmdet 2's ``forward_dummy`` ran, by which published detector
-    FLOPs were counted: backbone, neck and dense head on the image; each
-    RoI box head on 1000 proposals and each mask head on 100 (RoI
-    extraction itself counts nothing)."""
-    x = det.extract_feat(img)
-    outs = [det.rpn_head(x) if hasattr(det, 'rpn_head') else det.bbox_head(x)]
-    roi = getattr(det, 'roi_head', None)
-    if roi is not None:
-
-        def heads(h):
-            return list(h) if isinstance(h, nn.ModuleList) else [h]
-
-        for head in heads(roi.bbox_head):
-            outs.append(head(img.new_zeros(1000, 256, 7, 7)))
-        for head in heads(roi.mask_head):
-            outs.append(head(img.new_zeros(100, 256, 14, 14)))
-    return outs
 
 
 def prepared(path):
@@ -163,33 +125,15 @@ def test_config_params_and_recipe(path):
         assert cfg.model.backbone.kernel_size == 23
 
 
-@pytest.mark.parametrize('rel', sorted(PAPER_3X))
-def test_3x_detectors_match_the_paper(rel, cfg_path):
-    params, flops = PAPER_3X[rel]
-    cfg = prepared(cfg_path(rel))
-    model = build(cfg, 'mmdet').eval()
-    assert n_params(model) == pytest.approx(params, rel=0.03)
-    with torch.device('meta'):
-        img = torch.zeros(1, 3, 800, 1280)
-    assert gmacs(detector_dummy_forward, model, img) == pytest.approx(
-        flops, rel=0.02)
-
-
-@pytest.mark.parametrize('name', sorted(PAPER_POSE))
-def test_simplebaseline_matches_the_paper(name, cfg_path):
+@pytest.mark.parametrize('name', POSE_CONFIGS)
+def test_simplebaseline_recipe(name, cfg_path):
     import mmpose
     assert mmpose.__version__ == '1.3.2'
-    params, flops = PAPER_POSE[name]
     cfg = prepared(cfg_path('simplebaseline', name))
     assert cfg.default_scope == 'mmpose'
     assert cfg.model.backbone.type == 'mmvan.VAN'
     model = build(cfg, 'mmpose').eval()
     assert type(model.backbone) is VAN  # mmvan's, from mmpose's scope
-    assert n_params(model) == pytest.approx(params, rel=0.02)
-    w, h = cfg.codec.input_size
-    with torch.device('meta'):
-        img = torch.zeros(1, 3, h, w)
-    assert gmacs(model._forward, img) == pytest.approx(flops, rel=0.02)
     opt = cfg.optim_wrapper.optimizer
     assert (opt.type, opt.lr) == ('Adam', 5e-4)
     assert cfg.train_cfg.max_epochs == 210
