@@ -4,6 +4,7 @@ from mmengine.model import BaseModule
 
 from .fused_conv import conv_binary
 from .kernel_decomposition import decompose_kernel
+from .phase_conv import dilated_depthwise
 
 
 class LKA(BaseModule):
@@ -12,8 +13,9 @@ class LKA(BaseModule):
     ``attn = conv1(conv_spatial(conv0(x)))`` and the output is ``x * attn``
     (no sigmoid), where ``conv0`` is an ``a x a`` depth-wise convolution,
     ``conv_spatial`` a ``b x b`` depth-wise convolution with dilation ``d``
-    and ``conv1`` a point-wise convolution. The default ``kernel_size=21``
-    is VAN's released ``(5, 7, 3)``.
+    and ``conv1`` a point-wise convolution. On CPU the dilated convolution
+    runs on its phase grids (:mod:`~mmvan.models.layers.phase_conv`). The
+    default ``kernel_size=21`` is VAN's released ``(5, 7, 3)``.
 
     Args:
         embed_dims (int): Number of channels.
@@ -39,7 +41,7 @@ class LKA(BaseModule):
 
     def attention(self, x):
         """The attention tensor, shaped like ``x``."""
-        return self.conv1(self.conv_spatial(self.conv0(x)))
+        return self.conv1(dilated_depthwise(self.conv0(x), self.conv_spatial))
 
     def forward(self, x):
         return x * self.attention(x)
@@ -48,4 +50,5 @@ class LKA(BaseModule):
         """``forward`` with the product fused into ``conv1`` (inference on
         CPU; other cases run the plain operations)."""
         return conv_binary(
-            self.conv_spatial(self.conv0(x)), x, self.conv1, 'mul')
+            dilated_depthwise(self.conv0(x), self.conv_spatial), x, self.conv1,
+            'mul')

@@ -4,6 +4,7 @@ from mmengine.model import BaseModule
 
 from .fused_conv import conv_binary
 from .kernel_decomposition import LSKA_KERNELS, decompose_kernel
+from .phase_conv import dilated_depthwise
 
 
 class LSKA(BaseModule):
@@ -12,7 +13,9 @@ class LSKA(BaseModule):
     LKA with each 2-D depth-wise kernel split into a horizontal ``1 x k``
     and a vertical ``k x 1`` one: ``conv0h -> conv0v -> conv_spatial_h ->
     conv_spatial_v -> conv1``, output ``x * attn``. Its cost grows linearly
-    rather than quadratically with the kernel size.
+    rather than quadratically with the kernel size. On CPU the two dilated
+    convolutions run on their phase grids, split and merged once
+    (:mod:`~mmvan.models.layers.phase_conv`).
 
     Args:
         embed_dims (int): Number of channels.
@@ -37,7 +40,8 @@ class LSKA(BaseModule):
     def attention(self, x):
         """The attention tensor, shaped like ``x``."""
         attn = self.conv0v(self.conv0h(x))
-        attn = self.conv_spatial_v(self.conv_spatial_h(attn))
+        attn = dilated_depthwise(attn, self.conv_spatial_h,
+                                 self.conv_spatial_v)
         return self.conv1(attn)
 
     def forward(self, x):
@@ -47,5 +51,6 @@ class LSKA(BaseModule):
         """``forward`` with the product fused into ``conv1`` (inference on
         CPU; other cases run the plain operations)."""
         attn = self.conv0v(self.conv0h(x))
-        attn = self.conv_spatial_v(self.conv_spatial_h(attn))
+        attn = dilated_depthwise(attn, self.conv_spatial_h,
+                                 self.conv_spatial_v)
         return conv_binary(attn, x, self.conv1, 'mul')
