@@ -27,6 +27,16 @@ step's peak memory (the rise of the resident set during the step on CPU, the
 allocator's peak on GPU) and the first step's loss difference (same weights
 and batch).
 ``--profile`` adds the operators that take the time in mmvan's step.
+
+``--train-py`` times whole ``tools/train.py`` runs instead: each contender's
+config (as above, one epoch of ``--warmup + --iters`` iterations on the demo
+textures, no validation or checkpoints) is written to a file and trained by
+``tools/train.py`` in its own process, data loading included; the rate is
+the median iteration time of the run's log after the warm-up iterations.
+``--rounds`` runs every contender that many times, alternately.
+``--checkout DIR`` adds ``DIR``'s ``tools/train.py`` (another mmvan
+checkout, e.g. an older commit) on mmvan's config, as ``mmvan@DIR``.
+mmpretrain-cl has no ``tools/train.py`` form and is left out there.
 """
 import argparse
 import contextlib
@@ -63,13 +73,30 @@ def parse_args(argv=None):
         choices=CONTENDERS)
     parser.add_argument('--profile', action='store_true')
     parser.add_argument(
+        '--train-py',
+        action='store_true',
+        help='time whole tools/train.py runs (iterations per second from '
+        'their logs) instead of train steps in this process')
+    parser.add_argument(
+        '--rounds',
+        type=int,
+        default=1,
+        help='--train-py: runs of each contender, alternating')
+    parser.add_argument(
+        '--num-workers',
+        type=int,
+        default=2,
+        help='--train-py: data loading processes')
+    parser.add_argument(
+        '--checkout',
+        help='--train-py: also time this mmvan checkout\'s tools/train.py')
+    parser.add_argument(
         '--amp', action='store_true', help='as tools/train.py --amp')
     return parser.parse_args(argv)
 
 
-def build(config, name, batch_size, data_root, work_dir, amp):
-    from mmvan.engine.runner import Runner
-    from mmvan.models.utils import to_channels_last
+def training_config(config, name, batch_size, data_root, work_dir, amp):
+    """``config`` as contender ``name`` trains it on the demo textures."""
     options = {
         'train_dataloader.dataset.data_root': data_root,
         'train_dataloader.batch_size': batch_size,
@@ -111,7 +138,14 @@ def build(config, name, batch_size, data_root, work_dir, amp):
             drop_path_rate=backbone.get('drop_path_rate', 0.),
             norm_cfg=dict(type='LN', eps=1e-6))
     cli.apply_device_fallbacks(cfg, amp=amp)
-    runner = Runner.from_cfg(cfg)
+    return cfg
+
+
+def build(config, name, batch_size, data_root, work_dir, amp):
+    from mmvan.engine.runner import Runner
+    from mmvan.models.utils import to_channels_last
+    runner = Runner.from_cfg(
+        training_config(config, name, batch_size, data_root, work_dir, amp))
     if name == 'mmpretrain-cl':
         to_channels_last(runner.model.backbone)
     return runner
@@ -120,7 +154,128 @@ def build(config, name, batch_size, data_root, work_dir, amp):
 def main(argv=None):
     args = parse_args(argv)
     with tempfile.TemporaryDirectory(prefix='mmvan-train-speed-') as tmp:
+        if args.train_py:
+            return _measure_train_py(args, tmp)
         return _measure(args, tmp)
+
+
+def _iteration_times(work_dir):
+    """Per-iteration seconds from the newest run's ``scalars.json``."""
+    import glob
+    import json
+    files = sorted(
+        glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json')))
+    if not files:
+        return []
+    times = []
+    with open(files[-1]) as f:
+        for line in f:
+            record = json.loads(line)
+            if 'time' in record and 'step' in record:
+                times.append((record['step'], record['time']))
+    return [t for _, t in sorted(times)]
+
+
+def _training_path(work_dir):
+    """The run's ``training path: ...`` log line (what it ran), if any."""
+    import glob
+    for path in sorted(glob.glob(osp.join(work_dir, '*', '*.log'))):
+        with open(path) as f:
+            for line in f:
+                if 'training path:' in line:
+                    return line.split('training path:', 1)[1].strip()
+    return None
+
+
+def _run_train_py(root, config, work_dir, amp, log):
+    """Train ``config`` with ``root``'s tools/train.py in a new process."""
+    import subprocess
+    env = dict(os.environ)
+    env['PYTHONPATH'] = root + os.pathsep + env.get('PYTHONPATH', '')
+    cmd = [
+        sys.executable,
+        osp.join(root, 'tools', 'train.py'), config, '--work-dir', work_dir,
+        '--no-validate'
+    ] + (['--amp'] if amp else [])
+    with open(log, 'a') as out:
+        done = subprocess.run(
+            cmd, cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT)
+    if done.returncode:
+        raise cli.UserError(f'tools/train.py failed for {config} '
+                            f'(exit {done.returncode}); see {log}')
+
+
+def _measure_train_py(args, tmp):
+    from mmvan.datasets import make_classification_demo
+    here = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+    iters = args.warmup + args.iters
+    # One epoch of ``iters`` whole batches (5 classes).
+    per_class = -(-iters * args.batch_size // 5)
+    data_root = make_classification_demo(
+        osp.join(tmp, 'data'), num_train=per_class, num_val=1)
+    names = [n for n in args.contenders if n != 'mmpretrain-cl']
+    runs = {name: (here, name) for name in names}
+    if args.checkout:
+        checkout = osp.abspath(args.checkout)
+        if not osp.isfile(osp.join(checkout, 'tools', 'train.py')):
+            raise cli.UserError(f'--checkout {args.checkout}: no '
+                                'tools/train.py there.')
+        runs[f'mmvan@{osp.basename(checkout.rstrip(os.sep))}'] = (checkout,
+                                                                   'mmvan')
+    configs = {}
+    for label, (root, name) in runs.items():
+        cfg = training_config(args.config, name, args.batch_size, data_root,
+                              osp.join(tmp, 'unused'), False)
+        cfg.train_dataloader.num_workers = args.num_workers
+        cfg.train_dataloader.persistent_workers = args.num_workers > 0
+        cfg.train_dataloader.drop_last = True
+        cfg.train_cfg = dict(by_epoch=True, max_epochs=1)
+        cfg.default_hooks.checkpoint = None
+        cfg.default_hooks.logger = dict(type='LoggerHook', interval=1)
+        # Raw iteration times, not a moving average.
+        cfg.log_processor = dict(window_size=1)
+        cfg.log_level = 'INFO'
+        if root != here:
+            # An older checkout: its own default path.
+            cfg.pop('train_fast_path', None)
+        path = osp.join(tmp, f'{len(configs)}_{name}.py')
+        cfg.dump(path)
+        configs[label] = path
+    log = osp.join(tmp, 'train_py.log')
+    times = {label: [] for label in runs}
+    ran = {}
+    from mmengine.utils import ProgressBar
+    bar = ProgressBar(args.rounds * len(runs))
+    for r in range(args.rounds):
+        for label, (root, _) in runs.items():
+            work_dir = osp.join(tmp, 'runs', f'{r}_{len(times[label])}_'
+                                f'{label.replace("@", "_")}')
+            _run_train_py(root, configs[label], work_dir, args.amp, log)
+            got = _iteration_times(work_dir)
+            if len(got) < iters:
+                raise cli.UserError(
+                    f'{label}: {len(got)} iterations logged, expected '
+                    f'{iters}; see {log}')
+            times[label] += got[args.warmup:]
+            ran[label] = _training_path(work_dir) or 'not logged'
+            bar.update()
+    print()
+    rate = {label: 1 / statistics.median(t) for label, t in times.items()}
+    base = rate.get('mmpretrain')
+    lines = [
+        f'tools/train.py, {osp.basename(args.config)}, batch '
+        f'{args.batch_size}, {args.rounds} run(s) of {args.iters} timed '
+        f'iterations each (after {args.warmup}), {args.num_workers} data '
+        'workers',
+        f'{"path":<16} {"it/s":>7} {"img/s":>7} {"vs mmpretrain":>14}'
+    ]
+    for label, r in rate.items():
+        vs = f'{r / base:.2f}x' if base else '-'
+        lines.append(f'{label:<16} {r:>7.3f} {r * args.batch_size:>7.2f} '
+                     f'{vs:>14}')
+    lines += [f'{label}: {path}' for label, path in ran.items()]
+    print('\n'.join(lines))
+    return dict(rate=rate)
 
 
 @contextlib.contextmanager
