@@ -220,8 +220,8 @@ def _measure_train_py(args, tmp):
         if not osp.isfile(osp.join(checkout, 'tools', 'train.py')):
             raise cli.UserError(f'--checkout {args.checkout}: no '
                                 'tools/train.py there.')
-        runs[f'mmvan@{osp.basename(checkout.rstrip(os.sep))}'] = (checkout,
-                                                                   'mmvan')
+        label = f'mmvan@{osp.basename(checkout.rstrip(os.sep))}'
+        runs[label] = (checkout, 'mmvan')
     configs = {}
     for label, (root, name) in runs.items():
         cfg = training_config(args.config, name, args.batch_size, data_root,
