@@ -248,8 +248,9 @@ def _measure_train_py(args, tmp):
     bar = ProgressBar(args.rounds * len(runs))
     for r in range(args.rounds):
         for label, (root, _) in runs.items():
-            work_dir = osp.join(tmp, 'runs', f'{r}_{len(times[label])}_'
-                                f'{label.replace("@", "_")}')
+            work_dir = osp.join(
+                tmp, 'runs', f'{r}_{len(times[label])}_'
+                f'{label.replace("@", "_")}')
             _run_train_py(root, configs[label], work_dir, args.amp, log)
             got = _iteration_times(work_dir)
             if len(got) < iters:
