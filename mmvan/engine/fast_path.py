@@ -9,7 +9,9 @@ model before wrapping it (DDP sees the final parameter layout):
   VAN's training step 1.3-1.7x faster than in NCHW (docs/benchmark.md),
   NCHW on GPUs, where the large depth-wise kernels' best layout depends on
   the device and is not assumed; ``'channels_last'`` / ``'contiguous'``
-  force one. The VAN backbones hold their weights channels-last and turn
+  force one (an explicit ``'channels_last'`` also turns a backbone of
+  another type channels-last when the model has no VAN). The VAN backbones
+  hold their weights channels-last and turn
   their input channels-last, so every feature map stays so; the step
   computes the same loss and gradients (float rounding).
 - precision follows the optimizer wrapper (``--amp``: fp16 with a loss
@@ -56,18 +58,28 @@ def describe_precision(optim_wrapper_cfg):
     return 'fp32'
 
 
-def apply_layout(model, layout):
+def apply_layout(model, layout, any_backbone=False):
     """Put every VAN backbone of ``model`` in ``layout``.
 
+    Args:
+        model (nn.Module): Changed in place.
+        layout (str): ``'channels_last'`` or ``'contiguous'``.
+        any_backbone (bool): When ``model`` holds no VAN, put its
+            ``backbone`` (any type) channels-last instead; what
+            ``layout='channels_last'`` asked for explicitly does.
+
     Returns:
-        int: the number of VAN backbones changed.
+        int: the number of backbones changed.
     """
     from mmvan.models.backbones.van import VAN
     from mmvan.models.utils import to_channels_last
     if layout != 'channels_last':
         return 0
-    return sum(
-        to_channels_last(m) for m in model.modules() if isinstance(m, VAN))
+    vans = [m for m in model.modules() if isinstance(m, VAN)]
+    if not vans and any_backbone and isinstance(
+            getattr(model, 'backbone', None), torch.nn.Module):
+        vans = [model.backbone]
+    return sum(to_channels_last(m) for m in vans)
 
 
 def uses_channels_last(model):

@@ -164,8 +164,10 @@ class Runner(MMEngineRunner):
             from .fast_path import (apply_layout, choose_layout,
                                     describe_precision, fuse_optimizer)
             device = 'cuda' if torch.cuda.is_available() else 'cpu'
-            layout = choose_layout(device, settings.get('layout', 'auto'))
-            apply_layout(model, layout)
+            requested = settings.get('layout', 'auto')
+            layout = choose_layout(device, requested)
+            apply_layout(
+                model, layout, any_backbone=requested == 'channels_last')
             optimizer = 'none'
             if isinstance(self.optim_wrapper, dict):
                 # Still the config: runner.train() builds it later.

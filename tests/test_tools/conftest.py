@@ -1,7 +1,55 @@
 # Copyright (c) mmvan contributors. All rights reserved.
-"""What the tool tests share: benchmark.py with a timer that reports given
-times, so that its throughputs and ratios can be computed by hand."""
+"""What the tool tests share: a repository script run as a user runs it,
+a two-process ``tools/dist_train.sh`` launch, and benchmark.py with a timer
+that reports given times, so that its throughputs and ratios can be
+computed by hand."""
+import os
+import subprocess
+import sys
+
 import pytest
+
+
+def _run(root, args, env, timeout, check):
+    full_env = dict(os.environ, **(env or {}))
+    # Two-core machines: one thread per process.
+    full_env.setdefault('OMP_NUM_THREADS', '1')
+    out = subprocess.run(
+        args,
+        cwd=root,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout)
+    if check:
+        assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    return out
+
+
+@pytest.fixture
+def run_tool(root):
+    """``run_tool(args, env=None, timeout=600, check=True)``: a Python
+    script of the repository run with ``args`` (the script first); with
+    ``check``, it must succeed."""
+
+    def run(args, env=None, timeout=600, check=True):
+        return _run(root, [sys.executable, *args], env, timeout, check)
+
+    return run
+
+
+@pytest.fixture
+def dist_train(root, free_port):
+    """``dist_train(config, *args, env=None, timeout=600, check=True)``:
+    ``tools/dist_train.sh config 2 *args``, two CPU processes on a free
+    port; with ``check``, it must succeed."""
+
+    def run(config, *args, env=None, timeout=600, check=True):
+        env = dict(env or {}, PYTHON=sys.executable, PORT=str(free_port))
+        return _run(root, ['bash', 'tools/dist_train.sh', config, '2', *args],
+                    env, timeout, check)
+
+    return run
 
 
 @pytest.fixture

@@ -123,6 +123,24 @@ def test_benchmark_train_compares_training_paths(tiny, tool, capsys):
         ])
 
 
+def test_train_speed_times_whole_train_py_runs(tiny, tool, capsys):
+    """``train_speed.py --train-py``: iterations per second of real
+    tools/train.py runs, each contender's path read back from its log."""
+    result = tool('train_speed').main([
+        tiny('lka', base='van-b0_demo.py'), '--train-py', '--batch-size',
+        '2', '--iters', '2', '--warmup', '1', '--num-workers', '0',
+        '--contenders', 'mmvan', 'mmpretrain-cl'
+    ])
+    out = capsys.readouterr().out
+    assert set(result['rate']) == {'mmvan', 'mmpretrain-cl'}
+    assert all(rate > 0 for rate in result['rate'].values())
+    assert ('mmvan: layout: channels_last, precision: fp32, optimizer: '
+            'fused AdamW') in out
+    # mmpretrain's backbone channels-last, torch's default AdamW.
+    assert ('mmpretrain-cl: layout: channels_last, precision: fp32, '
+            'optimizer: AdamW,') in out
+
+
 def test_benchmark_rejects_lska_compare(root, tool):
     from mmvan.utils.cli import UserError
     with pytest.raises(UserError, match='mmpretrain has LKA'):

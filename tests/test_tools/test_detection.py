@@ -2,10 +2,7 @@
 """Detection configs and real runs on a shrunken COCO-format demo set."""
 import glob
 import json
-import os
 import os.path as osp
-import subprocess
-import sys
 from collections import OrderedDict
 
 import pytest
@@ -99,44 +96,24 @@ def options(root, epochs=1):
     return opts
 
 
-@pytest.fixture
-def run(root):
-    """``run(args, env=None)``: a command in the repository, which must
-    succeed."""
-
-    def run(args, env=None):
-        env = dict(os.environ, OMP_NUM_THREADS='1', **(env or {}))
-        out = subprocess.run(
-            args,
-            cwd=root,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=600)
-        assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-        return out
-
-    return run
-
-
 @pytest.mark.parametrize('config,metric', [(RETINA_DEMO, 'coco/bbox_mAP'),
                                            (MASK_DEMO, 'coco/segm_mAP')])
-def test_train_val_test_and_inference(tmp_path, det_root, config, metric, run,
-                                      root):
+def test_train_val_test_and_inference(tmp_path, det_root, config, metric,
+                                      run_tool, root):
     work = tmp_path / 'work'
     # After a few iterations no score passes the usual threshold; keep every
     # detection so that the COCO metric has something to score.
     thr = ('model.test_cfg.score_thr=0.0'
            if 'retinanet' in config else 'model.test_cfg.rcnn.score_thr=0.0')
-    out = run([
-        sys.executable, 'tools/train.py', config, '--work-dir',
+    out = run_tool([
+        'tools/train.py', config, '--work-dir',
         str(work), '--cfg-options', *options(det_root), thr
     ])
     assert metric in out.stdout + out.stderr  # validation ran COCO metrics
     ckpt = work / 'epoch_1.pth'
     metrics = tmp_path / 'metrics.json'
-    run([
-        sys.executable, 'tools/test.py', config,
+    run_tool([
+        'tools/test.py', config,
         str(ckpt), '--work-dir',
         str(tmp_path / 'test'), '--out',
         str(metrics), '--out-item', 'metrics', '--cfg-options',
@@ -155,51 +132,43 @@ def test_train_val_test_and_inference(tmp_path, det_root, config, metric, run,
         assert 'masks' in sample.pred_instances
 
 
-def test_dist_train_two_cpu_processes_with_syncbn(tmp_path, det_root, run,
-                                                  free_port):
+def test_dist_train_two_cpu_processes_with_syncbn(tmp_path, det_root,
+                                                  dist_train):
     work = tmp_path / 'dist'
-    run([
-        'bash', 'tools/dist_train.sh', RETINA_DEMO, '2', '--no-validate',
-        '--work-dir',
-        str(work), '--cfg-options', *options(det_root),
-        'model.backbone.norm_cfg.type=SyncBN'
-    ],
-        env=dict(PYTHON=sys.executable, PORT=str(free_port)))
+    dist_train(RETINA_DEMO,
+               '--no-validate', '--work-dir', str(work), '--cfg-options',
+               *options(det_root), 'model.backbone.norm_cfg.type=SyncBN')
     assert (work / 'epoch_1.pth').is_file()
 
 
-def test_missing_coco(tmp_path, root):
-    out = subprocess.run([
-        sys.executable, 'tools/train.py',
-        'configs/retinanet/retinanet_van-b0_fpn_1x_coco.py', '--work-dir',
+def test_missing_coco(tmp_path, run_tool):
+    out = run_tool([
+        'tools/train.py', 'configs/retinanet/retinanet_van-b0_fpn_1x_coco.py',
+        '--work-dir',
         str(tmp_path / 'w'), '--cfg-options',
         f'train_dataloader.dataset.data_root={tmp_path}/coco/',
         f'val_dataloader.dataset.data_root={tmp_path}/coco/'
     ],
-                         cwd=root,
-                         capture_output=True,
-                         text=True,
-                         timeout=300)
+                   timeout=300,
+                   check=False)
     assert out.returncode == 2
     assert 'dataset not found' in out.stderr and 'COCO' in out.stderr
     assert 'Traceback' not in out.stderr
     assert not (tmp_path / 'w').exists()
 
 
-def test_missing_pretrained_backbone(tmp_path, det_root, root):
-    out = subprocess.run([
-        sys.executable, 'tools/train.py',
-        'configs/retinanet/retinanet_van-b0_fpn_1x_coco.py', '--work-dir',
+def test_missing_pretrained_backbone(tmp_path, det_root, run_tool):
+    out = run_tool([
+        'tools/train.py', 'configs/retinanet/retinanet_van-b0_fpn_1x_coco.py',
+        '--work-dir',
         str(tmp_path / 'w'), '--no-validate', '--cfg-options',
         f'train_dataloader.dataset.data_root={det_root}/',
         'train_dataloader.dataset.ann_file=annotations/instances_train.json',
         'train_dataloader.dataset.data_prefix.img=train/',
         f'model.backbone.init_cfg.checkpoint={tmp_path}/none.pth'
     ],
-                         cwd=root,
-                         capture_output=True,
-                         text=True,
-                         timeout=300)
+                   timeout=300,
+                   check=False)
     assert out.returncode == 2, out.stderr[-2000:]
     assert 'pretrained checkpoint' in out.stderr and 'none.pth' in out.stderr
     assert 'Traceback' not in out.stderr

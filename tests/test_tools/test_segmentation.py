@@ -1,10 +1,7 @@
 # Copyright (c) mmvan contributors. All rights reserved.
 """Segmentation configs and real runs on a shrunken ADE20K-format set."""
 import json
-import os
 import os.path as osp
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -107,30 +104,10 @@ def options(root, iters=4):
     return opts
 
 
-@pytest.fixture
-def run(root):
-    """``run(args, env=None)``: a command in the repository, which must
-    succeed."""
-
-    def run(args, env=None):
-        full_env = dict(os.environ, OMP_NUM_THREADS='1', **(env or {}))
-        out = subprocess.run(
-            args,
-            cwd=root,
-            env=full_env,
-            capture_output=True,
-            text=True,
-            timeout=600)
-        assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-        return out
-
-    return run
-
-
-def test_train_val_test_tta(tmp_path, seg_root, run):
+def test_train_val_test_tta(tmp_path, seg_root, run_tool):
     work = tmp_path / 'work'
-    out = run([
-        sys.executable, 'tools/train.py', FPN_DEMO, '--work-dir',
+    out = run_tool([
+        'tools/train.py', FPN_DEMO, '--work-dir',
         str(work), '--cfg-options', *options(seg_root)
     ])
     assert 'mIoU' in out.stdout + out.stderr
@@ -138,8 +115,8 @@ def test_train_val_test_tta(tmp_path, seg_root, run):
     assert ckpt.is_file()
     for extra in ([], ['--tta']):
         metrics = tmp_path / f'metrics{len(extra)}.json'
-        run([
-            sys.executable, 'tools/test.py', FPN_DEMO,
+        run_tool([
+            'tools/test.py', FPN_DEMO,
             str(ckpt), *extra, '--work-dir',
             str(tmp_path / 'test'), '--out',
             str(metrics), '--out-item', 'metrics', '--cfg-options',
@@ -164,31 +141,25 @@ def test_inference_odd_non_square_image(tmp_path, mode, root):
     assert int(result.pred_sem_seg.data.max()) < 4
 
 
-def test_dist_train_two_cpu_processes(tmp_path, seg_root, run, free_port):
+def test_dist_train_two_cpu_processes(tmp_path, seg_root, dist_train):
     work = tmp_path / 'dist'
-    run([
-        'bash', 'tools/dist_train.sh', FPN_DEMO, '2', '--no-validate',
-        '--work-dir',
-        str(work), '--cfg-options', *options(seg_root),
-        'model.backbone.norm_cfg.type=SyncBN'
-    ],
-        env=dict(PYTHON=sys.executable, PORT=str(free_port)))
+    dist_train(FPN_DEMO,
+               '--no-validate', '--work-dir', str(work), '--cfg-options',
+               *options(seg_root), 'model.backbone.norm_cfg.type=SyncBN')
     assert (work / 'iter_4.pth').is_file()
 
 
-def test_missing_ade20k(tmp_path, root):
-    out = subprocess.run([
-        sys.executable, 'tools/train.py',
+def test_missing_ade20k(tmp_path, run_tool):
+    out = run_tool([
+        'tools/train.py',
         'configs/upernet/upernet_van-b0_8xb2-160k_ade20k-512x512.py',
         '--work-dir',
         str(tmp_path / 'w'), '--cfg-options',
         f'train_dataloader.dataset.data_root={tmp_path}/ade',
         f'val_dataloader.dataset.data_root={tmp_path}/ade'
     ],
-                         cwd=root,
-                         capture_output=True,
-                         text=True,
-                         timeout=300)
+                   timeout=300,
+                   check=False)
     assert out.returncode == 2
     assert 'dataset not found' in out.stderr and 'ADE20K' in out.stderr
     assert 'Traceback' not in out.stderr

@@ -40,28 +40,6 @@ def small_options(data_root, epochs=1, workers=0):
     return opts
 
 
-@pytest.fixture
-def run_tool(root):
-    """``run_tool(args, env=None, timeout=600, check=True)``: a Python
-    script of the repository run with ``args``."""
-
-    def run(args, env=None, timeout=600, check=True):
-        full_env = dict(os.environ, **(env or {}))
-        full_env.setdefault('OMP_NUM_THREADS', '1')
-        out = subprocess.run([sys.executable, *args],
-                             cwd=root,
-                             env=full_env,
-                             capture_output=True,
-                             text=True,
-                             timeout=timeout)
-        if check:
-            assert out.returncode == 0, (
-                out.stdout[-3000:] + out.stderr[-3000:])
-        return out
-
-    return run
-
-
 def test_train_then_test(tmp_path, data_root, run_tool):
     work_dir = tmp_path / 'work'
     run_tool([
@@ -112,22 +90,9 @@ def test_amp_on_cpu_uses_bf16(tmp_path, data_root, run_tool):
     assert 'Traceback' not in out.stderr
 
 
-def test_dist_train_two_cpu_processes(tmp_path, data_root, root, free_port):
-    env = dict(
-        os.environ,
-        PYTHON=sys.executable,
-        PORT=str(free_port),
-        OMP_NUM_THREADS='1')
-    out = subprocess.run([
-        'bash', 'tools/dist_train.sh', CONFIG, '2', '--work-dir',
-        str(tmp_path / 'dist'), '--cfg-options', *small_options(data_root)
-    ],
-                         cwd=root,
-                         env=env,
-                         capture_output=True,
-                         text=True,
-                         timeout=600)
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+def test_dist_train_two_cpu_processes(tmp_path, data_root, dist_train):
+    dist_train(CONFIG, '--work-dir', str(tmp_path / 'dist'), '--cfg-options',
+               *small_options(data_root))
     assert (tmp_path / 'dist' / 'epoch_1.pth').is_file()
     logs = glob.glob(str(tmp_path / 'dist' / '*' / '*.log'))
     text = open(logs[0]).read()
@@ -311,27 +276,21 @@ def corrupt_root(tmp_path):
 
 
 def test_two_processes_stop_at_once_when_one_fails(tmp_path, corrupt_root,
-                                                   root, free_port):
+                                                   dist_train):
     """One rank meets an unreadable image with policy 'raise': its error
     line comes first and both processes are gone within seconds."""
     data, bad = corrupt_root
-    env = dict(
-        os.environ,
-        PYTHON=sys.executable,
-        PORT=str(free_port),
-        OMP_NUM_THREADS='1')
     start = time.time()
-    out = subprocess.run([
-        'bash', 'tools/dist_train.sh', CONFIG, '2', '--work-dir',
-        str(tmp_path / 'dist'), '--cfg-options',
-        *small_options(data, epochs=3), 'train_dataloader.batch_size=1',
-        'unreadable_images.policy=raise'
-    ],
-                         cwd=root,
-                         env=env,
-                         capture_output=True,
-                         text=True,
-                         timeout=240)
+    out = dist_train(
+        CONFIG,
+        '--work-dir',
+        str(tmp_path / 'dist'),
+        '--cfg-options',
+        *small_options(data, epochs=3),
+        'train_dataloader.batch_size=1',
+        'unreadable_images.policy=raise',
+        timeout=240,
+        check=False)
     elapsed = time.time() - start
     assert out.returncode != 0
     errors = [

@@ -19,7 +19,8 @@ textures (resized by the config's training pipeline). The contenders:
   (same weights), in its default layout;
 - ``mmvan-cp``: ``mmvan`` with activation checkpointing
   (``model.backbone.with_cp=True``);
-- ``mmpretrain-cl``: mmpretrain's VAN with channels-last weights and input.
+- ``mmpretrain-cl``: mmpretrain's VAN with channels-last weights and input
+  (the fast path's layout forced on it), torch's default optimizer loop.
 
 They run alternately, one step each per round, so machine noise hits all
 alike; the table gives the median img/s, the ratios against mmpretrain, the
@@ -36,7 +37,6 @@ the median iteration time of the run's log after the warm-up iterations.
 ``--rounds`` runs every contender that many times, alternately.
 ``--checkout DIR`` adds ``DIR``'s ``tools/train.py`` (another mmvan
 checkout, e.g. an older commit) on mmvan's config, as ``mmvan@DIR``.
-mmpretrain-cl has no ``tools/train.py`` form and is left out there.
 """
 import argparse
 import contextlib
@@ -118,6 +118,10 @@ def training_config(config, name, batch_size, data_root, work_dir, amp):
     cfg.train_fast_path = dict(
         layout='auto' if fast else 'contiguous',
         fused_optimizer='auto' if fast else False)
+    if name == 'mmpretrain-cl':
+        # The fast path's layout, forced, on mmpretrain's backbone (weights
+        # and input channels-last); torch's default optimizer loop.
+        cfg.train_fast_path.layout = 'channels_last'
     if name == 'mmvan-cp':
         cfg.model.backbone.with_cp = True
     if name.startswith('mmpretrain'):
@@ -143,12 +147,8 @@ def training_config(config, name, batch_size, data_root, work_dir, amp):
 
 def build(config, name, batch_size, data_root, work_dir, amp):
     from mmvan.engine.runner import Runner
-    from mmvan.models.utils import to_channels_last
-    runner = Runner.from_cfg(
+    return Runner.from_cfg(
         training_config(config, name, batch_size, data_root, work_dir, amp))
-    if name == 'mmpretrain-cl':
-        to_channels_last(runner.model.backbone)
-    return runner
 
 
 def main(argv=None):
@@ -160,7 +160,8 @@ def main(argv=None):
 
 
 def _iteration_times(work_dir):
-    """Per-iteration seconds from the newest run's ``scalars.json``."""
+    """``(seconds, data loading seconds)`` of each iteration, from the
+    newest run's ``scalars.json``."""
     import glob
     import json
     files = sorted(
@@ -172,8 +173,9 @@ def _iteration_times(work_dir):
         for line in f:
             record = json.loads(line)
             if 'time' in record and 'step' in record:
-                times.append((record['step'], record['time']))
-    return [t for _, t in sorted(times)]
+                times.append((record['step'], record['time'],
+                              record.get('data_time', 0.)))
+    return [t[1:] for t in sorted(times)]
 
 
 def _training_path(work_dir):
@@ -213,8 +215,7 @@ def _measure_train_py(args, tmp):
     per_class = -(-iters * args.batch_size // 5)
     data_root = make_classification_demo(
         osp.join(tmp, 'data'), num_train=per_class, num_val=1)
-    names = [n for n in args.contenders if n != 'mmpretrain-cl']
-    runs = {name: (here, name) for name in names}
+    runs = {name: (here, name) for name in args.contenders}
     if args.checkout:
         checkout = osp.abspath(args.checkout)
         if not osp.isfile(osp.join(checkout, 'tools', 'train.py')):
@@ -261,19 +262,29 @@ def _measure_train_py(args, tmp):
             ran[label] = _training_path(work_dir) or 'not logged'
             bar.update()
     print()
-    rate = {label: 1 / statistics.median(t) for label, t in times.items()}
+    rate = {
+        label: 1 / statistics.median(t for t, _ in got)
+        for label, got in times.items()
+    }
+    waiting = {
+        label: statistics.median(d for _, d in got) * rate[label]
+        for label, got in times.items()
+    }
     base = rate.get('mmpretrain')
+    base_cl = rate.get('mmpretrain-cl')
     lines = [
         f'tools/train.py, {osp.basename(args.config)}, batch '
         f'{args.batch_size}, {args.rounds} run(s) of {args.iters} timed '
         f'iterations each (after {args.warmup}), {args.num_workers} data '
         'workers',
-        f'{"path":<16} {"it/s":>7} {"img/s":>7} {"vs mmpretrain":>14}'
+        f'{"path":<16} {"it/s":>7} {"img/s":>7} {"vs mmpretrain":>14} '
+        f'{"vs mmpretrain-cl":>17} {"data wait":>10}'
     ]
     for label, r in rate.items():
         vs = f'{r / base:.2f}x' if base else '-'
+        vs_cl = f'{r / base_cl:.2f}x' if base_cl else '-'
         lines.append(f'{label:<16} {r:>7.3f} {r * args.batch_size:>7.2f} '
-                     f'{vs:>14}')
+                     f'{vs:>14} {vs_cl:>17} {waiting[label]:>9.1%}')
     lines += [f'{label}: {path}' for label, path in ran.items()]
     print('\n'.join(lines))
     return dict(rate=rate)
