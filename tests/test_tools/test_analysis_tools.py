@@ -127,9 +127,9 @@ def test_train_speed_times_whole_train_py_runs(tiny, tool, capsys):
     """``train_speed.py --train-py``: iterations per second of real
     tools/train.py runs, each contender's path read back from its log."""
     result = tool('train_speed').main([
-        tiny('lka', base='van-b0_demo.py'), '--train-py', '--batch-size',
-        '2', '--iters', '2', '--warmup', '1', '--num-workers', '0',
-        '--contenders', 'mmvan', 'mmpretrain-cl'
+        tiny('lka', base='van-b0_demo.py'), '--train-py', '--batch-size', '2',
+        '--iters', '2', '--warmup', '1', '--num-workers', '0', '--contenders',
+        'mmvan', 'mmpretrain-cl'
     ])
     out = capsys.readouterr().out
     assert set(result['rate']) == {'mmvan', 'mmpretrain-cl'}
