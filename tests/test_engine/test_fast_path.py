@@ -97,3 +97,38 @@ def test_fast_path_gradients_equal_plain(runners):
     for name in grads_p:
         torch.testing.assert_close(
             grads_f[name], grads_p[name], rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_compiled_block_gradients_equal_eager():
+    """``--compile``: a VAN block as the fast path runs it (channels-last,
+    LKA's dilated convolution on its phase grids) goes through
+    torch.compile's graph capture and autograd and gives eager's output and
+    gradients. ``aot_eager`` runs the captured graphs with torch's own
+    kernels: no C++ compile (inductor takes minutes on a CPU; on CUDA the
+    whole classifier was checked by hand, docs/benchmark.md)."""
+    from mmvan.models.backbones.van import VANBlock
+    torch.manual_seed(0)
+    block = VANBlock(16, mlp_ratio=2).to(memory_format=torch.channels_last)
+    x = torch.randn(2, 16, 13,
+                    11).contiguous(memory_format=torch.channels_last)
+
+    def output_and_grads(module):
+        module.zero_grad()
+        inp = x.clone().requires_grad_()
+        out = module(inp)
+        out.square().sum().backward()
+        return out.detach(), inp.grad, {
+            n: p.grad.clone()
+            for n, p in block.named_parameters()
+        }
+
+    out_e, dx_e, grads_e = output_and_grads(block)
+    torch._dynamo.reset()
+    out_c, dx_c, grads_c = output_and_grads(
+        torch.compile(block, backend='aot_eager'))
+    torch.testing.assert_close(out_c, out_e, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(dx_c, dx_e, rtol=1e-4, atol=1e-5)
+    assert len(grads_e) > 10
+    for name, grad in grads_e.items():
+        torch.testing.assert_close(
+            grads_c[name], grad, rtol=1e-4, atol=1e-5, msg=name)
