@@ -151,9 +151,14 @@ def model_forward(model, kind):
 
 
 def count(fn, x):
-    """Multiply-adds of ``fn(x)`` (torch's FLOP counter, halved)."""
+    """Multiply-adds of ``fn(x)`` (torch's FLOP counter, halved), with
+    VAN's dilated convolutions counted as defined (not as the padded phase
+    grids they run on on CPU)."""
     from torch.utils.flop_counter import FlopCounterMode
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
+
+    from mmvan.models.layers.phase_conv import plain_dilated_convolutions
+    with FlopCounterMode(display=False) as counter, torch.no_grad(), \
+            plain_dilated_convolutions():
         fn(x)
     return counter.get_total_flops() / 2
 

@@ -19,10 +19,17 @@ devices, and while tracing or exporting, the plain dilated convolution runs
 (it is one node in an exported graph, and GPU libraries have their own
 dilated kernels). The folded inference model (``deploy=True``) keeps its
 zero-stuffed dense kernels (:func:`~mmvan.models.layers.undilate_`), which
-are faster at batch 1.
+are faster at batch 1. :func:`plain_dilated_convolutions` turns the split
+off for a block of code (``tools/analysis_tools/get_flops.py`` counts the
+model's FLOPs as defined with it).
 """
+import contextlib
+
 import torch
 import torch.nn.functional as F
+
+# > 0 inside :func:`plain_dilated_convolutions`.
+_PLAIN = [0]
 
 
 def _channels_last(x):
@@ -122,7 +129,10 @@ def phase_merge(grids, d, size, memory_format=torch.contiguous_format):
 
 def _splittable(conv):
     """The common dilation of a same-size, stride-1 dilated depth-wise
-    convolution, else None."""
+    convolution, else None (also for a module that is no convolution, such
+    as an ``nn.Identity`` put in its place)."""
+    if not isinstance(conv, torch.nn.Conv2d):
+        return None
     dh, dw = conv.dilation
     kh, kw = conv.kernel_size
     if conv.groups != conv.in_channels or tuple(conv.stride) != (1, 1):
@@ -157,9 +167,22 @@ def _zero_padding(grids, d, size):
     return (grids.unflatten(0, (-1, d * d)) * inside).flatten(0, 1)
 
 
+@contextlib.contextmanager
+def plain_dilated_convolutions():
+    """Run dilated depth-wise convolutions as themselves inside the block,
+    also on CPU: e.g. to count the FLOPs of the model as defined (the grids
+    are padded to a multiple of the dilation, so a counter that watches the
+    operators would count more multiply-adds)."""
+    _PLAIN[0] += 1
+    try:
+        yield
+    finally:
+        _PLAIN[0] -= 1
+
+
 def use_phase_split(x):
     """Whether dilated depth-wise convolutions on ``x`` run split."""
-    if x.device.type != 'cpu' or x.dim() != 4:
+    if _PLAIN[0] or x.device.type != 'cpu' or x.dim() != 4:
         return False
     if torch.jit.is_scripting() or torch.jit.is_tracing():
         return False

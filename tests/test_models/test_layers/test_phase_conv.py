@@ -124,3 +124,34 @@ def test_traced_graph_keeps_the_dilated_convolution():
     kinds = [node.kind() for node in graph.nodes()]
     assert kinds.count('aten::_convolution') == 3
     assert not any('permute' in kind for kind in kinds)
+
+
+def test_flops_are_counted_on_the_convolutions_as_defined():
+    """Inside ``plain_dilated_convolutions`` an operator-level FLOP counter
+    sees LKA's convolutions as defined: multiply-adds by hand."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from mmvan.models.layers.phase_conv import plain_dilated_convolutions
+    c, h, w = 8, 14, 10
+    attn = LKA(c)  # 5x5, 7x7 dilation 3, 1x1
+    expected = c * h * w * (25 + 49 + c)
+    x = torch.randn(1, c, h, w)
+    with FlopCounterMode(display=False) as counter, torch.no_grad(), \
+            plain_dilated_convolutions():
+        attn.attention(x)
+    assert counter.get_total_flops() == 2 * expected
+    # Outside it, the grids (padded to 15 x 12) are what runs.
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        attn.attention(x)
+    assert counter.get_total_flops() == 2 * c * (
+        h * w * (25 + c) + 15 * 12 * 49)
+
+
+def test_a_module_put_in_place_of_the_dilated_convolution_runs_as_is():
+    """Ablations replace ``conv_spatial`` (e.g. by ``nn.Identity``): LKA
+    then runs what it holds."""
+    attn = LKA(4)
+    attn.conv_spatial = nn.Identity()
+    x = torch.randn(1, 4, 9, 9)
+    expected = x * attn.conv1(attn.conv0(x))
+    torch.testing.assert_close(attn(x), expected)
