@@ -211,10 +211,6 @@ def _measure_train_py(args, tmp):
     from mmvan.datasets import make_classification_demo
     here = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
     iters = args.warmup + args.iters
-    # One epoch of ``iters`` whole batches (5 classes).
-    per_class = -(-iters * args.batch_size // 5)
-    data_root = make_classification_demo(
-        osp.join(tmp, 'data'), num_train=per_class, num_val=1)
     runs = {name: (here, name) for name in args.contenders}
     if args.checkout:
         checkout = osp.abspath(args.checkout)
@@ -223,6 +219,10 @@ def _measure_train_py(args, tmp):
                                 'tools/train.py there.')
         label = f'mmvan@{osp.basename(checkout.rstrip(os.sep))}'
         runs[label] = (checkout, 'mmvan')
+    # One epoch of ``iters`` whole batches (5 classes).
+    per_class = -(-iters * args.batch_size // 5)
+    data_root = make_classification_demo(
+        osp.join(tmp, 'data'), num_train=per_class, num_val=1)
     configs = {}
     for label, (root, name) in runs.items():
         cfg = training_config(args.config, name, args.batch_size, data_root,

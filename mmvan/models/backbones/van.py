@@ -24,6 +24,7 @@ from ..layers import LKA, LSKA, conv_binary, conv_gelu, undilate_
 from ..layers.fusion import (bn_affine, fold_bn_into_next_conv,
                              fold_bn_into_prev_conv, frozen_bn_statistics,
                              scale_conv_output)
+from ..utils.layout import memory_format_of
 from ..utils.slicing import MemoryBudget, run_in_bands, run_in_slices
 
 ATTENTIONS = {'lka': LKA, 'lska': LSKA}
@@ -571,10 +572,7 @@ class VAN(BaseModule):
         # Stay in the caller's memory format: a channels-last input keeps
         # every feature map channels-last (faster on CPU), any other gets
         # contiguous NCHW maps.
-        memory_format = (
-            torch.channels_last if x.dim() == 4 and not x.is_contiguous()
-            and x.is_contiguous(memory_format=torch.channels_last) else
-            torch.contiguous_format)
+        memory_format = memory_format_of(x)
         outs = []
         for i in range(self.num_stages):
             patch_embed, blocks, norm = self.stage_modules(i)

@@ -11,6 +11,8 @@ plain operations run.
 import torch
 import torch.nn.functional as F
 
+from mmvan.models.utils.layout import memory_format_of
+
 _POINTWISE = getattr(
     getattr(torch.ops, 'mkldnn', None), '_convolution_pointwise', None)
 
@@ -43,18 +45,11 @@ def conv_binary(x, other, conv, op):
     (``op='add'``)."""
     if (_fusable(x) and isinstance(conv.padding, tuple)
             and other.shape[0] == x.shape[0] and other.dtype == x.dtype):
-        other = other.contiguous(memory_format=_memory_format(x))
+        other = other.contiguous(memory_format=memory_format_of(x))
         return _POINTWISE.binary(x, other, conv.weight, conv.bias,
                                  *_args(conv), op, None, None, [], None)
     y = conv(x)
     return y * other if op == 'mul' else y + other
-
-
-def _memory_format(x):
-    if not x.is_contiguous() and x.is_contiguous(
-            memory_format=torch.channels_last):
-        return torch.channels_last
-    return torch.contiguous_format
 
 
 @torch.no_grad()

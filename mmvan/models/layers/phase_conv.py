@@ -28,18 +28,10 @@ import contextlib
 import torch
 import torch.nn.functional as F
 
+from mmvan.models.utils.layout import memory_format_of
+
 # > 0 inside :func:`plain_dilated_convolutions`.
 _PLAIN = [0]
-
-
-def _channels_last(x):
-    return not x.is_contiguous() and x.is_contiguous(
-        memory_format=torch.channels_last)
-
-
-def _layout(x):
-    return torch.channels_last if _channels_last(x) else \
-        torch.contiguous_format
 
 
 def _grid_view(grids, d):
@@ -91,7 +83,8 @@ class _PhaseSplit(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, d):
-        ctx.d, ctx.size, ctx.layout = d, tuple(x.shape[-2:]), _layout(x)
+        ctx.d, ctx.size, ctx.layout = d, tuple(
+            x.shape[-2:]), memory_format_of(x)
         return _split(x, d)
 
     @staticmethod
@@ -212,4 +205,4 @@ def dilated_depthwise(x, *convs):
             conv.bias,
             padding=((kh - 1) // 2, (kw - 1) // 2),
             groups=conv.groups)
-    return phase_merge(grids, d, size, _layout(x))
+    return phase_merge(grids, d, size, memory_format_of(x))

@@ -11,6 +11,16 @@ def _inputs_channels_last(module, args):
     return None
 
 
+def memory_format_of(x):
+    """``torch.channels_last`` for a 4-D tensor laid out channels-last (and
+    not also plain contiguous, as a 1x1 map is), else
+    ``torch.contiguous_format``."""
+    if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(
+            memory_format=torch.channels_last):
+        return torch.channels_last
+    return torch.contiguous_format
+
+
 def to_channels_last(module):
     """Hold ``module``'s weights channels-last and turn its 4-D input
     channels-last on the way in, once; VAN then keeps every feature map so.
