@@ -1,0 +1,155 @@
+# Copyright (c) mmvan contributors. All rights reserved.
+"""The fused depth-wise 3x3 + bias + GELU op: its Triton kernels run by
+Triton's interpreter on CPU tensors, against PyTorch's operations computed
+in float64, and compiled for sm_80 / sm_90 without a GPU."""
+from unittest import mock
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mmvan.ops import dwconv_gelu as fused
+from mmvan.utils.errors import ConfigError
+
+
+@pytest.fixture
+def interpret(monkeypatch):
+    monkeypatch.setenv('TRITON_INTERPRET', '1')
+
+
+def _expected(x, weight, bias, grad):
+    """Output and gradients of ``gelu(conv(x))`` in float64 with PyTorch's
+    own operations."""
+    inputs = [t.detach().double().requires_grad_() for t in (x, weight)]
+    if bias is not None:
+        inputs.append(bias.detach().double().requires_grad_())
+    y = F.gelu(F.conv2d(*inputs, padding=1, groups=x.shape[1]))
+    return y, torch.autograd.grad(y, inputs, grad.double())
+
+
+def _run(x, weight, bias, grad, impl='triton'):
+    inputs = [x, weight] + ([] if bias is None else [bias])
+    inputs = [t.detach().requires_grad_() for t in inputs]
+    y = fused.dwconv_gelu(*inputs[:2], inputs[2] if bias is not None else None,
+                          impl)
+    return y, torch.autograd.grad(y, inputs, grad)
+
+
+def _close(got, want, rtol):
+    scale = want.abs().max().item()
+    err = (got.double() - want).abs().max().item()
+    assert err <= rtol * scale, (err, scale)
+
+
+# One tile, two tile rows (H > BLOCK_H = 16) and two tile columns
+# (W > BLOCK_W = 64); odd sizes throughout.
+@pytest.mark.parametrize('shape', [(2, 3, 5, 7), (1, 2, 17, 67)])
+@pytest.mark.parametrize('channels_last', [False, True])
+@pytest.mark.parametrize('with_bias', [True, False])
+def test_matches_pytorch_float32(interpret, shape, channels_last, with_bias):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(*shape, generator=g)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    weight = torch.randn(shape[1], 1, 3, 3, generator=g)
+    bias = torch.randn(shape[1], generator=g) if with_bias else None
+    grad = torch.randn(*shape, generator=g)
+    y, grads = _run(x, weight, bias, grad)
+    want_y, want_grads = _expected(x, weight, bias, grad)
+    assert y.dtype == torch.float32 and y.shape == x.shape
+    assert y.is_contiguous(memory_format=torch.channels_last) == channels_last
+    _close(y, want_y, 1e-5)
+    assert len(grads) == len(want_grads)
+    for got, want in zip(grads, want_grads):
+        _close(got, want, 1e-5)
+
+
+def test_runs_the_custom_op(interpret):
+    """``impl='triton'`` runs the kernels (the op shows in the profile);
+    ``'auto'`` on a CPU tensor and ``'torch'`` run PyTorch's operations,
+    bit-identical to them."""
+    x = torch.randn(1, 2, 4, 5)
+    weight, bias = torch.randn(2, 1, 3, 3), torch.randn(2)
+
+    def ops(impl):
+        with torch.profiler.profile() as prof:
+            y = fused.dwconv_gelu(x, weight, bias, impl)
+        return y, {e.name for e in prof.events()}
+
+    _, names = ops('triton')
+    assert 'mmvan::dwconv3x3_gelu' in names
+    want = F.gelu(F.conv2d(x, weight, bias, padding=1, groups=2))
+    for impl in ('auto', 'torch'):
+        y, names = ops(impl)
+        assert 'mmvan::dwconv3x3_gelu' not in names
+        assert torch.equal(y, want)
+
+
+def test_weight_gradient_alone(interpret):
+    """With no input gradient wanted, the weight and bias gradients are
+    still exact."""
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(2, 3, 6, 5, generator=g)
+    weight = torch.randn(3, 1, 3, 3, generator=g).requires_grad_()
+    bias = torch.randn(3, generator=g).requires_grad_()
+    grad = torch.randn(2, 3, 6, 5, generator=g)
+    y = fused.dwconv_gelu(x, weight, bias, 'triton')
+    got = torch.autograd.grad(y, [weight, bias], grad)
+    _, want = _expected(x, weight, bias, grad)
+    _close(got[0], want[1], 1e-5)
+    _close(got[1], want[2], 1e-5)
+
+
+def test_bfloat16_and_autocast(interpret):
+    """bf16 activations with fp32 weights (what autocast hands the op):
+    the output stays bf16, the weight gradient fp32, both within 1e-2 of
+    float64 on the same (bf16-rounded) values."""
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(2, 4, 7, 9, generator=g).bfloat16()
+    weight = torch.randn(4, 1, 3, 3, generator=g)
+    bias = torch.randn(4, generator=g)
+    grad = torch.randn(2, 4, 7, 9, generator=g).bfloat16()
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        y, grads = _run(x, weight, bias, grad)
+    assert y.dtype == torch.bfloat16
+    assert [t.dtype
+            for t in grads] == [torch.bfloat16, torch.float32, torch.float32]
+    want_y, want_grads = _expected(x, weight, bias, grad)
+    _close(y, want_y, 1e-2)
+    for got, want in zip(grads, want_grads):
+        _close(got, want, 1e-2)
+
+
+def test_uncovered_arguments_fall_back_logged_once(interpret):
+    x = torch.randn(1, 2, 4, 4, dtype=torch.float64)
+    weight = torch.randn(2, 1, 3, 3, dtype=torch.float64)
+    fused._LOGGED.clear()
+    with mock.patch.object(fused, 'print_log') as log:
+        for _ in range(2):
+            y = fused.dwconv_gelu(x, weight, None, 'triton')
+    assert log.call_count == 1
+    assert 'torch.float64' in log.call_args[0][0]
+    assert torch.equal(y, F.gelu(F.conv2d(x, weight, padding=1, groups=2)))
+    with pytest.raises(ConfigError, match='impl'):
+        fused.dwconv_gelu(x, weight, None, 'cuda')
+
+
+def test_custom_op_registration(interpret):
+    """Schema, fake tensor (torch.compile's graph capture), autograd
+    registration and AOT dispatch, as torch.library checks them."""
+    x = torch.randn(1, 2, 4, 5, requires_grad=True)
+    weight = torch.randn(2, 1, 3, 3, requires_grad=True)
+    bias = torch.randn(2, requires_grad=True)
+    result = torch.library.opcheck(torch.ops.mmvan.dwconv3x3_gelu,
+                                   (x, weight, bias))
+    assert set(result.values()) == {'SUCCESS'}, result
+
+
+@pytest.mark.parametrize('capability', [80, 90])
+def test_compiles_for_gpus(capability):
+    """The kernels compile to cubins for sm_80 and sm_90 (what the
+    interpreter cannot check), fp32 and bf16."""
+    for dtype in (torch.float32, torch.bfloat16):
+        kernels = fused.compile_for_gpu(capability, dtype)
+        assert len(kernels) == 3
+        assert all(len(k.asm['cubin']) > 0 for k in kernels)
