@@ -35,6 +35,8 @@ tested without a GPU.
 """
 import functools
 import logging
+import math
+import os
 import warnings
 from typing import List, Optional, Tuple
 
@@ -47,9 +49,8 @@ from mmvan.utils.errors import ConfigError
 try:  # Triton is optional: without it every call runs PyTorch's op.
     import triton
     import triton.language as tl
-    from triton import knobs as _triton_knobs
 except ImportError:  # pragma: no cover - depends on the installation
-    triton = tl = _triton_knobs = None
+    triton = tl = None
 
 __all__ = [
     'depthwise_conv2d', 'depthwise_conv2d_reference', 'select_impl',
@@ -84,7 +85,14 @@ def depthwise_conv2d_reference(x,
 
 # ---------------------------------------------------------------- kernels
 # Plain functions, made Triton kernels on first use (:func:`_kernels`), so
-# that ``TRITON_INTERPRET`` is read then rather than at import time.
+# that ``TRITON_INTERPRET`` is read then rather than at import time. They
+# call Triton builtins only (``tl.full``, ``tl.reduce``; not the standard
+# library's ``tl.zeros``, ``tl.sum``, ``tl.cdiv``, which are jit functions
+# made when Triton is imported): the interpreter replaces builtins, so the
+# kernels run there whether or not ``TRITON_INTERPRET`` was set when Triton
+# was imported. Sums use the standard library's combine function, which
+# the interpreter recognises (and sums with numpy).
+_SUM = tl.standard._sum_combine if tl is not None else None
 
 
 def _dw_conv_fwd(x_ptr, w_ptr, b_ptr, y_ptr, C, H, W, OH, OW, sxn, sxc, sxh,
@@ -98,7 +106,7 @@ def _dw_conv_fwd(x_ptr, w_ptr, b_ptr, y_ptr, C, H, W, OH, OW, sxn, sxc, sxh,
     pid_s = tl.program_id(0)
     pid_c = tl.program_id(1)
     n = tl.program_id(2).to(tl.int64)
-    tiles_w = tl.cdiv(OW, BLOCK_W)
+    tiles_w = (OW + BLOCK_W - 1) // BLOCK_W
     th = pid_s // tiles_w
     tw = pid_s % tiles_w
     c = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)[:, None, None]
@@ -106,8 +114,10 @@ def _dw_conv_fwd(x_ptr, w_ptr, b_ptr, y_ptr, C, H, W, OH, OW, sxn, sxc, sxh,
     ow = tw * BLOCK_W + tl.arange(0, BLOCK_W)[None, None, :]
     mask_c = c < C
     x_base = x_ptr + n * sxn + c * sxc
-    acc = tl.zeros([BLOCK_C, BLOCK_H, BLOCK_W], dtype=tl.float32)
-    for kh in tl.static_range(KH):
+    acc = tl.full([BLOCK_C, BLOCK_H, BLOCK_W], 0.0, tl.float32)
+    # Rows are a loop, columns unrolled: a 17 x 17 kernel compiles in
+    # seconds rather than minutes.
+    for kh in range(KH):
         ih = oh - pad_h + kh * dil_h
         mask_h = mask_c & (ih >= 0) & (ih < H)
         row = x_base + ih * sxh
@@ -141,10 +151,10 @@ def _dw_conv_wgrad(x_ptr, g_ptr, pw_ptr, pb_ptr, N, C, H, W, OH, OW,
     pid_s = tl.program_id(0)
     pid_c = tl.program_id(1)
     pid_r = tl.program_id(2)
-    groups = tl.cdiv(KH, KH_PER)
+    groups = (KH + KH_PER - 1) // KH_PER
     chunk = pid_r // groups
     kh0 = (pid_r % groups) * KH_PER
-    tiles_w = tl.cdiv(OW, BLOCK_W)
+    tiles_w = (OW + BLOCK_W - 1) // BLOCK_W
     th = pid_s // tiles_w
     tw = pid_s % tiles_w
     c = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)[:, None, None]
@@ -153,8 +163,8 @@ def _dw_conv_wgrad(x_ptr, g_ptr, pw_ptr, pb_ptr, N, C, H, W, OH, OW,
     mask_c = c < C
     mask_g = mask_c & (oh < OH) & (ow < OW)
     taps = tl.arange(0, TAPS)[:, None]
-    acc = tl.zeros([TAPS, BLOCK_C], dtype=tl.float32)
-    acc_b = tl.zeros([BLOCK_C], dtype=tl.float32)
+    acc = tl.full([TAPS, BLOCK_C], 0.0, tl.float32)
+    acc_b = tl.full([BLOCK_C], 0.0, tl.float32)
     n_start = chunk * n_per_chunk
     n_end = tl.minimum(n_start + n_per_chunk, N)
     for n in range(n_start, n_end):
@@ -164,20 +174,21 @@ def _dw_conv_wgrad(x_ptr, g_ptr, pw_ptr, pb_ptr, N, C, H, W, OH, OW,
             mask=mask_g,
             other=0.0).to(tl.float32)
         if HAS_BIAS:
-            acc_b += tl.sum(tl.sum(g, axis=2), axis=1)
+            acc_b += tl.reduce(tl.reduce(g, 2, _SUM), 1, _SUM)
         x_base = x_ptr + n64 * sxn + c * sxc
-        for i in tl.static_range(KH_PER):
+        for i in range(KH_PER):
             kh = kh0 + i
             ih = oh - pad_h + kh * dil_h
             mask_h = mask_c & (ih >= 0) & (ih < H) & (kh < KH)
             row = x_base + ih * sxh
-            for kw in tl.static_range(KW):
+            for kw in range(KW):
                 iw = ow - pad_w + kw * dil_w
                 m = mask_h & (iw >= 0) & (iw < W)
                 xv = tl.load(row + iw * sxw, mask=m, other=0.0)
-                s = tl.sum(tl.sum(g * xv.to(tl.float32), axis=2), axis=1)
+                s = tl.reduce(
+                    tl.reduce(g * xv.to(tl.float32), 2, _SUM), 1, _SUM)
                 acc = tl.where(taps == i * KW + kw, acc + s[None, :], acc)
-    tiles = tl.cdiv(OH, BLOCK_H) * tiles_w
+    tiles = ((OH + BLOCK_H - 1) // BLOCK_H) * tiles_w
     row_id = (chunk * tiles + pid_s).to(tl.int64)
     c1 = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)[None, :]
     tap = kh0 * KW + taps
@@ -237,7 +248,11 @@ def _kernels(interpret):
 
 
 def _interpreting():
-    return bool(_triton_knobs.runtime.interpret)
+    """Whether ``triton.jit`` makes interpreted kernels now (read from the
+    environment as Triton reads it; ``os.environ`` so that ``torch.compile``
+    traces it)."""
+    value = os.environ.get('TRITON_INTERPRET', '0').strip().lower()
+    return value in ('1', 'true', 'on', 'yes')
 
 
 def _is_channels_last(t):
@@ -343,7 +358,7 @@ def _launch_wgrad(grad, x, kernel_size, padding, dilation, has_bias):
         BLOCK_H=bh,
         BLOCK_W=bw,
         num_warps=warps)
-    grad_w = pw.sum(0).t().reshape(c, 1, kh, kw)
+    grad_w = pw.sum(0).t().contiguous().view(c, 1, kh, kw)
     grad_b = pb.sum(0) if has_bias else None
     return grad_w, grad_b
 
@@ -643,3 +658,103 @@ def depthwise_conv2d(x,
                                           dilation)
     return _dw_conv_op(x, weight, bias, list(_pair(padding, 'padding')),
                        list(_pair(dilation, 'dilation')))
+
+
+# ---------------------------------------------------- ahead-of-time build
+
+_POINTER = {
+    torch.float32: '*fp32',
+    torch.bfloat16: '*bf16',
+    torch.float16: '*fp16'
+}
+
+
+def compile_for_gpu(capability,
+                    dtype=torch.float32,
+                    kernel_size=(3, 3),
+                    channels_last=False,
+                    configs='largest'):
+    """Compile the kernels for an NVIDIA GPU without one (``ptxas`` from
+    the Triton wheel): GPU-only compile errors show on any machine.
+
+    Args:
+        capability (int): Compute capability, e.g. 80 or 90.
+        dtype (torch.dtype): Storage dtype.
+        kernel_size (tuple[int, int]): ``(KH, KW)``.
+        channels_last (bool): The layout, which sets the unit stride the
+            kernels are specialised for and the forward block shapes.
+        configs (str): ``'largest'`` (the forward configuration with the
+            largest block) or ``'all'`` (every autotuner configuration).
+
+    Returns:
+        list: The compiled kernels (forward ones, then the weight
+        gradient); their ``asm`` holds the ``cubin``.
+    """
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+    from triton.runtime.jit import JITFunction
+
+    global _SUM
+    kh, kw = kernel_size
+    ptr = _POINTER[dtype]
+    unit = dict(
+        sxc=1, syc=1, sgc=1) if channels_last else dict(
+            sxw=1, syw=1, sgw=1)
+    target = GPUTarget('cuda', capability, 32)
+    fwd_configs = _fwd_configs(channels_last, interpret=False)
+    if configs == 'largest':
+        fwd_configs = [
+            max(fwd_configs,
+                key=lambda c: (math.prod(c.kwargs.values()), c.num_warps))
+        ]
+    bc, bh, bw, warps = _wgrad_blocks(channels_last, interpret=False)
+    kh_per = min(kh, max(1, _WGRAD_TAPS // kw))
+    builds = [(_dw_conv_fwd,
+               dict(
+                   KH=kh,
+                   KW=kw,
+                   HAS_BIAS=True,
+                   CHANNELS_LAST=channels_last,
+                   **cfg.kwargs), cfg.num_warps) for cfg in fwd_configs]
+    builds.append((_dw_conv_wgrad,
+                   dict(
+                       KH=kh,
+                       KW=kw,
+                       KH_PER=kh_per,
+                       TAPS=triton.next_power_of_2(kh_per * kw),
+                       HAS_BIAS=True,
+                       BLOCK_C=bc,
+                       BLOCK_H=bh,
+                       BLOCK_W=bw), warps))
+    combine = _SUM
+    if not isinstance(combine, JITFunction):
+        # Triton was imported under TRITON_INTERPRET=1: compile the same
+        # combine function.
+        _SUM = JITFunction(combine.fn)
+    compiled = []
+    try:
+        for fn, constants, num_warps in builds:
+            kernel = JITFunction(fn)  # compiled, whatever TRITON_INTERPRET
+            constants = dict(constants)
+            constants.update({
+                k: v
+                for k, v in unit.items() if k in kernel.arg_names
+            })
+            signature = {}
+            for name in kernel.arg_names:
+                if name in constants:
+                    signature[name] = 'constexpr'
+                elif name in ('pw_ptr', 'pb_ptr'):
+                    signature[name] = '*fp32'
+                elif name.endswith('_ptr'):
+                    signature[name] = ptr
+                else:
+                    signature[name] = 'i32'
+            compiled.append(
+                triton.compile(
+                    ASTSource(kernel, signature, constants),
+                    target=target,
+                    options=dict(num_warps=num_warps)))
+    finally:
+        _SUM = combine
+    return compiled
