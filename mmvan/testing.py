@@ -6,6 +6,7 @@ import contextlib
 import http.server
 import re
 import threading
+import time
 from collections import OrderedDict, defaultdict
 
 import torch
@@ -115,8 +116,10 @@ def to_official_seg(sd):
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
-    """Serves ``server.files``: ``path -> bytes`` or ``path -> ('cut',
-    bytes)`` (announces the whole length, sends half, closes)."""
+    """Serves ``server.files``: ``path -> bytes``, ``path -> ('cut',
+    bytes)`` (announces the whole length, sends half, closes) or ``path ->
+    ('slow', bytes, seconds)`` (sends the body in 20 parts over about
+    ``seconds``)."""
 
     def do_GET(self):  # noqa: N802 - http.server's naming
         self.server.requests[self.path] += 1
@@ -124,14 +127,25 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if item is None:
             self.send_error(404, 'Not Found')
             return
-        cut = isinstance(item, tuple)
-        body = item[1] if cut else item
+        kind = item[0] if isinstance(item, tuple) else None
+        body = item[1] if kind else item
         self.send_response(200)
         self.send_header('Content-Type', 'application/octet-stream')
         self.send_header('Content-Length', str(len(body)))
         self.end_headers()
-        self.wfile.write(body[:len(body) // 2] if cut else body)
-        if cut:
+        try:
+            if kind == 'slow':
+                step = max(1, -(-len(body) // 20))
+                for start in range(0, len(body), step):
+                    self.wfile.write(body[start:start + step])
+                    self.wfile.flush()
+                    time.sleep(item[2] / 20)
+            else:
+                self.wfile.write(body[:len(body) // 2] if kind else body)
+        except ConnectionError:  # the client went away (killed)
+            self.close_connection = True
+            return
+        if kind == 'cut':
             self.wfile.flush()
             self.close_connection = True
 

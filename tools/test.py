@@ -24,6 +24,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 # mmengine imports pkg_resources, which warns on every start.
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
 
+from mmvan.engine.scale import configure_evaluation  # noqa: E402
 from mmvan.utils import cli  # noqa: E402
 
 
@@ -61,6 +62,12 @@ def parse_args(argv=None):
         help='bf16: openvino or pytorch; int8: onnxruntime, calibrated on '
         'the first 32 validation images. Reports the agreement with fp32')
     parser.add_argument(
+        '--weights',
+        choices=['ema', 'raw'],
+        default='ema',
+        help='of a checkpoint saved with an EMA (train.py --ema): its EMA '
+        'weights (default) or its weights as trained')
+    parser.add_argument(
         '--verbose',
         action='store_true',
         help="mmengine's full console output (the log file always has it)")
@@ -72,6 +79,7 @@ def merge_args(cfg, args):
     cfg.launcher = args.launcher
     cli.set_work_dir(cfg, args.work_dir, args.config)
     cfg.load_from = args.checkpoint
+    configure_evaluation(cfg, args.weights)
     if args.tta:
         if 'tta_model' not in cfg or 'tta_pipeline' not in cfg:
             raise cli.UserError(
@@ -100,12 +108,13 @@ def main(argv=None):
         # A missing engine: one line naming it and the pip command.
         from mmvan.backends import get_engine
         get_engine(args.backend).import_module()
-    # A path, an URL or mmvan://<name>: fetched (once) before anything is
-    # built, so a wrong name fails at once.
-    from mmvan.zoo import resolve
-    resolve(args.checkpoint)
     cfg = cli.load_config(args.config, args.cfg_options)
     cfg = merge_args(cfg, args)
+    # A path, an URL or mmvan://<name>: fetched (once) and read before
+    # anything is built or written, so a wrong name or an unreadable file
+    # fails at once.
+    from mmvan.zoo import load_source_weights
+    load_source_weights(args.checkpoint)
     cli.check_data(cfg, ['test_dataloader'])
     cli.set_image_policy(cfg, train=False)
 

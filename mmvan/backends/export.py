@@ -23,6 +23,8 @@ import warnings
 import torch
 import torch.nn as nn
 
+from mmvan.utils.errors import UserError
+
 OPSET = 17
 # Inputs and outputs have dynamic batch, height and width; the graph is
 # traced at the size the check image has after the test pipeline.
@@ -79,6 +81,25 @@ def export_onnx(module, example, path, output_names, input_name='image'):
             opset_version=OPSET,
             dynamo=False)
     return atomic_write(path, buffer.getvalue())
+
+
+def check_output_file(path, flag='--out'):
+    """Refuse, before any work, an output ``path`` that cannot be written
+    as a file: a folder, or a folder that cannot be created or written."""
+    full = osp.abspath(osp.expanduser(str(path)))
+    if osp.isdir(full):
+        raise UserError(f'{flag} {path} is a folder; give a file name '
+                        f'(e.g. {osp.join(str(path), "model.onnx")}).')
+    folder = osp.dirname(full)
+    while not osp.exists(folder):
+        folder = osp.dirname(folder)
+    if not osp.isdir(folder):
+        raise UserError(f'{flag} {path} cannot be written: {folder} is a '
+                        f'file, not a folder.')
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UserError(f'{flag} {path} cannot be written: no permission '
+                        f'in {folder}.')
+    return full
 
 
 _SHA_CACHE = {}

@@ -252,7 +252,12 @@ def convert_state_dict(state_dict,
                 f'{len(bad)} tensors hold NaN or inf values (e.g. '
                 f'{", ".join(bad[:3])}): the source is broken (a diverged '
                 f'run?). Pass --allow-nonfinite to convert it anyway.')
-    arch_info['out_norm_eps'] = spec.out_norm_eps
+    eps = spec.out_norm_eps
+    if eps is None:
+        arch_meta = (meta or {}).get('arch')
+        eps = (arch_meta or {}).get('out_norm_eps') if isinstance(
+            arch_meta, dict) else None
+    arch_info['out_norm_eps'] = eps or 1e-6
     return ConversionResult(renamed, fmt, arch_info, dropped)
 
 

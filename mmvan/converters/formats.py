@@ -11,7 +11,7 @@ backbone keys. Adding a format is adding an entry here.
 """
 import re
 from dataclasses import dataclass, field
-from typing import Callable, List, Tuple, Union
+from typing import Callable, List, Optional, Tuple, Union
 
 Replacement = Union[str, Callable[[re.Match], str]]
 
@@ -32,7 +32,9 @@ class CheckpointFormat:
         prefixes: Leading prefixes removed from every key that has one.
         rules: ``(pattern, replacement)`` pairs applied in order to each key.
         drop: Regexes (matched after prefix stripping) of keys to drop.
-        out_norm_eps: LayerNorm eps of the stage norms in this release.
+        out_norm_eps: LayerNorm eps of the stage norms this release was
+            trained with (the loader gives it to a model built with the
+            default); None where it depends on the training config.
     """
     name: str
     description: str
@@ -40,7 +42,7 @@ class CheckpointFormat:
     prefixes: Tuple[str, ...] = ()
     rules: List[Tuple[str, Replacement]] = field(default_factory=list)
     drop: Tuple[str, ...] = ()
-    out_norm_eps: float = 1e-6
+    out_norm_eps: Optional[float] = 1e-6
 
 
 def _stage(template):
@@ -101,7 +103,10 @@ FORMATS = [
         detect=(r'^backbone\.block\d+\.\d+\.attn\.spatial_gating_unit\.',
                 r'^head\.fc\.'),
         prefixes=('backbone.', ),
-        drop=(DENSE_HEADS, )),
+        drop=(DENSE_HEADS, ),
+        # Whatever the training config had; converted files record it in
+        # meta['arch']['out_norm_eps'].
+        out_norm_eps=None),
     CheckpointFormat(
         name='official',
         description='official VAN or LSKA classification release '

@@ -14,6 +14,7 @@ class) is refused before any of it runs.
 """
 import os.path as osp
 import pickle
+import re
 import zipfile
 
 import torch
@@ -78,6 +79,10 @@ def safe_torch_load(filename, map_location=None):
             allow-listed.
     """
     filename = osp.expanduser(str(filename))
+    if osp.isdir(filename):
+        raise CheckpointError(
+            f'Checkpoint {filename} is a folder, not a checkpoint file; give '
+            f'the file in it.')
     if not osp.isfile(filename):
         raise CheckpointError(
             f'Checkpoint {filename} does not exist. Check the path, or '
@@ -110,15 +115,24 @@ def safe_torch_load(filename, map_location=None):
         raise CheckpointError(
             f'Checkpoint {filename} is truncated or corrupt ({e}). '
             f'Download or copy it again.') from None
+    except OSError as e:
+        raise CheckpointError(
+            f'Cannot read checkpoint {filename}: {e.strerror or e}. Make it '
+            f'readable (chmod a+r) or use a copy you can read.') from None
     except RuntimeError as e:
-        msg = str(e)
-        if ('PytorchStreamReader' in msg or 'zip archive' in msg
-                or 'invalid load key' in msg or 'unexpected EOF' in msg):
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+        first = lines[0] if lines else type(e).__name__
+        first = re.sub(r'\s*\(Could this error message be improved\?.*', '',
+                       first)
+        if re.search(r'\bCUDA\b|device', first):
             raise CheckpointError(
-                f'Checkpoint {filename} is truncated, corrupt or not a '
-                f'PyTorch checkpoint ({msg.splitlines()[0]}). Download or '
-                f'copy it again.') from None
-        raise
+                f'Checkpoint {filename} cannot be loaded on this machine '
+                f'({first}).') from None
+        # torch's zip reader: a missing record, a broken archive, a file
+        # outside the archive's folder, a bad header.
+        raise CheckpointError(
+            f'Checkpoint {filename} is truncated, corrupt or not a PyTorch '
+            f'checkpoint ({first}). Download or copy it again.') from None
 
 
 def key_mismatches(state_dict, expected_shapes):

@@ -80,6 +80,25 @@ def set_work_dir(cfg, work_dir, config_path):
     elif cfg.get('work_dir', None) is None:
         cfg.work_dir = osp.join('./work_dirs',
                                 osp.splitext(osp.basename(config_path))[0])
+    check_work_dir(cfg.work_dir)
+
+
+def check_work_dir(work_dir):
+    """The work dir must be a folder, or creatable as one."""
+    path = osp.abspath(osp.expanduser(str(work_dir)))
+    if osp.exists(path) and not osp.isdir(path):
+        raise UserError(f'work dir {work_dir} is a file, not a folder: give '
+                        f'--work-dir a folder (it is created if missing).')
+    parent = path
+    while not osp.exists(parent):
+        parent = osp.dirname(parent)
+    if not osp.isdir(parent):
+        raise UserError(f'work dir {work_dir} cannot be created: {parent} '
+                        f'is a file, not a folder.')
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UserError(f'work dir {work_dir} cannot be written: no '
+                        f'permission in {parent}. Give --work-dir a folder '
+                        f'you can write to.')
 
 
 def check_pretrained(cfg):

@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 import torch
 
 from mmvan.utils.checkpoint import CheckpointError, key_mismatches
-from mmvan.utils.download import cached_path, download
+from mmvan.utils.download import (cached_path, check_sha256, download,
+                                  is_cached_file, local_rank_zero_first)
 from .index import find_by_url, find_model
 
 ZOO_PREFIX = 'mmvan://'
@@ -67,52 +68,32 @@ def _mirror_location(info):
 def resolve(ref, progress=True):
     """A local file for ``ref``, downloading it if needed.
 
+    A zoo file is checked against its sha256 wherever it comes from (the
+    cache, a mirror, a download); see :mod:`mmvan.utils.download`. In a
+    distributed run rank 0 of each node fetches first, the others then read
+    the cache.
+
     Returns:
         tuple: ``(path, info)``; ``info`` is the zoo entry
         (:class:`~mmvan.zoo.index.ModelInfo`) or None.
     """
     ref = str(ref)
-    if ref.startswith(ZOO_PREFIX):
-        info = find_model(ref[len(ZOO_PREFIX):])
-        mirrored = _mirror_location(info)
-        if mirrored is not None and not is_url(mirrored):
-            if not osp.isfile(mirrored):
-                raise CheckpointError(
-                    f'{ref}: the mirror {os.environ[MIRROR_ENV]} '
-                    f'({MIRROR_ENV}) has no {info.file_name}. Copy it there '
-                    f'from {info.weights}.')
-            return mirrored, info
-        if not info.weights:
-            raise CheckpointError(f'{ref}: the zoo lists no weights for it.')
-        cached = cached_path(info.weights, info.file)
-        if osp.isfile(cached):
-            return cached, info
-        if mirrored is None and info.download != 'direct':
-            raise ManualDownloadError(
-                f'{ref}: the release is a share page ({info.weights}) that '
-                f'cannot be downloaded by a program. Download '
-                f'{info.file_name} there by hand and save it as {cached}, '
-                f'or put it in a folder named by {MIRROR_ENV}.')
-        if mirrored is not None:
-            # A mirrored file is cached under the canonical URL's key, so a
-            # later run without the mirror finds it.
-            path = download(
-                mirrored,
-                sha256=info.sha256,
-                file_name=info.file,
-                progress=progress)
-            if not osp.isfile(cached):
-                os.makedirs(osp.dirname(cached), exist_ok=True)
-                try:
-                    os.link(path, cached)
-                except OSError:
-                    pass
-            return path, info
-        return download(
-            info.weights,
-            sha256=info.sha256,
-            file_name=info.file,
-            progress=progress), info
+    if ref.startswith(ZOO_PREFIX) or is_url(ref):
+        return local_rank_zero_first(lambda: _resolve_remote(ref, progress))
+    path = osp.expanduser(ref)
+    if osp.isdir(path):
+        raise CheckpointError(
+            f'Checkpoint {ref} is a folder, not a checkpoint file; give the '
+            f'file in it.')
+    if not osp.isfile(path):
+        raise CheckpointError(
+            f'Checkpoint {ref} does not exist. Give a file, an http(s):// '
+            f'URL or a zoo name such as mmvan://van-b0_3rdparty_in1k '
+            f'(mmvan.apis.list_models() lists them).')
+    return path, None
+
+
+def _resolve_remote(ref, progress):
     if is_url(ref):
         info = find_by_url(ref)
         sha = info.sha256 if info else None
@@ -121,13 +102,55 @@ def resolve(ref, progress=True):
             sha256=sha,
             file_name=info.file if info else None,
             progress=progress), info
-    path = osp.expanduser(ref)
-    if not osp.isfile(path):
-        raise CheckpointError(
-            f'Checkpoint {ref} does not exist. Give a file, an http(s):// '
-            f'URL or a zoo name such as mmvan://van-b0_3rdparty_in1k '
-            f'(mmvan.apis.list_models() lists them).')
-    return path, None
+    info = find_model(ref[len(ZOO_PREFIX):])
+    mirrored = _mirror_location(info)
+    if mirrored is not None and not is_url(mirrored):
+        if not osp.isfile(mirrored):
+            raise CheckpointError(
+                f'{ref}: the mirror {os.environ[MIRROR_ENV]} ({MIRROR_ENV}) '
+                f'has no {info.file_name}. Copy it there from '
+                f'{info.weights}.')
+        check_sha256(
+            mirrored, info.sha256,
+            f'Replace it with the file from {info.weights} (or unset '
+            f'{MIRROR_ENV} to download it).')
+        return mirrored, info
+    if not info.weights:
+        raise CheckpointError(f'{ref}: the zoo lists no weights for it.')
+    cached = cached_path(info.weights, info.file)
+    if osp.isfile(cached):
+        if info.download != 'direct' and mirrored is None:
+            advice = (f'Delete it and download {info.file_name} again by '
+                      f'hand from {info.weights}.')
+        else:
+            advice = 'Delete it; it is downloaded again on the next run.'
+        return check_sha256(cached, info.sha256, advice), info
+    if mirrored is None and info.download != 'direct':
+        raise ManualDownloadError(
+            f'{ref}: the release is a share page ({info.weights}) that '
+            f'cannot be downloaded by a program. Download '
+            f'{info.file_name} there by hand and save it as {cached}, '
+            f'or put it in a folder named by {MIRROR_ENV}.')
+    if mirrored is not None:
+        # A mirrored file is cached under the canonical URL's key, so a
+        # later run without the mirror finds it.
+        path = download(
+            mirrored,
+            sha256=info.sha256,
+            file_name=info.file,
+            progress=progress)
+        if not osp.isfile(cached):
+            try:
+                os.makedirs(osp.dirname(cached), exist_ok=True)
+                os.link(path, cached)
+            except OSError:
+                pass
+        return path, info
+    return download(
+        info.weights,
+        sha256=info.sha256,
+        file_name=info.file,
+        progress=progress), info
 
 
 def read_checkpoint(path):
@@ -212,7 +235,14 @@ def load_source_weights(ref, progress=True):
     from mmvan.converters import ConversionError
     from mmvan.converters.engine import extract_state_dict
     path, info = resolve(ref, progress=progress)
-    checkpoint = read_checkpoint(path)
+    try:
+        checkpoint = read_checkpoint(path)
+    except CheckpointError as e:
+        if not is_cached_file(path):
+            raise
+        raise CheckpointError(
+            f'{e} It is a cached download: delete {path}; it is '
+            f'downloaded again on the next run.') from None
     try:
         sd = extract_state_dict(checkpoint)
     except ConversionError as e:
@@ -351,7 +381,66 @@ def check_and_load(module,
             logger=logger)
     if head_note:
         print_log(head_note, logger=logger)
+    report['out_norm_eps'] = match_out_norm_eps(module, source, logger)
     return report
+
+
+def trained_out_norm_eps(source):
+    """The LayerNorm eps the stage norms of ``source`` were trained with:
+    from a converted checkpoint's meta, else from its format's table
+    entry; None when unknown (an mmvan training checkpoint)."""
+    from mmvan.converters import FORMATS_BY_NAME
+    arch = source.meta.get('arch') if isinstance(source.meta, dict) else None
+    if isinstance(arch, dict) and arch.get('out_norm_eps'):
+        return float(arch['out_norm_eps'])
+    spec = FORMATS_BY_NAME.get(source.source_format)
+    return spec.out_norm_eps if spec is not None else None
+
+
+def match_out_norm_eps(module, source, logger='current'):
+    """Give the VAN stage norms of ``module`` the eps ``source`` was trained
+    with where the config left ``out_norm_cfg`` at its default; where the
+    config chose another eps, say so in one line.
+
+    Returns:
+        float | None: the eps adopted, or None.
+    """
+    from mmengine.logging import print_log
+
+    from mmvan.models.backbones.van import VAN
+    eps = trained_out_norm_eps(source)
+    if eps is None:
+        return None
+    adopted = None
+    for name, van in unwrap(module).named_modules():
+        if not isinstance(van, VAN):
+            continue
+        norms = [van.stage_modules(i)[2] for i in range(van.num_stages)]
+        if not isinstance(norms[0], torch.nn.LayerNorm):
+            continue
+        current = norms[0].eps
+        if current == eps:
+            continue
+        key = ('model.' + name if name else 'model.backbone') + \
+            '.out_norm_cfg'
+        fmt = source.source_format
+        if getattr(van, 'out_norm_cfg_given', True):
+            print_log(
+                f'{source.ref} ({fmt} format) was trained with LayerNorm eps '
+                f'{eps:g} in the stage norms; the model uses {current:g}, so '
+                f'its features differ from the original model\'s. Set '
+                f'{key}=dict(type=\'LN\', eps={eps:g}) to match.',
+                logger=logger,
+                level=30)
+            continue
+        for norm in norms:
+            norm.eps = eps
+        adopted = eps
+        print_log(
+            f'Stage norms use LayerNorm eps {eps:g}, as {source.ref} ({fmt} '
+            f'format) was trained (set {key} to choose another).',
+            logger=logger)
+    return adopted
 
 
 def load_pretrained(backbone, init_cfg, logger='current'):

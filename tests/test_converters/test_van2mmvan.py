@@ -104,6 +104,23 @@ def test_official_segmentation_backbone(convert_file):
     assert_same_backbone(model, out)
 
 
+def test_converted_file_keeps_its_norm_eps(convert_file):
+    """The segmentation release's stage-norm eps travels with the converted
+    file: a backbone built with the default adopts it, one whose config
+    chose an eps keeps it."""
+    _, sd = official(arch='b0')
+    _, _, path = convert_file({'state_dict': to_official_seg(sd)}, '--task',
+                              'backbone')
+    init = dict(type='Pretrained', checkpoint=path)
+    default = VAN(arch='b0', init_cfg=init)
+    default.init_weights()
+    assert [default.stage_modules(i)[2].eps for i in range(4)] == [1e-5] * 4
+    chosen = VAN(
+        arch='b0', out_norm_cfg=dict(type='LN', eps=1e-6), init_cfg=init)
+    chosen.init_weights()
+    assert chosen.norm1.eps == 1e-6
+
+
 def test_lska_mmdet_mmseg_backbone(convert_file):
     model, sd = official('lska', 'b0', 35)
     _, out, _ = convert_file({'state_dict': to_lska_mm(sd)}, '--task',

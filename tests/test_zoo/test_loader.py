@@ -3,6 +3,7 @@
 downloaded once over a loopback server."""
 import hashlib
 import io
+import logging
 import os
 import os.path as osp
 from collections import OrderedDict
@@ -17,7 +18,7 @@ from mmvan.testing import (TINY, loopback_server, official, randomized, to_hf,
 from mmvan.utils.checkpoint import CheckpointError
 from mmvan.utils.download import DownloadError
 from mmvan.zoo import WeightsMismatchError
-from mmvan.zoo.loader import load_weights
+from mmvan.zoo.loader import load_pretrained, load_weights
 
 X = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
 
@@ -32,9 +33,10 @@ def cache(tmp_path, monkeypatch):
 
 
 def cached_files(home):
+    """The files in the cache (the download locks left aside)."""
     return sorted(
         osp.relpath(osp.join(d, f), home) for d, _, files in os.walk(home)
-        for f in files)
+        for f in files if not f.endswith('.lock'))
 
 
 def to_bytes(obj):
@@ -95,6 +97,14 @@ FORMATS = {
 @pytest.mark.parametrize('fmt', sorted(FORMATS))
 def test_url_in_init_cfg_loads_exactly(fmt, cache):
     model, sd = source_model()
+    if fmt == 'official-seg':
+        # That release's stage norms had eps 1e-5; a backbone left at the
+        # default takes it over.
+        model = VAN(
+            arch='b0',
+            out_indices=(0, 1, 2, 3),
+            out_norm_cfg=dict(type='LN', eps=1e-5))
+        model.load_state_dict(source_model()[0].state_dict())
     with loopback_server({'/w/ckpt.pth': to_bytes(FORMATS[fmt](sd))}) as srv:
         url = srv.url('/w/ckpt.pth')
         loaded = backbone_from(url)
@@ -116,44 +126,63 @@ def test_safetensors_from_hf(tmp_path):
     assert_same(features(backbone_from(str(path))), features(model))
 
 
-def _build_mmpretrain(registry):
-    return registry.build(
-        dict(
-            type='ImageClassifier',
-            backbone=dict(
-                type='VAN',
-                arch='tiny',
-                out_indices=(0, 1, 2, 3),
-                norm_cfg=dict(type='LN', eps=1e-6)),
-            neck=dict(type='GlobalAveragePooling'),
-            head=dict(type='LinearClsHead', num_classes=1000,
-                      in_channels=256)))
+class ListHandler(logging.Handler):
+
+    def __init__(self, records):
+        super().__init__()
+        self.records = records
+
+    def emit(self, record):
+        self.records.append(record)
 
 
-def test_mmpretrain_state_dict_reproduces_mmpretrain(tmp_path):
-    """mmpretrain's own VAN classifier as init_cfg: the features equal
-    mmpretrain's."""
+def _mmpretrain_van_tiny():
+    """mmpretrain's VAN-tiny classifier as mmpretrain builds it: its own
+    config file, its registry, nothing overridden."""
+    from mmengine.hub import get_config
     from mmengine.registry import DefaultScope
     from mmpretrain.models import ImageClassifier
     from mmpretrain.registry import MODELS
     from mmpretrain.utils import register_all_modules
     register_all_modules(init_default_scope=False)
+    cfg = get_config('mmpretrain::van/van-tiny_8xb128_in1k.py')
     torch.manual_seed(0)
     # Other tests leave another default scope behind.
     with DefaultScope.overwrite_default_scope('mmpretrain'):
-        theirs = _build_mmpretrain(MODELS)
-    assert isinstance(theirs, ImageClassifier)
-    randomized(theirs.backbone)
+        model = MODELS.build(cfg.model)
+    assert isinstance(model, ImageClassifier)
+    randomized(model.backbone)
+    model.backbone.eval()  # (mmpretrain's train() returns None)
+    return model
+
+
+def test_mmpretrain_state_dict_reproduces_mmpretrain(tmp_path):
+    """mmpretrain's own VAN classifier as init_cfg: the features equal
+    mmpretrain's, whose stage norms have eps 1e-5; a config that chose
+    another eps is told, in one line, which key to set."""
+    theirs = _mmpretrain_van_tiny()
     path = tmp_path / 'mmpretrain_van_tiny.pth'
     torch.save({'state_dict': theirs.state_dict(), 'meta': {}}, path)
-    ours = backbone_from(str(path), prefix='backbone.')
-    theirs.backbone.eval()  # (mmpretrain's train() returns None)
     with torch.no_grad():
-        expected = theirs.backbone(X)
-    got = features(ours)
-    assert len(expected) == 4
-    for a, b in zip(expected, got):
-        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+        expected = theirs.backbone(X)[-1]
+    ours = VAN(
+        arch='b0', init_cfg=dict(type='Pretrained', checkpoint=str(path)))
+    ours.init_weights()
+    got = features(ours)[-1]
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
+
+    chosen = VAN(arch='b0', out_norm_cfg=dict(type='LN', eps=1e-6))
+    records = []
+    logger = logging.getLogger('test_mmpretrain_eps')
+    logger.addHandler(ListHandler(records))
+    load_pretrained(
+        chosen, dict(type='Pretrained', checkpoint=str(path)), logger=logger)
+    lines = [r.getMessage() for r in records if 'eps' in r.getMessage()]
+    assert len(lines) == 1 and records[-1].levelno == logging.WARNING
+    assert "out_norm_cfg=dict(type='LN', eps=1e-05)" in lines[0]
+    assert chosen.norm4.eps == 1e-6
+    # The eps is visible in the features: the test would see a wrong one.
+    assert (features(chosen)[-1] - expected).abs().max() > 1e-5
 
 
 def test_wrong_arch_is_refused(tmp_path):

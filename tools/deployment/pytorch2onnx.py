@@ -21,10 +21,9 @@ model as trained; the largest absolute difference must be at most
 """
 import argparse
 import glob
-import os
+import io
 import os.path as osp
 import sys
-import tempfile
 import warnings
 
 import numpy as np
@@ -35,7 +34,9 @@ ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, ROOT)
 warnings.filterwarnings('ignore')
 
+from mmvan.backends.export import check_output_file  # noqa: E402
 from mmvan.utils import cli  # noqa: E402
+from mmvan.utils.atomic import atomic_write  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -127,6 +128,7 @@ def check_inputs(args):
 
 def main(argv=None):
     args = parse_args(argv)
+    check_output_file(args.out)  # before any work
     if args.checkpoint:
         from mmvan.zoo import resolve
         resolve(args.checkpoint)  # a path, an URL or mmvan://<name>
@@ -145,42 +147,37 @@ def main(argv=None):
             if args.backbone_only:
                 dynamic_axes[name].update({2: f'{name}_h', 3: f'{name}_w'})
     dummy = torch.rand(1, 3, *args.shape) * 255
-    out_dir = osp.dirname(osp.abspath(args.out))
-    os.makedirs(out_dir, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix='.onnx', dir=out_dir, prefix='.')
-    os.close(fd)
-    try:
+    buffer = io.BytesIO()
+    with torch.no_grad():
+        torch.onnx.export(
+            exported, (dummy, ),
+            buffer,
+            input_names=['image'],
+            output_names=outputs,
+            dynamic_axes=dynamic_axes,
+            opset_version=args.opset,
+            dynamo=False)
+    import onnx
+    data = buffer.getvalue()
+    onnx.checker.check_model(onnx.load_from_string(data))
+    session = ort.InferenceSession(data, providers=['CPUExecutionProvider'])
+    worst = 0.0
+    for name, arr in check_inputs(args):
+        got = session.run(None, {'image': arr})
         with torch.no_grad():
-            torch.onnx.export(
-                exported, (dummy, ),
-                tmp,
-                input_names=['image'],
-                output_names=outputs,
-                dynamic_axes=dynamic_axes,
-                opset_version=args.opset,
-                dynamo=False)
-        import onnx
-        onnx.checker.check_model(onnx.load(tmp))
-        session = ort.InferenceSession(tmp, providers=['CPUExecutionProvider'])
-        worst = 0.0
-        for name, arr in check_inputs(args):
-            got = session.run(None, {'image': arr})
-            with torch.no_grad():
-                want = reference(torch.from_numpy(arr))
-            want = want if isinstance(want, (tuple, list)) else [want]
-            diff = max(
-                float(np.abs(g - w.numpy()).max()) for g, w in zip(got, want))
-            worst = max(worst, diff)
-            print(f'onnxruntime vs PyTorch, {name} {tuple(arr.shape)}: max '
-                  f'|diff| = {diff:.3g}')
-        if worst > args.tolerance:
-            raise cli.UserError(
-                f'The ONNX model differs from PyTorch by {worst:.3g} '
-                f'(> {args.tolerance}); nothing was written.')
-        os.replace(tmp, args.out)
-    finally:
-        if osp.exists(tmp):
-            os.remove(tmp)
+            want = reference(torch.from_numpy(arr))
+        want = want if isinstance(want, (tuple, list)) else [want]
+        diff = max(
+            float(np.abs(g - w.numpy()).max()) for g, w in zip(got, want))
+        worst = max(worst, diff)
+        print(f'onnxruntime vs PyTorch, {name} {tuple(arr.shape)}: max '
+              f'|diff| = {diff:.3g}')
+    if worst > args.tolerance:
+        raise cli.UserError(
+            f'The ONNX model differs from PyTorch by {worst:.3g} '
+            f'(> {args.tolerance}); nothing was written.')
+    # Complete or not at all, with the umask's mode.
+    atomic_write(args.out, data)
     print(f'saved {args.out} (opset {args.opset}, '
           f'{"dynamic" if args.dynamic else "static"} shape, '
           f'{"folded" if not args.no_deploy else "as trained"}); '

@@ -318,9 +318,11 @@ class VAN(BaseModule):
             Defaults to False.
         norm_cfg (dict): Config of the BatchNorms in patch embeddings and
             blocks, e.g. ``dict(type='SyncBN')``. Defaults to BN.
-        out_norm_cfg (dict): Config of the LayerNorm closing each stage.
-            Defaults to ``dict(type='LN', eps=1e-6)`` as in the released
-            classifiers; the segmentation release used eps 1e-5.
+        out_norm_cfg (dict, optional): Config of the LayerNorm closing each
+            stage. Defaults to ``dict(type='LN', eps=1e-6)`` as in the
+            released classifiers; the segmentation release and mmpretrain
+            used eps 1e-5. Left at the default, the eps of a pretrained
+            checkpoint's format is adopted when it is loaded.
         layer_scale_init_value (float): Defaults to 1e-2.
         with_cp (bool): Activation checkpointing in every block. Defaults to
             False.
@@ -404,7 +406,7 @@ class VAN(BaseModule):
                  frozen_stages=-1,
                  norm_eval=False,
                  norm_cfg=dict(type='BN'),
-                 out_norm_cfg=dict(type='LN', eps=1e-6),
+                 out_norm_cfg=None,
                  layer_scale_init_value=1e-2,
                  with_cp=False,
                  deploy=False,
@@ -418,6 +420,10 @@ class VAN(BaseModule):
             init_cfg = dict(type='Pretrained', checkpoint=pretrained)
         super().__init__(init_cfg=init_cfg)
         self.arch_settings = self._parse_arch(arch)
+        # Whether the config chose the stage norms' eps (see the loader).
+        self.out_norm_cfg_given = out_norm_cfg is not None
+        if out_norm_cfg is None:
+            out_norm_cfg = dict(type='LN', eps=1e-6)
         attention = str(attention).lower()
         if attention not in ATTENTIONS:
             raise ConfigError(f'Unknown attention {attention!r}; choose one '
