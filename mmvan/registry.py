@@ -9,6 +9,7 @@ under the default scope of mmpretrain, mmdet or mmseg can say
 prefix and the registry imports its locations on first use.
 """
 from mmengine.registry import HOOKS as MMENGINE_HOOKS
+from mmengine.registry import LOOPS as MMENGINE_LOOPS
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import OPTIM_WRAPPERS as MMENGINE_OPTIM_WRAPPERS
 from mmengine.registry import TRANSFORMS as MMENGINE_TRANSFORMS
@@ -18,6 +19,8 @@ MODELS = Registry(
     'model', parent=MMENGINE_MODELS, scope='mmvan', locations=['mmvan.models'])
 HOOKS = Registry(
     'hook', parent=MMENGINE_HOOKS, scope='mmvan', locations=['mmvan.engine'])
+LOOPS = Registry(
+    'loop', parent=MMENGINE_LOOPS, scope='mmvan', locations=['mmvan.engine'])
 OPTIM_WRAPPERS = Registry(
     'optim wrapper',
     parent=MMENGINE_OPTIM_WRAPPERS,

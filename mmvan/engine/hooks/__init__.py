@@ -1,6 +1,12 @@
 # Copyright (c) mmvan contributors. All rights reserved.
 from .divergence_hook import DivergenceHook
+from .effective_batch_hook import EffectiveBatchHook
+from .ema_hook import CheckpointWeightsHook, EMAHook
 from .epoch_seed_hook import EpochSeedHook
+from .preemption_hook import PreemptionHook
 from .unreadable_image_hook import UnreadableImageHook
 
-__all__ = ['DivergenceHook', 'EpochSeedHook', 'UnreadableImageHook']
+__all__ = [
+    'CheckpointWeightsHook', 'DivergenceHook', 'EffectiveBatchHook', 'EMAHook',
+    'EpochSeedHook', 'PreemptionHook', 'UnreadableImageHook'
+]
