@@ -14,6 +14,13 @@ if [ -z "$CONFIG" ] || [ -z "$GPUS" ]; then
   exit 2
 fi
 
+# A run stopped by SIGTERM / SIGUSR1 (checkpoint saved) writes its status
+# (143) here, and the processes end with 0: torchrun would report any other
+# status as a failure with status 1.
+STATUS_FILE=$(mktemp "${TMPDIR:-/tmp}/mmvan-status.XXXXXX")
+trap 'rm -f "$STATUS_FILE"' EXIT
+
+MMVAN_STOP_STATUS_FILE="$STATUS_FILE" \
 PYTHONPATH="$(dirname "$0")/..":$PYTHONPATH \
 "$PYTHON" -m torch.distributed.run \
     --nnodes="$NNODES" \
@@ -24,3 +31,8 @@ PYTHONPATH="$(dirname "$0")/..":$PYTHONPATH \
     "$(dirname "$0")/train.py" \
     "$CONFIG" \
     --launcher pytorch "${@:3}"
+STATUS=$?
+if [ "$STATUS" -eq 0 ] && [ -s "$STATUS_FILE" ]; then
+  STATUS=$(cat "$STATUS_FILE")
+fi
+exit "$STATUS"

@@ -18,6 +18,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 # mmengine imports pkg_resources, which warns on every start.
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
 
+from mmvan.engine.scale import configure_training  # noqa: E402
 from mmvan.utils import cli  # noqa: E402
 
 
@@ -50,6 +51,24 @@ def parse_args(argv=None):
         action='store_true',
         help='scale the learning rate to the actual total batch size')
     parser.add_argument(
+        '--effective-batch',
+        nargs='?',
+        const='recipe',
+        type=_positive_int_or_recipe,
+        metavar='N',
+        help="images per optimizer step on any number of processes, by "
+        "gradient accumulation at the recipe's learning rate (without N: "
+        "the recipe's batch, auto_scale_lr.base_batch_size)")
+    parser.add_argument(
+        '--ema',
+        nargs='?',
+        const=True,
+        type=float,
+        metavar='MOMENTUM',
+        help='keep an exponential moving average of the weights, which '
+        'validation evaluates and checkpoints hold beside the weights as '
+        'trained (default momentum 2e-4, timm\'s decay 0.9998)')
+    parser.add_argument(
         '--no-pin-memory',
         action='store_true',
         help='do not pin memory in the data loaders')
@@ -67,6 +86,19 @@ def parse_args(argv=None):
         cfg_options_help='override config settings, '
         'e.g. model.backbone.arch=b1')
     return cli.parse_args(parser, argv)
+
+
+def _positive_int_or_recipe(text):
+    if text == 'recipe':
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(
+            f'expected a positive number of images, not {text!r}')
+    return value
 
 
 def merge_args(cfg, args):
@@ -90,6 +122,7 @@ def merge_args(cfg, args):
         cfg.train_fast_path = dict(layout='auto')
     if args.auto_scale_lr:
         cfg.setdefault('auto_scale_lr', {})['enable'] = True
+    configure_training(cfg, args.launcher, args.effective_batch, args.ema)
     for name in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         loader = cfg.get(name)
         if not loader:

@@ -18,12 +18,14 @@ import argparse
 import math
 import os.path as osp
 import sys
+import tempfile
 import warnings
 
 sys.path.insert(0,
                 osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
 
+from mmvan.engine.hooks.ema_hook import checkpoint_weights  # noqa: E402
 from mmvan.utils import cli  # noqa: E402
 
 DEPLOY_OPTION = {'model.backbone.deploy': True}
@@ -43,6 +45,12 @@ def parse_args(argv=None):
         default={},
         help='override config settings, as in tools/test.py')
     parser.add_argument(
+        '--weights',
+        choices=['ema', 'raw'],
+        default='ema',
+        help='of a checkpoint saved with an EMA (train.py --ema): fold its '
+        'EMA weights (default) or its weights as trained')
+    parser.add_argument(
         '--tolerance',
         type=float,
         default=1e-4,
@@ -60,8 +68,30 @@ def _outputs(model, x):
     return [f for f in feats if isinstance(f, torch.Tensor)]
 
 
-def fold(config, checkpoint, out, cfg_options=None, tolerance=1e-4):
-    """Fold, check and write; returns a dict of what was measured."""
+def chosen_weights(checkpoint, weights, folder):
+    """The checkpoint to fold: ``checkpoint`` itself, or, when it holds an
+    EMA beside its weights, a copy in ``folder`` with the ones ``weights``
+    names. Returns ``(path, 'EMA' / 'as trained' or None)``."""
+    import torch
+
+    from mmvan.zoo.loader import read_checkpoint, resolve
+    loaded = read_checkpoint(resolve(checkpoint)[0])
+    state_dict, which = checkpoint_weights(loaded, weights)
+    if state_dict is None:
+        return checkpoint, None
+    path = osp.join(folder, 'weights.pth')
+    torch.save(dict(state_dict=state_dict, meta=loaded.get('meta', {})), path)
+    return path, which
+
+
+def fold(config,
+         checkpoint,
+         out,
+         cfg_options=None,
+         tolerance=1e-4,
+         source=None):
+    """Fold, check and write; returns a dict of what was measured.
+    ``source``: the checkpoint's name to record (default ``checkpoint``)."""
     import torch
 
     from mmvan.apis import init_model
@@ -110,7 +140,7 @@ def fold(config, checkpoint, out, cfg_options=None, tolerance=1e-4):
     meta = dict(
         mmvan_deploy=True,
         config=osp.basename(str(config)),
-        source=str(checkpoint),
+        source=str(source or checkpoint),
         dataset_meta=getattr(model, 'dataset_meta', None) or {})
     save_atomic({'state_dict': state_dict, 'meta': meta}, out)
     return dict(
@@ -125,8 +155,13 @@ def main(argv=None):
     args = parse_args(argv)
     if '://' not in args.checkpoint and not osp.isfile(args.checkpoint):
         raise cli.UserError(f'Checkpoint {args.checkpoint} does not exist.')
-    result = fold(args.config, args.checkpoint, args.out, args.cfg_options,
-                  args.tolerance)
+    with tempfile.TemporaryDirectory() as folder:
+        weights, which = chosen_weights(args.checkpoint, args.weights, folder)
+        if which:
+            print(f'{args.checkpoint} holds EMA weights and the weights as '
+                  f'trained: folding the {which} ones (--weights).')
+        result = fold(args.config, weights, args.out, args.cfg_options,
+                      args.tolerance, args.checkpoint)
     print(f'folded {result["backbones"]} VAN backbone(s): '
           f'{result["before"]} -> {result["tensors"]} tensors, outputs '
           f'within {result["max_rel_diff"]:.2g} (relative)\n'

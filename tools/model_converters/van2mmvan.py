@@ -25,6 +25,7 @@ sys.path.insert(0,
                 osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
 
+from mmvan.engine.hooks.ema_hook import checkpoint_weights  # noqa: E402
 from mmvan.utils import cli  # noqa: E402
 
 # Arch aliases of VAN.arch_zoo -> the b0-b6 names used everywhere.
@@ -68,6 +69,13 @@ def parse_args(argv=None):
         '--allow-nonfinite',
         action='store_true',
         help='convert tensors holding NaN or inf instead of refusing them')
+    parser.add_argument(
+        '--weights',
+        choices=['ema', 'raw'],
+        default='ema',
+        help='of a checkpoint with an EMA beside its weights (mmvan/mmengine '
+        '--ema, timm --model-ema): the EMA (default) or the weights as '
+        'trained')
     parser.add_argument(
         '--verify',
         action='store_true',
@@ -169,7 +177,12 @@ def main(argv=None):
     # A path, an URL or mmvan://<name> (downloaded once, checked).
     src = osp.abspath(resolve(args.src)[0])
     checkpoint = read_checkpoint(src)
-    state_dict = extract_state_dict(checkpoint)
+    state_dict, which = checkpoint_weights(checkpoint, args.weights)
+    if state_dict is None:
+        state_dict = extract_state_dict(checkpoint)
+    else:
+        print(f'{args.src} holds EMA weights and the weights as trained: '
+              f'converting the {which} ones (--weights).')
     meta = checkpoint.get('meta') if isinstance(checkpoint, dict) else None
     arch = None
     if args.arch:
