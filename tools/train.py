@@ -18,7 +18,9 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 # mmengine imports pkg_resources, which warns on every start.
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
 
+from mmvan.engine import resume  # noqa: E402
 from mmvan.engine.scale import configure_training  # noqa: E402
+from mmvan.engine.work_dir_lock import WorkDirLock, launch_rank  # noqa: E402
 from mmvan.utils import cli  # noqa: E402
 
 
@@ -33,6 +35,11 @@ def parse_args(argv=None):
         const='auto',
         help='resume from the given checkpoint, or from the latest '
         'checkpoint in the work dir when no path is given')
+    parser.add_argument(
+        '--load-from',
+        metavar='CKPT',
+        help='start a new run from the weights of this checkpoint (any '
+        'format mmvan loads; the optimizer and schedule start afresh)')
     parser.add_argument(
         '--amp',
         action='store_true',
@@ -108,12 +115,7 @@ def merge_args(cfg, args):
         cfg.val_cfg = None
         cfg.val_dataloader = None
         cfg.val_evaluator = None
-    if args.resume == 'auto':
-        cfg.resume = True
-        cfg.load_from = None
-    elif args.resume is not None:
-        cfg.resume = True
-        cfg.load_from = args.resume
+    merge_resume_args(cfg, args)
     if args.compile:
         cfg.compile = True
     # Channels-last training where it is measured faster (CPU); switch it
@@ -148,50 +150,67 @@ def main(argv=None):
     cli.check_data(cfg, loaders)
     if not cfg.get('resume'):
         cli.check_pretrained(cfg)
-    if cfg.resume and cfg.load_from and not osp.isfile(cfg.load_from):
-        raise cli.UserError(f'--resume: checkpoint {cfg.load_from} does not '
-                            f'exist.')
-    choose_resume(cfg)
     image_policy = cli.set_image_policy(cfg, train=True)
 
     from mmvan.engine.runner import Runner
-    before = set(os.listdir(cfg.work_dir)) if osp.isdir(cfg.work_dir) \
-        else None
+    existed = osp.isdir(cfg.work_dir)
+    lock = lock_work_dir(cfg.work_dir)
+    before = set(os.listdir(cfg.work_dir)) if existed else None
     runner = None
     try:
+        choose_resume(cfg)
         runner = Runner.from_cfg(cfg)
         add_default_hooks(runner, image_policy)
         runner.train()
     except BaseException as e:
         keep_or_remove_outputs(runner, cfg.work_dir, before, e)
         raise
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def merge_resume_args(cfg, args):
+    """``--resume [CKPT]`` and ``--load-from CKPT`` into the config."""
+    if args.load_from is not None and args.resume is not None:
+        raise cli.UserError(
+            '--load-from starts a new run from the weights of a checkpoint '
+            'and --resume continues a run: give one of them.')
+    if args.load_from is not None:
+        cfg.resume = False
+        cfg.load_from = args.load_from
+    elif args.resume == 'auto':
+        cfg.resume = True
+        cfg.load_from = None
+    elif args.resume is not None:
+        cfg.resume = True
+        cfg.load_from = args.resume
+
+
+def lock_work_dir(work_dir):
+    """The lock of ``work_dir`` for this run (see
+    :mod:`mmvan.engine.work_dir_lock`), taken by the process of global rank
+    0 only; None in the others."""
+    if launch_rank() != 0:
+        return None
+    return WorkDirLock(work_dir).acquire()
 
 
 def choose_resume(cfg):
     """``--resume`` without a path: the newest checkpoint of the work dir
-    that loads (not only the one ``last_checkpoint`` names). Without
-    ``--resume``, refuse to overwrite an earlier run's checkpoints."""
-    from mmvan.engine.resume import find_resume_checkpoint, run_checkpoints
+    that can continue the run (not only the one ``last_checkpoint`` names);
+    none is an error. ``--resume CKPT``: a checkpoint with an optimizer
+    state. Without ``--resume``, refuse to overwrite an earlier run's
+    checkpoints."""
     if cfg.get('resume') and cfg.get('load_from') is None:
-        path, skipped = find_resume_checkpoint(cfg.work_dir)
+        path, skipped = resume.find_resume_checkpoint(cfg.work_dir)
         for p, reason in skipped:
             print(f'--resume: skipped {p}: {reason}', file=sys.stderr)
-        if path is None:
-            print(
-                f'--resume: no checkpoint in {cfg.work_dir}; starting '
-                f'from scratch.',
-                file=sys.stderr)
-            cfg.resume = False
-        else:
-            cfg.load_from = path
-    elif not cfg.get('resume'):
-        existing = run_checkpoints(cfg.work_dir)
-        if existing:
-            names = ', '.join(osp.basename(p) for p in existing[:3])
-            raise cli.UserError(
-                f'{cfg.work_dir} already holds checkpoints of an earlier run '
-                f'({names}); a new run would overwrite them. Continue it '
-                f'with --resume, or choose another --work-dir.')
+        cfg.load_from = path
+    elif cfg.get('resume'):
+        resume.check_resume_checkpoint(cfg.load_from)
+    else:
+        resume.refuse_to_overwrite(cfg.work_dir)
 
 
 def add_default_hooks(runner, image_policy):

@@ -1,19 +1,36 @@
 # Copyright (c) mmvan contributors. All rights reserved.
-"""Which checkpoint ``--resume`` (without a path) continues from.
+"""Which checkpoint ``--resume`` continues from, and which work dirs a new
+run may not write into.
 
 mmengine reads only ``last_checkpoint``; when that file is missing (a crash
 while saving, epoch files copied into a fresh folder) it starts from scratch
 and overwrites the epoch files. Here every ``epoch_N.pth`` / ``iter_N.pth``
-of the work dir is a candidate, newest first, and the first that loads is
-taken; the ones skipped are reported with the reason.
+of the work dir is a candidate, newest first, and the first that loads and
+holds an optimizer state is taken; the ones skipped are reported with the
+reason. ``--resume`` that finds nothing to continue is an error: starting
+afresh is asked for by leaving ``--resume`` out.
+
+``last_checkpoint`` names a file of its own work dir (relative, as
+:class:`mmvan.engine.hooks.SafeCheckpointHook` writes it). An absolute path
+outside the work dir (a renamed or copied folder whose old name a new run
+took) is not resumed from: it is reported as skipped.
+
+A checkpoint without optimizer state (``best_*.pth``, a published or
+converted file) cannot continue a run: the optimizer's moments and the
+schedule would start over while the epoch count goes on. ``--load-from``
+starts a new run from its weights.
 """
 import os
 import os.path as osp
 import re
 
+import torch
+
+from mmvan.utils.checkpoint import safe_torch_load
 from mmvan.utils.errors import CheckpointError, UserError
 
 _NAME = re.compile(r'^(epoch|iter)_(\d+)\.pth$')
+LAST_CHECKPOINT = 'last_checkpoint'
 
 
 def run_checkpoints(work_dir):
@@ -30,11 +47,51 @@ def run_checkpoints(work_dir):
     return [p for _, _, p in sorted(found, reverse=True)]
 
 
-def _check(path):
-    """Load ``path`` fully; the reason it cannot be resumed from, or None."""
-    import torch
+def all_checkpoints(work_dir):
+    """Every checkpoint a run leaves in ``work_dir``: the ``*.pth`` files
+    (and folders, as deepspeed saves them) of its top level, the
+    ``epoch_N`` / ``iter_N`` ones first, newest first, then the others
+    (``best_*.pth``, published ``*-<sha>.pth``, any other name) by name."""
+    if not osp.isdir(work_dir):
+        return []
+    runs = run_checkpoints(work_dir)
+    others = sorted(
+        osp.join(work_dir, name) for name in os.listdir(work_dir)
+        if name.endswith('.pth') and osp.join(work_dir, name) not in runs)
+    return runs + others
 
-    from mmvan.utils.checkpoint import safe_torch_load
+
+def _inside(path, folder):
+    folder = osp.realpath(folder)
+    return osp.commonpath([folder, osp.realpath(path)]) == folder
+
+
+def read_last_checkpoint(work_dir):
+    """The checkpoint ``<work_dir>/last_checkpoint`` names.
+
+    Returns:
+        tuple: ``(path, reason)``: ``path`` (or None when there is no such
+        file or it is empty) and, when that path must not be resumed from,
+        the reason (else None). A relative name is taken relative to
+        ``work_dir``.
+    """
+    last = osp.join(work_dir, LAST_CHECKPOINT)
+    if not osp.isfile(last):
+        return None, None
+    with open(last, encoding='utf-8', errors='replace') as f:
+        named = f.read().strip()
+    if not named:
+        return None, None
+    path = named if osp.isabs(named) else osp.join(work_dir, named)
+    if not _inside(path, work_dir):
+        return path, (f'named by {last} but outside the work dir (a renamed '
+                      f'or copied folder?); give it with --resume PATH to '
+                      f'continue that run')
+    return path, None
+
+
+def resume_problem(path):
+    """Why ``path`` cannot be resumed from (loading it fully), or None."""
     try:
         ckpt = safe_torch_load(path, map_location='cpu')
     except CheckpointError as e:
@@ -42,6 +99,8 @@ def _check(path):
     if not isinstance(ckpt, dict) or 'state_dict' not in ckpt or \
             'meta' not in ckpt:
         return 'not a training checkpoint (no state_dict / meta)'
+    if 'optimizer' not in ckpt:
+        return 'it holds no optimizer state (weights only)'
     bad = [
         k for k, v in ckpt['state_dict'].items()
         if isinstance(v, torch.Tensor) and v.is_floating_point()
@@ -52,34 +111,72 @@ def _check(path):
     return None
 
 
+def check_resume_checkpoint(path):
+    """Raise a :class:`UserError` when ``--resume PATH`` cannot continue a
+    run from ``path``."""
+    if not osp.isfile(path):
+        raise UserError(f'--resume: checkpoint {path} does not exist.')
+    problem = resume_problem(path)
+    if problem is None:
+        return
+    hint = ''
+    if 'optimizer' in problem:
+        hint = (' To start a new run from its weights, use --load-from '
+                f'{path} instead of --resume.')
+    raise UserError(f'--resume: cannot continue a run from {path}: '
+                    f'{problem}.{hint}')
+
+
 def find_resume_checkpoint(work_dir):
-    """The newest checkpoint of ``work_dir`` that loads.
+    """The newest checkpoint of ``work_dir`` that a run can continue from.
 
     Returns:
-        tuple: ``(path or None, skipped)`` with ``skipped`` a list of
-        ``(path, reason)``.
+        tuple: ``(path, skipped)`` with ``skipped`` a list of
+        ``(path, reason)`` of the newer ones that could not be used.
 
     Raises:
-        UserError: when the work dir holds checkpoints and none loads
-            (starting from scratch would overwrite them).
+        UserError: when there is none (starting from scratch would be a
+            silent restart, and would overwrite the files there).
     """
     candidates = run_checkpoints(work_dir)
-    last = osp.join(work_dir, 'last_checkpoint')
-    if osp.isfile(last):
-        with open(last) as f:
-            named = f.read().strip()
-        if named and osp.isfile(named) and named not in candidates:
-            candidates.insert(0, named)
     skipped = []
+    named, reason = read_last_checkpoint(work_dir)
+    if named is not None and reason is not None:
+        skipped.append((named, reason))
+    elif named is not None and osp.isfile(named) and \
+            osp.realpath(named) not in map(osp.realpath, candidates):
+        candidates.insert(0, named)
     for path in candidates:
-        reason = _check(path)
-        if reason is None:
+        problem = resume_problem(path)
+        if problem is None:
             return path, skipped
-        skipped.append((path, reason))
+        skipped.append((path, problem))
     if skipped:
         listed = '; '.join(f'{osp.basename(p)}: {r}' for p, r in skipped)
         raise UserError(
             f'--resume: no checkpoint in {work_dir} can be resumed from '
-            f'({listed}). Move them away to start afresh, or give one with '
-            f'--resume PATH.')
-    return None, skipped
+            f'({listed}). Give one with --resume PATH, start a new run from '
+            f'weights with --load-from PATH, or move them away to start '
+            f'afresh.')
+    others = [osp.basename(p) for p in all_checkpoints(work_dir)]
+    held = ''
+    if others:
+        held = (f' (it holds {", ".join(others[:3])}: give one with --resume '
+                f'PATH when it holds an optimizer state, or start a new run '
+                f'from its weights with --load-from PATH)')
+    raise UserError(f'--resume: no epoch_N.pth / iter_N.pth checkpoint to '
+                    f'resume from in {work_dir}{held}. To start a new run, '
+                    f'leave out --resume.')
+
+
+def refuse_to_overwrite(work_dir):
+    """Raise a :class:`UserError` when a new run (no ``--resume``) would
+    write into a work dir that holds checkpoints of an earlier run."""
+    existing = all_checkpoints(work_dir)
+    if existing:
+        names = ', '.join(osp.basename(p) for p in existing[:3])
+        more = f' and {len(existing) - 3} more' if len(existing) > 3 else ''
+        raise UserError(
+            f'{work_dir} already holds checkpoints of an earlier run '
+            f'({names}{more}); a new run would overwrite them. Continue it '
+            f'with --resume, or choose another --work-dir.')

@@ -5,7 +5,16 @@
 ``mmvan://<name>`` in any checkpoint format mmvan converts, and every tensor
 of the model must arrive with its shape (a classification head of another
 class count excepted). ``load_from_strict=False`` in the config loads only
-what fits and logs the counts. ``--resume`` is mmengine's as it is.
+what fits and logs the counts. ``resume=True`` without ``load_from``
+continues from the newest checkpoint of the work dir that can be resumed
+(:func:`mmvan.engine.resume.find_resume_checkpoint`).
+
+``default_hooks`` takes the keys mmengine and the OpenMMLab bases use
+(:data:`DEFAULT_HOOK_KEYS`); another key (a typo such as ``checkpoints``,
+which mmengine would register as a second hook) is an error naming the
+closest one. Its ``type='CheckpointHook'`` is built as
+:class:`mmvan.engine.hooks.SafeCheckpointHook`, which never removes an
+outdated checkpoint before the new one is complete.
 
 Each run also keeps its own copy of the config beside its log
 (``<work_dir>/<timestamp>/``); a resumed run never overwrites the config
@@ -16,10 +25,22 @@ The console is short unless ``--verbose`` (``MMVAN_VERBOSE=1``) or a
 model size, the work dir, the data, one line per epoch and the metrics (see
 :func:`mmvan.utils.quiet.short_console`). The log file keeps everything.
 """
+import difflib
 import os.path as osp
 
 import torch
+from mmengine.hooks import CheckpointHook
 from mmengine.runner import Runner as MMEngineRunner
+
+from mmvan.utils.errors import ConfigError
+from .hooks import SafeCheckpointHook
+from .resume import find_resume_checkpoint
+
+# mmengine's own default hooks, and what the mmpretrain, mmdet, mmseg and
+# mmpose bases add.
+DEFAULT_HOOK_KEYS = ('runtime_info', 'timer', 'sampler_seed', 'logger',
+                     'param_scheduler', 'checkpoint', 'visualization',
+                     'badcase')
 
 
 def _short_path(path):
@@ -43,6 +64,25 @@ def _dataset_source(dataset):
     root = getattr(inner, 'data_root', None)
     kind = type(inner).__name__
     return f'{kind}, {_short_path(root)}' if root else kind
+
+
+def check_default_hooks(hooks):
+    """Raise a :class:`ConfigError` for a ``default_hooks`` key that is not
+    one of :data:`DEFAULT_HOOK_KEYS`."""
+    for key in hooks or {}:
+        if key in DEFAULT_HOOK_KEYS:
+            continue
+        close = difflib.get_close_matches(key, DEFAULT_HOOK_KEYS, n=1)
+        hint = f"Did you mean '{close[0]}'? " if close else ''
+        raise ConfigError(
+            f"default_hooks has an unknown key '{key}'. {hint}Its keys are "
+            f"{', '.join(DEFAULT_HOOK_KEYS)}; other hooks go in "
+            f'custom_hooks.')
+
+
+def _is_mmengine_checkpoint_hook(kind):
+    return kind in ('CheckpointHook', 'mmengine.CheckpointHook',
+                    CheckpointHook)
 
 
 def _quiet_evaluation(loop):
@@ -80,6 +120,29 @@ class Runner(MMEngineRunner):
             self._consoles = short_console(
                 logger, max_epochs=train_cfg.get('max_epochs'))
         return logger
+
+    def register_default_hooks(self, hooks=None):
+        check_default_hooks(hooks)
+        super().register_default_hooks(hooks)
+
+    def register_hook(self, hook, priority=None):
+        """mmengine's; a config's ``type='CheckpointHook'`` becomes
+        :class:`SafeCheckpointHook` (same arguments)."""
+        if isinstance(hook, dict) and _is_mmengine_checkpoint_hook(
+                hook.get('type')):
+            hook = dict(hook, type=SafeCheckpointHook)
+        super().register_hook(hook, priority)
+
+    def load_or_resume(self):
+        # mmengine would take last_checkpoint as it is (None, an absolute
+        # path into another folder) and start from scratch without one.
+        if self._resume and self._load_from is None and not self._has_loaded:
+            path, skipped = find_resume_checkpoint(self.work_dir)
+            for skipped_path, reason in skipped:
+                self.logger.warning(
+                    f'resume: skipped {skipped_path}: {reason}')
+            self._load_from = path
+        super().load_or_resume()
 
     def call_hook(self, fn_name, **kwargs):
         # The data sets exist from here on: say how large they are, once.

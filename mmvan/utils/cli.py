@@ -128,7 +128,11 @@ def _close_process_group():
 
 
 def _clean_build_message(text):
+    # A KeyError's text is the repr of its message: one pair of quotes
+    # around the whole (the message's own quotes stay).
+    text = text.strip()
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in '"\'':
+        text = text[1:-1]
     # mmengine prefixes "class `VAN` in mmvan/models/...py: "
-    text = text.strip().strip('"').strip("'")
     text = re.sub(r'class `(\w+)` in [^:]+\.py: ', r'\1: ', text)
     return text.splitlines()[0] if text else text

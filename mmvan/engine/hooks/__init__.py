@@ -1,4 +1,5 @@
 # Copyright (c) mmvan contributors. All rights reserved.
+from .checkpoint_hook import SafeCheckpointHook
 from .divergence_hook import DivergenceHook
 from .effective_batch_hook import EffectiveBatchHook
 from .ema_hook import CheckpointWeightsHook, EMAHook
@@ -8,5 +9,6 @@ from .unreadable_image_hook import UnreadableImageHook
 
 __all__ = [
     'CheckpointWeightsHook', 'DivergenceHook', 'EffectiveBatchHook', 'EMAHook',
-    'EpochSeedHook', 'PreemptionHook', 'UnreadableImageHook'
+    'EpochSeedHook', 'PreemptionHook', 'SafeCheckpointHook',
+    'UnreadableImageHook'
 ]

@@ -1,0 +1,194 @@
+# Copyright (c) mmvan contributors. All rights reserved.
+"""mmengine's CheckpointHook, with the save order that survives a crash.
+
+mmengine removes the oldest epoch checkpoint (``max_keep_ckpts``) and the
+previous ``best_*.pth`` *before* it writes the new one, so a process killed
+during the write leaves no checkpoint at all. Here the new file is written
+first (to a temporary name, fsynced, renamed: :mod:`mmvan.utils.atomic`),
+then ``last_checkpoint``, and only then are the outdated files removed: at
+every moment the work dir holds at least one complete checkpoint and the
+latest best one.
+
+``last_checkpoint`` holds the checkpoint's path relative to the work dir
+(a renamed or copied work dir still names its own files), written
+atomically.
+
+The temporary files that a killed save leaves (``.epoch_2.pth.<random>.tmp``)
+are removed when the next run into the work dir starts, each with one log
+line: the checkpoint they were meant to become was never renamed into place,
+and the previous one is still there.
+
+:class:`mmvan.engine.runner.Runner` uses this hook wherever a config asks
+for ``type='CheckpointHook'`` (the mmpretrain, mmdet, mmseg and mmpose bases
+all do), with the same arguments.
+"""
+import os
+import os.path as osp
+import re
+
+from mmengine.dist import is_main_process
+from mmengine.fileio.backends import LocalBackend
+from mmengine.hooks import CheckpointHook
+
+from mmvan.registry import HOOKS
+from mmvan.utils.atomic import atomic_write
+
+LAST_CHECKPOINT = 'last_checkpoint'
+# What mmvan.utils.atomic.atomic_write names its temporary files:
+# '.' + final name + '.' + 8 random characters + '.tmp' (the final name may
+# itself be such a temporary name: PreemptionHook's).
+_TEMPORARY = re.compile(
+    r'^\.(?:.*\.pth(?:\.\w{8}\.tmp)?|last_checkpoint)\.\w{8}\.tmp$')
+
+
+def stale_temporaries(folder):
+    """The temporary checkpoint (and ``last_checkpoint``) files that an
+    interrupted save left in ``folder``."""
+    if not osp.isdir(folder):
+        return []
+    return sorted(
+        osp.join(folder, name) for name in os.listdir(folder)
+        if _TEMPORARY.match(name) and osp.isfile(osp.join(folder, name)))
+
+
+def last_checkpoint_text(checkpoint, work_dir):
+    """What ``last_checkpoint`` holds for ``checkpoint``: its path relative
+    to ``work_dir`` when it lies inside it, else the path as given (an
+    ``out_dir`` elsewhere, a remote URL)."""
+    checkpoint = str(checkpoint)
+    if '://' in checkpoint:
+        return checkpoint
+    work_dir = osp.realpath(work_dir)
+    path = osp.realpath(checkpoint)
+    if osp.commonpath([work_dir, path]) == work_dir:
+        return osp.relpath(path, work_dir)
+    return checkpoint
+
+
+class _DeferredRemovals:
+    """A file backend whose ``remove`` / ``rmtree`` only note the path; the
+    rest goes to ``backend``."""
+
+    def __init__(self, backend):
+        self.backend = backend
+        self.pending = []
+
+    def remove(self, path):
+        self.pending.append(path)
+
+    def rmtree(self, path):
+        self.pending.append(path)
+
+    def isfile(self, path):
+        return path not in self.pending and self.backend.isfile(path)
+
+    def isdir(self, path):
+        return path not in self.pending and self.backend.isdir(path)
+
+    def __getattr__(self, name):
+        return getattr(self.backend, name)
+
+
+@HOOKS.register_module()
+class SafeCheckpointHook(CheckpointHook):
+    """:class:`mmengine.hooks.CheckpointHook` (same arguments) that removes
+    an outdated checkpoint only after the new one is complete on disk.
+
+    See the module for the order of the writes and the clean-up of
+    temporary files.
+    """
+
+    def before_train(self, runner):
+        super().before_train(runner)
+        self._own_best_paths()
+        if not is_main_process():
+            return
+        folders = [runner.work_dir]
+        if isinstance(self.file_backend, LocalBackend) and \
+                osp.abspath(self.out_dir) != osp.abspath(runner.work_dir):
+            folders.append(self.out_dir)
+        for folder in folders:
+            for path in stale_temporaries(folder):
+                os.remove(path)
+                runner.logger.warning(
+                    f'Removed {path}: the temporary file of a save that was '
+                    f'interrupted (the checkpoint it was to become was never '
+                    f'put in place; the previous one was kept).')
+
+    def _own_best_paths(self):
+        """A resumed run's best checkpoint is the one in its own folder:
+        the message hub of a checkpoint keeps the absolute path it had when
+        saved, which after a rename of the work dir names another folder
+        (whose file would be removed at the next better score)."""
+        if self.save_best is None or not isinstance(self.file_backend,
+                                                    LocalBackend):
+            return
+
+        def own(path):
+            if not path or osp.dirname(osp.abspath(path)) == osp.abspath(
+                    self.out_dir):
+                return path
+            return osp.join(self.out_dir, osp.basename(path))
+
+        if hasattr(self, 'best_ckpt_path'):
+            self.best_ckpt_path = own(self.best_ckpt_path)
+        for key, path in getattr(self, 'best_ckpt_path_dict', {}).items():
+            self.best_ckpt_path_dict[key] = own(path)
+
+    def _save_checkpoint_with_step(self, runner, step, meta):
+        outdated = []
+        if self.max_keep_ckpts > 0 and not (self.keep_ckpt_ids and
+                                            self.keep_ckpt_ids[-1] == step):
+            # The list goes into the checkpoint as it will be once the
+            # outdated file is gone; the file itself goes after the save.
+            if len(self.keep_ckpt_ids) == self.max_keep_ckpts:
+                outdated.append(self.keep_ckpt_ids.popleft())
+            self.keep_ckpt_ids.append(step)
+            runner.message_hub.update_info('keep_ckpt_ids',
+                                           list(self.keep_ckpt_ids))
+
+        filename = self.filename_tmpl.format(step)
+        self.last_ckpt = self.file_backend.join_path(self.out_dir, filename)
+        runner.message_hub.update_info('last_ckpt', self.last_ckpt)
+        runner.save_checkpoint(
+            self.out_dir,
+            filename,
+            self.file_client_args,
+            save_optimizer=self.save_optimizer,
+            save_param_scheduler=self.save_param_scheduler,
+            meta=meta,
+            by_epoch=self.by_epoch,
+            backend_args=self.backend_args,
+            **self.args)
+        if not is_main_process():
+            return
+        atomic_write(
+            osp.join(runner.work_dir, LAST_CHECKPOINT),
+            last_checkpoint_text(self.last_ckpt, runner.work_dir),
+            mode='w',
+            encoding='utf-8')
+        for old in outdated:
+            self._remove(
+                self.file_backend.join_path(self.out_dir,
+                                            self.filename_tmpl.format(old)))
+
+    def _save_best_checkpoint(self, runner, metrics):
+        # mmengine's logic decides what is best; the previous best file is
+        # removed only once the new one (and the epoch checkpoint that
+        # records it) has been written.
+        backend = self.file_backend
+        deferred = _DeferredRemovals(backend)
+        self.file_backend = deferred
+        try:
+            super()._save_best_checkpoint(runner, metrics)
+        finally:
+            self.file_backend = backend
+        for path in deferred.pending:
+            self._remove(path)
+
+    def _remove(self, path):
+        if self.file_backend.isfile(path):
+            self.file_backend.remove(path)
+        elif self.file_backend.isdir(path):
+            # checkpoints saved by deepspeed are folders
+            self.file_backend.rmtree(path)

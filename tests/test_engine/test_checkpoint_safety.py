@@ -1,0 +1,310 @@
+# Copyright (c) mmvan contributors. All rights reserved.
+"""Checkpoints that survive a crash, and one run per work dir.
+
+SafeCheckpointHook is driven here by a small stand-in for the Runner (what
+the hook reads of it) whose saves are real files written through mmengine's
+file backend. A process that dies while a checkpoint is written is played
+in two ways: a save that stops halfway with an exception (in this process),
+and a real process killed with SIGKILL while it is writing.
+"""
+import io
+import os
+import os.path as osp
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from mmengine.logging import MessageHub, MMLogger
+from mmengine.runner.checkpoint import save_checkpoint
+
+from mmvan.engine.hooks import SafeCheckpointHook
+from mmvan.engine.resume import resume_problem
+from mmvan.engine.runner import Runner, check_default_hooks
+from mmvan.engine.work_dir_lock import WorkDirInUseError, WorkDirLock
+from mmvan.utils.atomic import atomic_write
+from mmvan.utils.errors import ConfigError
+
+
+class Died(BaseException):
+    """The process ends here (nothing after this line runs)."""
+
+
+class StandInRunner:
+    """What CheckpointHook reads of a Runner, for an epoch-based run of
+    ``max_epochs``. ``save_checkpoint`` writes a small training checkpoint
+    (weights that say their epoch, an optimizer state, the message hub);
+    the write of the file named ``stop_at`` stops halfway: ``on_stop()`` is
+    called (default: raise :class:`Died`)."""
+
+    def __init__(self, work_dir, max_epochs, stop_at=None, on_stop=None):
+        self.work_dir = str(work_dir)
+        self.epoch = 0
+        self.iter = 0
+        self.max_epochs = max_epochs
+        name = f'ckpt-safety-{id(self)}'
+        self.message_hub = MessageHub.get_instance(name)
+        self.logger = MMLogger.get_instance(name, log_level='INFO')
+        self.stop_at = stop_at
+        self.on_stop = on_stop or self._die
+
+    @staticmethod
+    def _die():
+        raise Died()
+
+    def save_checkpoint(self,
+                        out_dir,
+                        filename,
+                        file_client_args=None,
+                        save_optimizer=True,
+                        save_param_scheduler=True,
+                        meta=None,
+                        by_epoch=True,
+                        backend_args=None):
+        state = dict(
+            meta=meta,
+            state_dict=dict(w=torch.full((256, ), float(self.epoch))),
+            message_hub=self.message_hub.state_dict())
+        if save_optimizer:
+            state['optimizer'] = dict(state={}, param_groups=[dict(lr=0.1)])
+        path = osp.join(out_dir, filename)
+        if filename != self.stop_at:
+            save_checkpoint(state, path)
+            return
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        data = buffer.getvalue()
+
+        def half(f):
+            f.write(data[:len(data) // 2])
+            f.flush()
+            os.fsync(f.fileno())
+            self.on_stop()
+
+        atomic_write(path, writer=half)
+
+
+def run_epochs(hook, runner, scores):
+    """mmengine's epoch loop as the hook sees it: after each training
+    epoch ``after_train_epoch``, then validation with ``scores[e]``."""
+    hook.before_train(runner)
+    for score in scores:
+        hook.after_train_epoch(runner)
+        runner.epoch += 1
+        runner.iter += 4
+        hook.after_val_epoch(runner, {'acc': score})
+
+
+def names(folder):
+    return sorted(os.listdir(folder))
+
+
+def test_outdated_epoch_checkpoint_stays_until_the_new_one_is_in_place(
+        tmp_path):
+    runner = StandInRunner(tmp_path, max_epochs=3, stop_at='epoch_2.pth')
+    hook = SafeCheckpointHook(interval=1, max_keep_ckpts=1)
+    with pytest.raises(Died):
+        run_epochs(hook, runner, [0.5, 0.6, 0.7])
+    # mmengine's hook would have removed epoch_1.pth before this write.
+    assert names(tmp_path) == ['epoch_1.pth', 'last_checkpoint']
+    assert resume_problem(str(tmp_path / 'epoch_1.pth')) is None
+    assert (tmp_path / 'last_checkpoint').read_text() == 'epoch_1.pth'
+
+
+def test_previous_best_stays_until_the_new_best_is_in_place(tmp_path):
+    runner = StandInRunner(
+        tmp_path, max_epochs=3, stop_at='best_acc_epoch_2.pth')
+    hook = SafeCheckpointHook(interval=1, max_keep_ckpts=1, save_best='acc')
+    with pytest.raises(Died):
+        run_epochs(hook, runner, [0.5, 0.6, 0.7])
+    assert names(tmp_path) == [
+        'best_acc_epoch_1.pth', 'epoch_2.pth', 'last_checkpoint'
+    ]
+    best = torch.load(
+        tmp_path / 'best_acc_epoch_1.pth',
+        map_location='cpu',
+        weights_only=True)
+    assert best['meta']['epoch'] == 1
+
+
+def test_a_whole_run_keeps_what_it_should(tmp_path):
+    runner = StandInRunner(tmp_path, max_epochs=4)
+    hook = SafeCheckpointHook(interval=1, max_keep_ckpts=2, save_best='acc')
+    run_epochs(hook, runner, [0.5, 0.7, 0.6, 0.8])
+    assert names(tmp_path) == [
+        'best_acc_epoch_4.pth', 'epoch_3.pth', 'epoch_4.pth', 'last_checkpoint'
+    ]
+    # Relative to the work dir: a renamed folder still names its own file.
+    assert (tmp_path / 'last_checkpoint').read_text() == 'epoch_4.pth'
+    last = torch.load(
+        tmp_path / 'epoch_4.pth', map_location='cpu', weights_only=True)
+    hub = last['message_hub']['runtime_info']
+    assert hub['keep_ckpt_ids'] == [3, 4]
+    assert hub['best_score'] == 0.8
+    assert hub['best_ckpt'] == str(tmp_path / 'best_acc_epoch_4.pth')
+
+
+def test_stale_temporaries_are_removed_on_the_next_start(tmp_path):
+    stale = [
+        '.epoch_3.pth.k2j4_x9a.tmp', '.best_acc_epoch_2.pth.0a1b2c3d.tmp',
+        '.last_checkpoint.zz_9y8x7.tmp'
+    ]
+    kept = ['.notes.txt.abcdefgh.tmp', 'epoch_2.pth.tmp', 'scalars.json']
+    for name in stale + kept:
+        (tmp_path / name).write_bytes(b'x')
+    runner = StandInRunner(tmp_path, max_epochs=1)
+    hook = SafeCheckpointHook(interval=1)
+    hook.before_train(runner)
+    assert names(tmp_path) == sorted(kept)
+
+
+def test_a_resumed_best_in_a_renamed_folder_is_its_own(tmp_path):
+    """The message hub keeps the best checkpoint's absolute path; after a
+    rename of the work dir that path names a file of another folder, which
+    must not be removed at the next better score."""
+    other = tmp_path / 'other'
+    other.mkdir()
+    (other / 'best_acc_epoch_1.pth').write_bytes(b'another run')
+    work = tmp_path / 'renamed'
+    work.mkdir()
+    runner = StandInRunner(work, max_epochs=2)
+    runner.epoch = runner.iter = 1
+    save_checkpoint({'meta': {}}, str(work / 'best_acc_epoch_1.pth'))
+    runner.message_hub.update_info('best_ckpt',
+                                   str(other / 'best_acc_epoch_1.pth'))
+    runner.message_hub.update_info('best_score', 0.5)
+    hook = SafeCheckpointHook(interval=1, save_best='acc')
+    hook.before_train(runner)
+    hook.after_train_epoch(runner)
+    runner.epoch += 1
+    hook.after_val_epoch(runner, {'acc': 0.9})
+    assert (other / 'best_acc_epoch_1.pth').read_bytes() == b'another run'
+    assert names(work) == [
+        'best_acc_epoch_2.pth', 'epoch_2.pth', 'last_checkpoint'
+    ]
+
+
+_CHILD = '''
+import importlib.util, sys, time
+spec = importlib.util.spec_from_file_location('safety', {test!r})
+safety = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(safety)
+
+def stop():
+    open({signal!r}, 'w').close()
+    time.sleep(600)
+
+runner = safety.StandInRunner({work!r}, max_epochs=3, stop_at={stop_at!r},
+                              on_stop=stop)
+hook = safety.SafeCheckpointHook(interval=1, max_keep_ckpts=1,
+                                 save_best='acc')
+safety.run_epochs(hook, runner, [0.5, 0.6, 0.7])
+'''
+
+
+def test_sigkill_while_writing_the_best_keeps_the_previous_best(tmp_path):
+    """(tests/test_tools/test_train_safety.py kills tools/train.py while
+    it writes an epoch checkpoint.)"""
+    stop_at = 'best_acc_epoch_2.pth'
+    expected = ['best_acc_epoch_1.pth', 'epoch_2.pth']
+    work = tmp_path / 'work'
+    work.mkdir()
+    flag = tmp_path / 'writing'
+    script = tmp_path / 'child.py'
+    script.write_text(
+        _CHILD.format(
+            test=osp.abspath(__file__),
+            signal=str(flag),
+            work=str(work),
+            stop_at=stop_at))
+    child = subprocess.Popen([sys.executable, str(script)],
+                             env=dict(os.environ, OMP_NUM_THREADS='1'))
+    deadline = time.time() + 120
+    while not flag.exists() and child.poll() is None and \
+            time.time() < deadline:
+        time.sleep(0.02)
+    assert flag.exists(), 'the child never reached the write'
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    files = names(work)
+    complete = [n for n in files if n.endswith('.pth')]
+    assert complete == expected
+    for name in complete:
+        assert torch.load(
+            work / name, map_location='cpu', weights_only=True)['meta']
+    # The write that was cut off is only a temporary file.
+    partial = [n for n in files if n.startswith(f'.{stop_at}.')]
+    assert len(partial) == 1 and partial[0].endswith('.tmp')
+    # The next start removes it.
+    SafeCheckpointHook(
+        interval=1).before_train(StandInRunner(work, max_epochs=3))
+    assert [n for n in names(work) if n.endswith('.tmp')] == []
+
+
+# The runner: every config's CheckpointHook is the safe one; default_hooks
+# keys are checked.
+
+
+@pytest.mark.parametrize(
+    'kind', ['CheckpointHook', 'mmengine.CheckpointHook', 'class'])
+def test_runner_builds_the_safe_checkpoint_hook(kind):
+    from mmengine.hooks import CheckpointHook
+    runner = Runner.__new__(Runner)
+    runner._hooks = []
+    kind = CheckpointHook if kind == 'class' else kind
+    runner.register_hook(dict(type=kind, interval=2, max_keep_ckpts=1))
+    (hook, ) = runner._hooks
+    assert type(hook) is SafeCheckpointHook
+    assert (hook.interval, hook.max_keep_ckpts) == (2, 1)
+
+
+@pytest.mark.configs('van/van-b0_demo.py', 'retinanet/*demo.py',
+                     'sem_fpn/*demo.py', 'simplebaseline/*demo.py')
+def test_each_family_asks_for_mmengines_checkpoint_hook(path):
+    """What the runner replaces is what the configs (and the mmpretrain,
+    mmdet, mmseg and mmpose bases they inherit) ask for."""
+    from mmengine.config import Config
+    cfg = Config.fromfile(path)
+    assert cfg.default_hooks.checkpoint.type == 'CheckpointHook'
+    check_default_hooks(cfg.default_hooks)
+
+
+def test_a_mistyped_default_hook_is_an_error():
+    with pytest.raises(ConfigError) as err:
+        check_default_hooks(
+            dict(checkpoint=dict(interval=1), checkpoints=dict(interval=2)))
+    assert "unknown key 'checkpoints'. Did you mean 'checkpoint'?" in str(
+        err.value)
+    assert 'custom_hooks' in str(err.value)
+
+
+# The work dir lock. (tests/test_tools/test_train_safety.py refuses a run
+# while a real one holds it, and takes over the lock of a killed one.)
+
+
+def test_a_second_lock_is_refused_and_a_dead_ones_taken_over(tmp_path):
+    work = str(tmp_path / 'work')
+    first = WorkDirLock(work).acquire()
+    with pytest.raises(WorkDirInUseError) as err:
+        WorkDirLock(work).acquire()
+    text = str(err.value)
+    assert f'PID {os.getpid()} on host {socket.gethostname()}' in text
+    assert 'started 20' in text and '--work-dir' in text
+    first.release()
+    assert not osp.exists(first.path)
+    # A normal end leaves nothing to take over.
+    warnings = []
+    with WorkDirLock(work, warn=warnings.append) as lock:
+        assert str(os.getpid()) in open(lock.path).read()
+    assert warnings == []
+    # The file of a process that died holding the lock (nobody holds it).
+    with open(osp.join(work, 'train.lock'), 'w') as f:
+        f.write('{"pid": 999999, "host": "node7", "started": "then"}')
+    with WorkDirLock(work, warn=warnings.append):
+        pass
+    (warning, ) = warnings
+    assert 'PID 999999 on host node7, started then' in warning
+    assert 'no longer running' in warning

@@ -1,0 +1,328 @@
+# Copyright (c) mmvan contributors. All rights reserved.
+"""tools/train.py keeps what a run has saved: a kill while a checkpoint is
+written, a second run into the same work dir, a renamed work dir, a
+weights-only checkpoint given to --resume, a new run into a folder with
+checkpoints, and config mistakes in the hooks and the loop."""
+import contextlib
+import glob
+import io
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from mmvan.datasets import make_classification_demo
+from mmvan.engine.resume import find_resume_checkpoint
+from mmvan.utils.cli import run_cli
+
+BEST = 'best_accuracy_top1_epoch_1.pth'
+
+
+@pytest.fixture(scope='module')
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp('data') / 'demo'
+    return make_classification_demo(
+        str(root), num_train=8, num_val=4, size=32, seed=1)
+
+
+@pytest.fixture(scope='module')
+def config(tiny):
+    """The demo config (one checkpoint kept, the best one too) with the
+    tiny VAN."""
+    return tiny(base='van-b0_demo.py')
+
+
+def options(data, epochs=1):
+    opts = [f'train_cfg.max_epochs={epochs}', 'train_cfg.val_interval=1']
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        opts += [
+            f'{loader}.dataset.data_root={data}', f'{loader}.num_workers=0',
+            f'{loader}.batch_size=8'
+        ]
+    return opts + [
+        'default_hooks.checkpoint.interval=1',
+        'default_hooks.visualization.enable=False'
+    ]
+
+
+def main_in_process(train, args):
+    """tools/train.py's ``main`` run as run_cli runs it, in this process:
+    ``(exit status, stderr)``."""
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        try:
+            run_cli(lambda: train.main(args))
+        except SystemExit as e:
+            return e.code, err.getvalue()
+    return 0, err.getvalue()
+
+
+@pytest.fixture(scope='module')
+def train(tool):
+    return tool('train', folder='')
+
+
+def one_error(status, text, *needles):
+    assert status == 2, text[-3000:]
+    assert 'Traceback' not in text, text[-3000:]
+    errors = [line for line in text.splitlines() if line.startswith('error')]
+    assert len(errors) == 1 and errors[0].startswith('error: '), text
+    for needle in needles:
+        assert needle in errors[0], errors[0]
+    return errors[0]
+
+
+def state(path):
+    return torch.load(path, map_location='cpu', weights_only=True)
+
+
+def newest_log(work):
+    return open(sorted(glob.glob(str(work / '*' / '*.log')))[-1]).read()
+
+
+# tools/train.py whose write of one file stops halfway (after the bytes
+# reach the disk): it says so in a file and waits to be killed.
+_STALLING_TRAIN = '''
+import os, runpy, sys, time
+import mmvan.utils.atomic as atomic
+write = atomic.atomic_write
+
+def stalling(path, data=None, writer=None, mode='wb', encoding=None):
+    if os.path.basename(str(path)) != {name!r}:
+        return write(path, data, writer, mode, encoding)
+
+    def half(f):
+        f.write(data[:len(data) // 2])
+        f.flush()
+        os.fsync(f.fileno())
+        open({flag!r}, 'w').close()
+        time.sleep(600)
+
+    return write(path, writer=half, mode=mode)
+
+atomic.atomic_write = stalling
+sys.argv = ['tools/train.py'] + sys.argv[1:]
+runpy.run_path('tools/train.py', run_name='__main__')
+'''
+
+
+@pytest.fixture(scope='module')
+def killed(tmp_path_factory, config, data, root, train):
+    """A two-epoch run killed (SIGKILL) while it writes ``epoch_2.pth``,
+    with ``max_keep_ckpts=1`` and the best checkpoint kept (the demo's
+    settings). While it is stalled in that write, a second run into the same
+    work dir is tried. Then ``--resume``.
+
+    Returns the work dir, its files at the kill, the first run's PID, the
+    second run's ``(status, stderr)`` and the resumed run's output.
+    """
+    work = tmp_path_factory.mktemp('killed') / 'work'
+    flag = work.parent / 'writing'
+    script = work.parent / 'train_stalling.py'
+    script.write_text(
+        _STALLING_TRAIN.format(name='epoch_2.pth', flag=str(flag)))
+    env = dict(os.environ, OMP_NUM_THREADS='1')
+    first = subprocess.Popen([
+        sys.executable,
+        str(script), config, '--work-dir',
+        str(work), '--cfg-options', *options(data, epochs=2)
+    ],
+                             cwd=root,
+                             env=env,
+                             stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 300
+        while not flag.exists() and first.poll() is None and \
+                time.time() < deadline:
+            time.sleep(0.05)
+        assert flag.exists(), 'the run never reached the save of epoch 2'
+        second = main_in_process(
+            train,
+            [config, '--work-dir',
+             str(work), '--cfg-options', *options(data)])
+        alive = first.poll() is None
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    at_kill = sorted(p.name for p in work.iterdir())
+    whole = {p.name: state(p)['meta']['epoch'] for p in work.glob('*.pth')}
+    resumed = subprocess.run([
+        sys.executable, 'tools/train.py', config, '--resume', '--work-dir',
+        str(work), '--cfg-options', *options(data, epochs=2)
+    ],
+                             cwd=root,
+                             env=env,
+                             capture_output=True,
+                             text=True)
+    return SimpleNamespace(
+        work=work,
+        at_kill=at_kill,
+        whole=whole,
+        pid=first.pid,
+        alive=alive,
+        second=second,
+        resumed=resumed)
+
+
+# 1. A kill while a checkpoint is written.
+
+
+def test_sigkill_while_saving_keeps_a_checkpoint_and_resume_uses_it(killed):
+    work = killed.work
+    # max_keep_ckpts=1: the previous checkpoint is still there, whole, and
+    # so is the best one; the cut-off write is only a temporary file.
+    assert killed.whole == {'epoch_1.pth': 1, BEST: 1}
+    (partial, ) = [n for n in killed.at_kill if n.startswith('.epoch_2.pth')]
+    assert partial.endswith('.tmp')
+
+    out = killed.resumed
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert f'Removed {work / partial}' in out.stdout + out.stderr
+    assert f' from {work / "epoch_1.pth"}' in newest_log(work)
+    assert state(work / 'epoch_2.pth')['meta']['epoch'] == 2
+    assert not (work / 'epoch_1.pth').exists()
+    assert (work / 'last_checkpoint').read_text() == 'epoch_2.pth'
+    assert not list(work.glob('.*.tmp'))
+    assert not (work / 'train.lock').exists()
+
+
+def test_resume_with_nothing_to_resume_is_an_error(tmp_path, config, data,
+                                                   train):
+    work = tmp_path / 'work'
+    status, err = main_in_process(train, [
+        config, '--resume', '--work-dir',
+        str(work), '--cfg-options', *options(data)
+    ])
+    one_error(status, err,
+              'no epoch_N.pth / iter_N.pth checkpoint to resume from',
+              'leave out --resume')
+    assert not work.exists()
+
+
+# 2. last_checkpoint names the work dir's own file.
+
+
+def test_last_checkpoint_is_relative_and_a_foreign_one_skipped(
+        tmp_path, killed):
+    run = killed.work
+    assert (run / 'last_checkpoint').read_text() == 'epoch_2.pth'
+    # A copy (or a renamed folder) whose last_checkpoint names the file of
+    # another folder by its absolute path, as mmengine writes it.
+    work = tmp_path / 'renamed'
+    work.mkdir()
+    shutil.copy(run / 'epoch_2.pth', work / 'epoch_1.pth')
+    (work / 'last_checkpoint').write_text(str(run / 'epoch_2.pth'))
+    path, skipped = find_resume_checkpoint(str(work))
+    assert path == str(work / 'epoch_1.pth')
+    ((foreign, reason), ) = skipped
+    assert foreign == str(run / 'epoch_2.pth')
+    assert 'outside the work dir' in reason
+
+
+# 3. One run per work dir.
+
+
+def test_a_second_run_into_the_same_work_dir_is_refused(killed):
+    assert killed.alive, 'the second run stopped the first'
+    one_error(*killed.second, f'{killed.work} is in use by another training '
+              'run', f'PID {killed.pid} on host {socket.gethostname()}',
+              'started 20')
+    # The dead run's lock was taken over by the resumed run, with a warning.
+    assert 'took over the lock' in killed.resumed.stderr
+    assert f'PID {killed.pid}' in killed.resumed.stderr
+    # The second run wrote nothing: the killed run's log is the only one
+    # besides the resumed run's.
+    assert len(glob.glob(str(killed.work / '*' / '*.log'))) == 2
+
+
+def test_only_rank_0_locks_the_work_dir(tmp_path, train, monkeypatch):
+    monkeypatch.setenv('RANK', '1')
+    assert train.lock_work_dir(str(tmp_path / 'a')) is None
+    assert not (tmp_path / 'a' / 'train.lock').exists()
+    monkeypatch.setenv('RANK', '0')
+    lock = train.lock_work_dir(str(tmp_path / 'a'))
+    assert (tmp_path / 'a' / 'train.lock').exists()
+    lock.release()
+
+
+# 4. and 5. A new run never overwrites checkpoints; --resume needs an
+# optimizer state.
+
+
+def test_a_new_run_into_a_folder_with_only_a_best_checkpoint_is_refused(
+        tmp_path, killed, config, data, train):
+    work = tmp_path / 'work'
+    work.mkdir()
+    shutil.copy(killed.work / BEST, work)
+    status, err = main_in_process(
+        train,
+        [config, '--work-dir',
+         str(work), '--cfg-options', *options(data)])
+    one_error(status, err, 'already holds checkpoints', BEST, '--resume')
+    assert sorted(os.listdir(work)) == [BEST]
+
+
+def test_resume_from_a_weights_only_checkpoint_is_refused(
+        tmp_path, killed, config, data, train):
+    best = killed.work / BEST
+    assert 'optimizer' not in state(best)
+    work = tmp_path / 'work'
+    status, err = main_in_process(train, [
+        config, '--resume',
+        str(best), '--work-dir',
+        str(work), '--cfg-options', *options(data)
+    ])
+    one_error(status, err, f'cannot continue a run from {best}',
+              'no optimizer state', f'--load-from {best}')
+    assert not work.exists()
+    # The same in a folder whose only checkpoint is a weights-only one that
+    # last_checkpoint names.
+    work.mkdir()
+    shutil.copy(best, work)
+    (work / 'last_checkpoint').write_text(BEST)
+    status, err = main_in_process(train, [
+        config, '--resume', '--work-dir',
+        str(work), '--cfg-options', *options(data)
+    ])
+    one_error(status, err, 'no optimizer state', '--load-from')
+    assert sorted(os.listdir(work)) == [BEST, 'last_checkpoint']
+
+
+def test_load_from_starts_a_new_run_from_weights(train):
+    args = train.parse_args(['c.py', '--load-from', 'best.pth'])
+    cfg = SimpleNamespace(resume=True, load_from=None)
+    train.merge_resume_args(cfg, args)
+    assert (cfg.resume, cfg.load_from) == (False, 'best.pth')
+    args = train.parse_args(['c.py', '--load-from', 'a.pth', '--resume'])
+    with pytest.raises(train.cli.UserError, match='give one of them'):
+        train.merge_resume_args(cfg, args)
+
+
+# 7. default_hooks keys and the loop's arguments.
+
+
+def test_config_mistakes_in_hooks_and_loop(capsys):
+    from mmengine.runner import EpochBasedTrainLoop
+
+    from mmvan.engine.runner import check_default_hooks
+    with pytest.raises(SystemExit):
+        run_cli(lambda: check_default_hooks(dict(checkpoints=dict())))
+    one_error(2,
+              capsys.readouterr().err, "unknown key 'checkpoints'",
+              "Did you mean 'checkpoint'?")
+    # What mmengine raises for train_cfg.max_epoch=1: the quote is whole.
+    with pytest.raises(SystemExit):
+        run_cli(lambda: EpochBasedTrainLoop(
+            runner=None, dataloader=None, max_epochs=1, max_epoch=1))
+    line = one_error(2,
+                     capsys.readouterr().err,
+                     "unexpected keyword argument 'max_epoch'")
+    assert line.endswith("'max_epoch'"), line
