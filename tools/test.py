@@ -92,6 +92,11 @@ def merge_args(cfg, args):
             f'--backend {args.backend} --precision {args.precision} runs the '
             f'exported folded model: it cannot be combined with '
             f'{"--no-deploy" if args.no_deploy else "--tta"}.')
+    if engine and args.weights == 'raw':
+        raise cli.UserError(
+            '--weights raw runs in PyTorch: the exported engines are cached '
+            'per checkpoint file. Write the weights as trained to their own '
+            'file first (tools/model_converters/van2mmvan.py --weights raw).')
     if args.out:
         if not args.out.endswith(('.pkl', '.pickle', '.json')):
             raise cli.UserError('--out must end with .pkl, .pickle or .json.')
