@@ -5,7 +5,8 @@ custom ops and the PyTorch reference.
 :func:`depthwise_conv2d` has the semantics of
 ``F.conv2d(x, weight, bias, stride, padding, dilation, groups=C)`` with a
 ``(C, 1, KH, KW)`` weight. On CUDA it runs three Triton kernels, one per
-pass, each reading and writing in fp32 whatever the storage dtype:
+pass, each reading and writing the storage dtype (float32, bfloat16 or
+float16) and summing in float32:
 
 * forward: a program computes a ``BLOCK_C x BLOCK_H x BLOCK_W`` output
   tile; every tap is a shifted, masked load of the input tile (the halo
@@ -17,7 +18,9 @@ pass, each reading and writing in fp32 whatever the storage dtype:
   sample, multiplies it with the shifted input tile of each tap and keeps
   one fp32 partial sum per (tap, channel) in registers over a chunk of the
   batch; the partial sums of all programs are then added in a fixed order
-  (no atomics), so the result is the same on every run.
+  (no atomics), and the block shape is fixed rather than autotuned, so the
+  result is the same on every run (``torch.use_deterministic_algorithms``
+  needs nothing else).
 
 Strides of the tensors are kernel arguments, so NCHW and channels-last
 (and other strided views) run the same kernels; the autotuner keeps one
@@ -575,8 +578,11 @@ def _unsupported(x, weight, bias, stride, padding, dilation):
             _out_size(x.shape[2], kh, padding[0], dilation[0]),
             _out_size(x.shape[3], kw, padding[1], dilation[1])) <= 0:
         return 'an empty output'
-    if x[0].numel() >= 2**31:
-        return 'a sample of 2**31 elements or more'
+    reach = sum((size - 1) * step
+                for size, step in zip(x.shape[1:],
+                                      x.stride()[1:]))
+    if max(reach, x[0].numel()) >= 2**31:
+        return 'a sample spanning 2**31 elements or more'
     return None
 
 
@@ -758,3 +764,136 @@ def compile_for_gpu(capability,
     finally:
         _SUM = combine
     return compiled
+
+
+# ------------------------------------------------------------ measurement
+
+# VAN-b2's depth-wise convolutions (batch 32, 224 x 224 input) at stage 1
+# (56 x 56, 64 channels, MLP ratio 8) and stage 3 (14 x 14, 320 channels,
+# MLP ratio 4): (name, channels, size, kernel, padding, dilation); LSKA-b2
+# (k = 23) adds its 1 x k / k x 1 pairs.
+VAN_B2_SHAPES = [
+    ('s1 mlp 3x3', 512, 56, (3, 3), (1, 1), (1, 1)),
+    ('s1 lka 5x5', 64, 56, (5, 5), (2, 2), (1, 1)),
+    ('s1 lka 7x7 d3', 64, 56, (7, 7), (9, 9), (3, 3)),
+    ('s1 lska 1x5', 64, 56, (1, 5), (0, 2), (1, 1)),
+    ('s1 lska 7x1 d3', 64, 56, (7, 1), (9, 0), (3, 3)),
+    ('s3 mlp 3x3', 1280, 14, (3, 3), (1, 1), (1, 1)),
+    ('s3 lka 5x5', 320, 14, (5, 5), (2, 2), (1, 1)),
+    ('s3 lka 7x7 d3', 320, 14, (7, 7), (9, 9), (3, 3)),
+    ('s3 lska 1x5', 320, 14, (1, 5), (0, 2), (1, 1)),
+    ('s3 lska 7x1 d3', 320, 14, (7, 1), (9, 0), (3, 3)),
+]
+
+
+def measure(batch,
+            channels,
+            size,
+            kernel_size,
+            padding,
+            dilation,
+            dtype=torch.bfloat16,
+            channels_last=False,
+            device='cuda'):
+    """Time each pass of one depth-wise convolution on a GPU, the Triton
+    kernels against PyTorch's op, and check them against it.
+
+    Args:
+        batch, channels, size (int): The input is ``(batch, channels,
+            size, size)``.
+        kernel_size, padding, dilation (tuple[int, int]): The convolution
+            (stride 1).
+        dtype (torch.dtype): Storage dtype. Defaults to bfloat16.
+        channels_last (bool): The layout. Defaults to False.
+        device (str): Defaults to ``'cuda'``.
+
+    Returns:
+        dict: For each pass (``'forward'``, ``'input grad'``, ``'weight
+        grad'``): ``bytes`` it must read and write, ``triton_ms`` and
+        ``torch_ms`` (median of ``triton.testing.do_bench``) and
+        ``error`` (largest difference from PyTorch's op over its largest
+        magnitude).
+    """
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    g = torch.Generator(device).manual_seed(0)
+    x = torch.randn(
+        batch, channels, size, size, device=device, generator=g,
+        dtype=dtype).contiguous(memory_format=fmt)
+    w = torch.randn(
+        channels, 1, *kernel_size, device=device, generator=g, dtype=dtype)
+    b = torch.randn(channels, device=device, generator=g, dtype=dtype)
+    pad, dil = list(padding), list(dilation)
+    y = F.conv2d(x, w, b, 1, pad, dil, channels)
+    grad = torch.randn_like(y)
+    ops = torch.ops.mmvan
+    runs = {
+        'forward': (lambda: ops.depthwise_conv2d(x, w, b, pad, dil),
+                    lambda: F.conv2d(x, w, b, 1, pad, dil, channels),
+                    x.numel() + y.numel()),
+        'input grad':
+        (lambda: ops.depthwise_conv2d_input_grad(grad, w, list(x.shape[
+            2:]), pad, dil), lambda: torch.ops.aten.convolution_backward(
+                grad, x, w, None, [1, 1], pad, dil, False, [0, 0], channels,
+                [True, False, False])[0], x.numel() + y.numel()),
+        'weight grad':
+        (lambda: ops.depthwise_conv2d_weight_grad(grad, x, w, pad, dil, True)
+         [0], lambda: torch.ops.aten.convolution_backward(
+             grad, x, w, [channels], [1, 1], pad, dil, False, [0, 0], channels,
+             [False, True, True])[1], x.numel() + y.numel()),
+    }
+    result = {}
+    for name, (kernel, reference, elements) in runs.items():
+        got, want = kernel().float(), reference().float()
+        error = ((got - want).abs().max() / want.abs().max()).item()
+        result[name] = dict(
+            bytes=elements * x.element_size(),
+            triton_ms=triton.testing.do_bench(kernel, return_mode='median'),
+            torch_ms=triton.testing.do_bench(reference, return_mode='median'),
+            error=error)
+    return result
+
+
+def bandwidth_table(batch=32,
+                    shapes=None,
+                    dtypes=(torch.float32, torch.bfloat16),
+                    peak_gbps=None,
+                    device='cuda'):
+    """:func:`measure` over VAN-b2's depth-wise convolutions, both layouts,
+    as text lines: each pass's time, achieved bandwidth (and share of
+    ``peak_gbps``) for the Triton kernels and PyTorch's op, and the error.
+    """
+    device_name = (
+        torch.cuda.get_device_name(device)
+        if torch.device(device).type == 'cuda' else str(device))
+    lines = [
+        f'{device_name}; batch {batch}; GB/s = bytes the pass must read '
+        'and write / median time'
+    ]
+    header = (f'{"conv":<16}{"dtype":<6}{"layout":<7}{"pass":<12}'
+              f'{"triton ms":>10}{"GB/s":>7}{"torch ms":>10}{"GB/s":>7}'
+              f'{"speed-up":>9}{"rel err":>9}')
+    if peak_gbps:
+        header += f'{"of peak":>8}'
+    lines.append(header)
+    names = {
+        torch.float32: 'fp32',
+        torch.bfloat16: 'bf16',
+        torch.float16: 'fp16'
+    }
+    for name, c, size, k, p, d in shapes or VAN_B2_SHAPES:
+        for dtype in dtypes:
+            for cl in (False, True):
+                res = measure(batch, c, size, k, p, d, dtype, cl, device)
+                for step, r in res.items():
+                    gbs_t = r['bytes'] / r['triton_ms'] / 1e6
+                    gbs_r = r['bytes'] / r['torch_ms'] / 1e6
+                    line = (f'{name:<16}{names[dtype]:<6}'
+                            f'{"nhwc" if cl else "nchw":<7}{step:<12}'
+                            f'{r["triton_ms"]:>10.3f}{gbs_t:>7.0f}'
+                            f'{r["torch_ms"]:>10.3f}{gbs_r:>7.0f}'
+                            f'{r["torch_ms"] / r["triton_ms"]:>8.2f}x'
+                            f'{r["error"]:>9.1e}')
+                    if peak_gbps:
+                        line += f'{gbs_t / peak_gbps:>8.0%}'
+                    lines.append(line)
+    return lines
