@@ -16,11 +16,13 @@ configs mmdet ``DetDataSample`` (``pred_instances``; panoptic models
 whose ``pred_instances`` hold every person's ``keypoints`` (N, K, 2) and
 ``keypoint_scores`` (N, K).
 """
-import os.path as osp
+import threading
+import weakref
 
 import numpy as np
 import torch
 
+from mmvan.datasets.loading import load_image, test_pipeline_after_loader
 from mmvan.utils.config import sync_bn_to_bn
 from mmvan.utils.errors import UserError
 
@@ -33,107 +35,6 @@ def task_of(cfg):
         raise UserError(f'Unsupported default_scope {scope!r}; expected one '
                         f'of {sorted(TASKS)}.')
     return TASKS[scope]
-
-
-# Larger images are refused before decoding (PIL's decompression-bomb guard
-# is the model: its limit is 89.5 M pixels, twice that is an error).
-MAX_PIXELS = 178_956_970
-# Width / height (or height / width) beyond this is refused: resizing the
-# short side to the model's input would make a huge tensor.
-MAX_ASPECT = 50
-
-
-def _check_size(h, w, what):
-    from mmvan.utils.errors import DataError
-    if h * w > MAX_PIXELS:
-        raise DataError(
-            f'{what} is {w}x{h} = {h * w / 1e6:.0f} M pixels, more than the '
-            f'{MAX_PIXELS / 1e6:.0f} M mmvan decodes (a decompression bomb '
-            f'guard). Downscale it first.')
-    if min(h, w) == 0 or max(h, w) / min(h, w) > MAX_ASPECT:
-        raise DataError(
-            f'{what} is {w}x{h}: an aspect ratio beyond 1:{MAX_ASPECT}, '
-            f'which the test pipeline would blow up to a huge tensor. Crop '
-            f'it first.')
-
-
-def _loader_args(cfg):
-    """``color_type`` and ``imdecode_backend`` of the config's test
-    loader (mmcv's defaults without one)."""
-    args = dict(color_type='color', imdecode_backend='cv2')
-    if cfg is None:
-        return args
-    for name in ('test_dataloader', 'val_dataloader'):
-        pipeline = (cfg.get(name) or {}).get('dataset', {}).get('pipeline')
-        for step in pipeline or []:
-            if isinstance(step, dict) and str(step.get(
-                    'type', '')).endswith('LoadImageFromFile'):
-                for key in args:
-                    if key in step:
-                        args[key] = step[key]
-                return args
-    return args
-
-
-def load_image(img, cfg=None):
-    """An image as an ``HxWx3`` uint8 BGR array (OpenMMLab's convention),
-    decoded exactly as the config's test pipeline decodes it.
-
-    A path is read with mmcv's decoder and the test loader's settings
-    (``color_type``, ``imdecode_backend``): EXIF orientation applied, 16-bit
-    images reduced as the loader does, gray and RGBA made 3-channel. An
-    array is taken as BGR (gray and RGBA made 3-channel). Images beyond
-    :data:`MAX_PIXELS` or an aspect ratio of 1:``MAX_ASPECT`` are refused
-    before decoding. Unreadable inputs raise
-    :class:`~mmvan.utils.errors.UserError`.
-    """
-    from mmvan.utils.errors import DataError
-    if isinstance(img, np.ndarray):
-        arr = img
-        if arr.ndim == 2:
-            arr = np.stack([arr] * 3, axis=-1)
-        elif arr.ndim == 3 and arr.shape[2] == 4:
-            arr = arr[..., :3]
-        elif arr.ndim == 3 and arr.shape[2] == 1:
-            arr = np.repeat(arr, 3, axis=2)
-        if arr.ndim != 3 or arr.shape[2] != 3:
-            raise UserError(f'Expected an HxW or HxWxC image array, got '
-                            f'shape {img.shape}.')
-        _check_size(arr.shape[0], arr.shape[1], 'The image array')
-        if arr.dtype != np.uint8:
-            arr = np.clip(arr, 0, 255).astype(np.uint8)
-        return np.ascontiguousarray(arr)
-    import mmcv
-    from PIL import Image, UnidentifiedImageError
-    path = str(img)
-    if not osp.isfile(path):
-        raise UserError(f'Image {path} does not exist.')
-    try:
-        with Image.open(path) as pil:
-            w, h = pil.size
-    except UnidentifiedImageError:
-        raise UserError(f'{path} is not an image that can be read (PIL '
-                        f'does not recognise its format).') from None
-    except Image.DecompressionBombError as e:
-        raise DataError(f'{path}: {e}') from None
-    except OSError as e:
-        raise UserError(f'Cannot read image {path}: {e}.') from None
-    _check_size(h, w, path)
-    args = _loader_args(cfg)
-    try:
-        with open(path, 'rb') as f:
-            arr = mmcv.imfrombytes(
-                f.read(),
-                flag=args['color_type'],
-                backend=args['imdecode_backend'])
-    except Exception as e:  # noqa: B902 - cv2 and PIL raise their own
-        raise UserError(f'Cannot read image {path}: {e}.') from None
-    if arr is None:
-        raise UserError(f'Cannot read image {path}: it is truncated or '
-                        f'corrupt.')
-    if arr.ndim == 2:
-        arr = np.stack([arr] * 3, axis=-1)
-    return np.ascontiguousarray(arr[..., :3])
 
 
 def load_weights(model, checkpoint, config=''):
@@ -283,17 +184,6 @@ def _dataset_meta(cfg, meta, task):
     return {}
 
 
-def _cls_pipeline(cfg):
-    from mmengine.dataset import Compose
-    from mmengine.registry import DefaultScope
-    steps = [
-        t for t in cfg.test_dataloader.dataset.pipeline
-        if t['type'] != 'LoadImageFromFile'
-    ]
-    with DefaultScope.overwrite_default_scope('mmpretrain'):
-        return Compose(steps)
-
-
 def _boxes(bboxes, bbox_format):
     """Person boxes as an (N, 4) float32 ``xyxy`` array (None: none)."""
     if bboxes is None:
@@ -324,6 +214,39 @@ def _pose_inference(model, image, bboxes):
     return merge_data_samples(samples)
 
 
+# Guards what inference reads from, or writes to, a model's config. Building
+# a pipeline switches mmengine's default scope, a process-wide setting that
+# two threads must not switch at once.
+_CFG_LOCK = threading.Lock()
+# model -> (its test pipeline's config as text, the built pipeline)
+_PIPELINES = weakref.WeakKeyDictionary()
+
+
+def _cls_pipeline(model):
+    """The classifier's test pipeline after its image loader, built once
+    per model (again when its config's pipeline changed)."""
+    steps = repr(model.cfg.test_dataloader.dataset.pipeline)
+    with _CFG_LOCK:
+        built = _PIPELINES.get(model)
+        if built is None or built[0] != steps:
+            built = (steps, test_pipeline_after_loader(model.cfg))
+            _PIPELINES[model] = built
+    return built[1]
+
+
+def _drop_annotation_loading(cfg):
+    """Remove ``LoadAnnotations`` from ``cfg.test_pipeline``, as mmseg's
+    ``inference_model`` does on every call, once and under a lock: mmseg
+    removes it from the list it iterates, and two threads doing so at once
+    fail (``list.remove(x): x not in list``)."""
+    with _CFG_LOCK:
+        pipeline = cfg.get('test_pipeline') or []
+        if any(t.get('type') == 'LoadAnnotations' for t in pipeline):
+            pipeline[:] = [
+                t for t in pipeline if t.get('type') != 'LoadAnnotations'
+            ]
+
+
 def inference_model(model, img, bboxes=None, bbox_format='xyxy'):
     """Run ``model`` (from :func:`init_model`) on one image.
 
@@ -338,6 +261,10 @@ def inference_model(model, img, bboxes=None, bbox_format='xyxy'):
         The task's data sample with its predictions; for a pose model one
         ``PoseDataSample`` with a row per box in ``pred_instances``
         (``keypoints``, ``keypoint_scores``, ``bboxes``).
+
+    One model may serve several threads at once: every backend runs
+    concurrent calls on their own buffers (OpenVINO: one infer request per
+    call in flight), and each call gets its own image's prediction.
     """
     task = getattr(model, 'task', None) or task_of(model.cfg)
     boxes = _boxes(bboxes, bbox_format)
@@ -352,8 +279,9 @@ def inference_model(model, img, bboxes=None, bbox_format='xyxy'):
         return inference_detector(model, image)
     if task == 'seg':
         from mmseg.apis import inference_model as seg_inference
+        _drop_annotation_loading(model.cfg)
         return seg_inference(model, image)
-    pipeline = _cls_pipeline(model.cfg)
+    pipeline = _cls_pipeline(model)
     data = pipeline(
         dict(img=image, img_shape=image.shape[:2], ori_shape=image.shape[:2]))
     batch = dict(inputs=[data['inputs']], data_samples=[data['data_samples']])

@@ -4,14 +4,20 @@
 Each engine loads an exported ONNX file (OpenVINO converts it to its own IR
 first) and runs a float32 NCHW batch, returning the graph's outputs as numpy
 arrays. Both use as many threads as torch does (``torch.get_num_threads()``),
-so the three engines are compared on the same cores.
+so the three engines are compared on the same cores. An engine may be
+called from several threads at once: ONNX Runtime's sessions are
+thread-safe, and OpenVINO's engine gives each call requests of its own.
 
 A missing engine is a :class:`BackendNotInstalledError` that names the
 backend and the pip command.
 """
+import collections
+import contextlib
 import functools
 import os
 import os.path as osp
+import threading
+import time
 
 import numpy as np
 
@@ -150,14 +156,114 @@ class OnnxRuntimeEngine(Engine):
         return self.session.run(None, {self.input_name: x})
 
 
+class RequestPool:
+    """Idle infer requests of one OpenVINO compiled model.
+
+    A request holds its input and output buffers, so one request must not
+    serve two calls at once (OpenVINO raises "Infer Request is busy", or a
+    call reads the outputs of another). A call takes requests for its own
+    use (a new one when every request is busy) and gives them back; the
+    compiled model runs requests of several threads at once.
+    """
+
+    def __init__(self, compiled):
+        self.compiled = compiled
+        self._idle = []
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def take(self, count=1):
+        with self._lock:
+            taken = [
+                self._idle.pop() for _ in range(min(count, len(self._idle)))
+            ]
+            taken += [
+                self.compiled.create_infer_request()
+                for _ in range(count - len(taken))
+            ]
+        try:
+            yield taken
+        finally:
+            with self._lock:
+                self._idle.extend(taken)
+
+
+class StreamChoice:
+    """Whether a batch shape runs faster split over throughput streams or
+    as one request on all threads, measured on this machine.
+
+    At the first call with a shape, :meth:`measure` runs the batch both
+    ways, alternately (``warmup`` untimed runs each, then ``trials`` timed
+    runs each), and keeps the faster way for that shape. Streams win only
+    when their best time beats the single request's by ``margin``: the
+    default path is never slower than the engine it wraps by more than the
+    measurement's noise.
+
+    Args:
+        warmup (int): Untimed runs of each way first (allocations, the
+            first run of a new shape).
+        trials (int): Timed runs of each way; the best counts.
+        margin (float): Share by which streams must be faster.
+        max_shapes (int): Shapes remembered (the oldest are measured again
+            when seen again).
+    """
+
+    def __init__(self, warmup=1, trials=2, margin=0.03, max_shapes=64):
+        self.warmup, self.trials, self.margin = warmup, trials, margin
+        self.max_shapes = max_shapes
+        self.chosen = collections.OrderedDict()
+        self.timings = {}
+        self._lock = threading.Lock()
+
+    def decide(self, single, streams):
+        """``'streams'`` or ``'single'`` from the timed runs (seconds) of
+        each way."""
+        if min(streams) < (1 - self.margin) * min(single):
+            return 'streams'
+        return 'single'
+
+    def get(self, key):
+        """The way chosen for ``key``, or None (not measured yet)."""
+        with self._lock:
+            return self.chosen.get(key)
+
+    def measure(self, key, ways, timer=time.perf_counter):
+        """Run ``ways['single']()`` and ``ways['streams']()`` alternately,
+        choose for ``key`` and return ``(way, output)``: the output of the
+        chosen way's last run (the same a later call returns)."""
+        times = dict(single=[], streams=[])
+        outs = {}
+        for run in range(self.warmup + self.trials):
+            for way in ('single', 'streams'):
+                start = timer()
+                outs[way] = ways[way]()
+                if run >= self.warmup:
+                    times[way].append(timer() - start)
+        way = self.decide(times['single'], times['streams'])
+        with self._lock:
+            self.chosen[key] = way
+            self.timings[key] = times
+            while len(self.chosen) > self.max_shapes:
+                old, _ = self.chosen.popitem(last=False)
+                self.timings.pop(old, None)
+        return way, outs[way]
+
+
 class OpenVINOEngine(Engine):
     """OpenVINO's CPU plugin with an explicit inference precision (its
     default on a CPU with bf16 instructions is bf16, which is not exact).
 
-    A batch of at least two images per stream is split over the plugin's
-    throughput streams (on 2 cores: two streams of one thread each), which
-    keeps both cores busier than one request on two threads; smaller
-    batches run as one request on all threads (the latency setting).
+    A batch runs as one request on all threads (the latency setting), or
+    split over the plugin's throughput streams (on 2 cores: two streams of
+    one thread each). Which is faster depends on the model, the batch and
+    the CPU: with ``streams='auto'`` (default) the first call of each batch
+    shape with at least two images per stream runs both and keeps the
+    faster (:class:`StreamChoice`; that first call takes a few runs of the
+    batch). ``streams=False`` always runs one request, ``True`` always
+    splits such batches.
+
+    The engine may be called from several threads at once: each call runs
+    on requests of its own (:class:`RequestPool`).
     """
     name = 'openvino'
     pip = 'openvino'
@@ -187,9 +293,12 @@ class OpenVINOEngine(Engine):
                     atomic_write(dst, f.read())
         return out_path
 
-    def __init__(self, path, precision='fp32', threads=None, streams=True):
+    def __init__(self, path, precision='fp32', threads=None, streams='auto'):
         ov = self.import_module()
         self.check_precision(precision)
+        if streams not in ('auto', True, False):
+            raise UserError(f"streams must be 'auto', True or False, got "
+                            f'{streams!r}.')
         self.path, self.precision = path, precision
         self.core = ov.Core()
         self.model = self.core.read_model(path)
@@ -200,10 +309,13 @@ class OpenVINOEngine(Engine):
         }
         self.latency = self.core.compile_model(
             self.model, 'CPU', dict(self.config, PERFORMANCE_HINT='LATENCY'))
-        self.request = self.latency.create_infer_request()
-        self.use_streams = streams
-        self.requests = None
+        self.single = RequestPool(self.latency)
+        self.streams = streams if streams == 'auto' else bool(streams)
+        self.choice = StreamChoice()
         self.outputs = len(self.latency.outputs)
+        self._throughput = None
+        self._lock = threading.Lock()
+        self._measuring = threading.Lock()
 
     @property
     def runs_precision(self):
@@ -212,17 +324,17 @@ class OpenVINOEngine(Engine):
         hint = self.latency.get_property('INFERENCE_PRECISION_HINT')
         return hint.to_string() if hasattr(hint, 'to_string') else str(hint)
 
-    def _stream_requests(self):
-        if self.requests is None:
-            compiled = self.core.compile_model(
-                self.model, 'CPU',
-                dict(self.config, PERFORMANCE_HINT='THROUGHPUT'))
-            streams = int(compiled.get_property('NUM_STREAMS'))
-            self.requests = [
-                compiled.create_infer_request() for _ in range(streams)
-            ]
-            self.throughput = compiled
-        return self.requests
+    def _stream_pool(self):
+        """``(pool, streams)`` of the throughput-compiled model (compiled
+        at the first use)."""
+        with self._lock:
+            if self._throughput is None:
+                compiled = self.core.compile_model(
+                    self.model, 'CPU',
+                    dict(self.config, PERFORMANCE_HINT='THROUGHPUT'))
+                count = int(compiled.get_property('NUM_STREAMS'))
+                self._throughput = (RequestPool(compiled), count)
+            return self._throughput
 
     def _outputs(self, request):
         return [
@@ -230,19 +342,51 @@ class OpenVINOEngine(Engine):
             for i in range(self.outputs)
         ]
 
-    def __call__(self, x):
-        requests = self._stream_requests() if (
-            self.use_streams and len(x) >= 4) else [self.request]
-        if len(requests) < 2 or len(x) < 2 * len(requests):
-            self.request.infer({0: x}, share_inputs=True)
-            return self._outputs(self.request)
-        parts = np.array_split(x, len(requests))
-        for request, part in zip(requests, parts):
-            request.start_async({0: part}, share_inputs=True)
-        for request in requests:
-            request.wait()
-        outs = [self._outputs(r) for r in requests]
+    def run_single(self, x):
+        """``x`` as one request on all threads."""
+        with self.single.take() as (request, ):
+            request.infer({0: x}, share_inputs=True)
+            return self._outputs(request)
+
+    def run_streams(self, x):
+        """``x`` split over the throughput streams, one part each."""
+        pool, count = self._stream_pool()
+        parts = np.array_split(x, count)
+        with pool.take(count) as requests:
+            for request, part in zip(requests, parts):
+                request.start_async({0: part}, share_inputs=True)
+            for request in requests:
+                request.wait()
+            outs = [self._outputs(r) for r in requests]
         return [np.concatenate(o) for o in zip(*outs)]
+
+    def __call__(self, x):
+        if not self.streams or len(x) < 4:
+            return self.run_single(x)
+        count = self.stream_count
+        if count < 2 or len(x) < 2 * count:
+            return self.run_single(x)
+        if self.streams is True:
+            return self.run_streams(x)
+        key = tuple(x.shape)
+        way = self.choice.get(key)
+        if way is None:
+            # One measurement at a time: concurrent first calls wait for it
+            # instead of disturbing it.
+            with self._measuring:
+                way = self.choice.get(key)
+                if way is None:
+                    return self.choice.measure(
+                        key,
+                        dict(
+                            single=lambda: self.run_single(x),
+                            streams=lambda: self.run_streams(x)))[1]
+        return self.run_streams(x) if way == 'streams' else self.run_single(x)
+
+    @property
+    def stream_count(self):
+        """The throughput streams a large batch may be split over."""
+        return self._stream_pool()[1]
 
 
 ENGINES = {e.name: e for e in (OnnxRuntimeEngine, OpenVINOEngine)}

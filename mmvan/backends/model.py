@@ -14,11 +14,14 @@ import hashlib
 import os
 import os.path as osp
 import tempfile
+import threading
 
+import mmcv
 import numpy as np
 import torch
 import torch.nn as nn
 
+from mmvan.datasets.loading import load_image, test_pipeline_after_loader
 from mmvan.utils.errors import UserError
 from .engines import (BACKENDS, PRECISIONS, BackendUnsupportedError,
                       get_engine, native_bf16)
@@ -31,6 +34,11 @@ from .export import (OPSET, SHAPE_POLICY, ExportCache, export_onnx,
 # coarser sanity bar (its real measure is the top-1 agreement).
 TOLERANCE = {'fp32': 1e-4, 'bf16': 5e-2, 'int8': 0.3}
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+# Calls from several threads add to the agreement counts one at a time
+# (a module-level lock: a lock attribute would stop a model from being
+# copied).
+_AGREEMENT_LOCK = threading.Lock()
 
 
 class BackendCheckError(UserError):
@@ -66,6 +74,10 @@ class EngineModule(nn.Module):
         return tuple(o.to(x.device) for o in outs)
 
     def _count(self, outs, ref):
+        with _AGREEMENT_LOCK:
+            self._add(outs, ref)
+
+    def _add(self, outs, ref):
         stats = self.agreement
         stats['images'] += int(outs[0].shape[0])
         if self.part == 'model':
@@ -162,7 +174,6 @@ def demo_images():
 def _normalise(model, bgr, size):
     """An image resized to ``size`` (h, w) and normalised as the model's
     data preprocessor does, as a 1 x 3 x H x W float tensor."""
-    import mmcv
     pre = model.data_preprocessor
     img = mmcv.imresize(bgr, (size[1], size[0]))
     if getattr(pre, '_channel_conversion', True):
@@ -175,23 +186,10 @@ def _normalise(model, bgr, size):
     return x
 
 
-def _test_pipeline(cfg):
-    """The classification test pipeline after its image loader."""
-    from mmengine.dataset import Compose
-    from mmengine.registry import DefaultScope
-    steps = [
-        t for t in cfg.test_dataloader.dataset.pipeline
-        if not str(t['type']).endswith('LoadImageFromFile')
-    ]
-    with DefaultScope.overwrite_default_scope('mmpretrain'):
-        return Compose(steps)
-
-
 def check_inputs(model, part, images=None, cfg=None):
     """Real images as the exported part receives them: a classifier's
     through its test pipeline and data preprocessor (one batch of all
     images), a backbone's at two sizes (the second odd)."""
-    from mmvan.apis.inference import load_image
     paths = images or demo_images()
     if not paths:
         raise UserError(f'No image to check the backend model on: '
@@ -199,7 +197,7 @@ def check_inputs(model, part, images=None, cfg=None):
     paths = paths[:2]
     cfg = cfg if cfg is not None else getattr(model, 'cfg', None)
     if part == 'model' and cfg is not None and cfg.get('test_dataloader'):
-        pipeline = _test_pipeline(cfg)
+        pipeline = test_pipeline_after_loader(cfg)
         inputs, samples = [], []
         for path in paths:
             image = load_image(path, cfg)
@@ -561,10 +559,8 @@ def module_runner(module,
     graph = _ModuleGraph(module).eval()
     mean = torch.tensor([123.675, 116.28, 103.53]).view(1, 3, 1, 1)
     std = torch.tensor([58.395, 57.12, 57.375]).view(1, 3, 1, 1)
-    from mmvan.apis.inference import load_image
     images = []
     for path in demo_images()[:2]:
-        import mmcv
         rgb = mmcv.imresize(load_image(path), (shape[1], shape[0]))[..., ::-1]
         images.append(
             torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))))
