@@ -8,6 +8,7 @@ import os
 import os.path as osp
 import re
 
+from mmvan.datasets.loading import dataset_pipelines, is_image_loader
 from .errors import UserError
 
 # Top-level settings a config may leave out that the tools still read.
@@ -185,22 +186,6 @@ def apply_device_fallbacks(cfg, launcher='none', amp=False):
     return cfg
 
 
-_LOADERS = ('LoadImageFromFile', 'mmcv.LoadImageFromFile',
-            'mmpretrain.LoadImageFromFile', 'mmdet.LoadImageFromFile',
-            'mmseg.LoadImageFromFile', 'mmvan.LoadImageFromFile')
-
-
-def _pipelines(dataset_cfg):
-    """Every pipeline list of a dataset config (wrappers included)."""
-    if not isinstance(dataset_cfg, dict):
-        return
-    if isinstance(dataset_cfg.get('pipeline'), list):
-        yield dataset_cfg['pipeline']
-    yield from _pipelines(dataset_cfg.get('dataset'))
-    for inner in dataset_cfg.get('datasets') or []:
-        yield from _pipelines(inner)
-
-
 def set_image_policy(cfg, train=True):
     """Load images with ``mmvan.LoadImageFromFile``, which names an
     unreadable file: skipped and counted in training (the config's
@@ -224,9 +209,9 @@ def set_image_policy(cfg, train=True):
         loader = cfg.get(name)
         if not loader:
             continue
-        for pipeline in _pipelines(loader.get('dataset')):
+        for pipeline in dataset_pipelines(loader.get('dataset')):
             for step in pipeline:
-                if isinstance(step, dict) and step.get('type') in _LOADERS:
+                if is_image_loader(step):
                     step['type'] = 'mmvan.LoadImageFromFile'
                     step['on_error'] = on_error
     return policy
