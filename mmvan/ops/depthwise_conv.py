@@ -425,9 +425,10 @@ def _dw_conv_op(x: torch.Tensor, weight: torch.Tensor,
     out_hw = (_out_size(x.shape[2], kh, padding[0], dilation[0]),
               _out_size(x.shape[3], kw, padding[1], dilation[1]))
     w2 = weight.reshape(c, kh * kw).contiguous()
+    b1 = bias.contiguous() if bias is not None else None
     return _with_fallback(
         _variant('forward', x, (kh, kw)),
-        lambda: _launch_conv(x, w2, bias, (kh, kw), out_hw, padding, dilation),
+        lambda: _launch_conv(x, w2, b1, (kh, kw), out_hw, padding, dilation),
         lambda: F.conv2d(x, weight, bias, 1, padding, dilation, c))
 
 
@@ -525,6 +526,58 @@ def _backward(ctx, grad):
 
 
 _dw_conv_op.register_autograd(_backward, setup_context=_setup_context)
+
+# The gradients are linear in each input, so their own gradients are the
+# three ops again (double backward, e.g. gradient penalties).
+
+
+def _setup_input_grad(ctx, inputs, output):
+    grad, weight, _, padding, dilation = inputs
+    ctx.save_for_backward(grad, weight)
+    ctx.padding = padding
+    ctx.dilation = dilation
+
+
+def _input_grad_backward(ctx, upstream):
+    grad, weight = ctx.saved_tensors
+    d_grad = d_weight = None
+    if ctx.needs_input_grad[0]:
+        d_grad = _dw_conv_op(upstream, weight, None, ctx.padding, ctx.dilation)
+    if ctx.needs_input_grad[1]:
+        d_weight = _dw_weight_grad_op(grad, upstream, weight, ctx.padding,
+                                      ctx.dilation, False)[0]
+    return d_grad, d_weight, None, None, None
+
+
+_dw_input_grad_op.register_autograd(
+    _input_grad_backward, setup_context=_setup_input_grad)
+
+
+def _setup_weight_grad(ctx, inputs, output):
+    grad, x, weight, padding, dilation, with_bias = inputs
+    ctx.save_for_backward(grad, x, weight)
+    ctx.padding = padding
+    ctx.dilation = dilation
+    ctx.with_bias = with_bias
+
+
+def _weight_grad_backward(ctx, up_weight, up_bias):
+    grad, x, weight = ctx.saved_tensors
+    d_grad = d_x = None
+    up_weight = up_weight.to(weight.dtype)
+    if ctx.needs_input_grad[0]:
+        d_grad = _dw_conv_op(
+            x, up_weight,
+            up_bias.to(weight.dtype) if ctx.with_bias else None, ctx.padding,
+            ctx.dilation)
+    if ctx.needs_input_grad[1]:
+        d_x = _dw_input_grad_op(grad, up_weight, list(x.shape[2:]),
+                                ctx.padding, ctx.dilation)
+    return d_grad, d_x, None, None, None, None
+
+
+_dw_weight_grad_op.register_autograd(
+    _weight_grad_backward, setup_context=_setup_weight_grad)
 
 # ------------------------------------------------------------ entry point
 

@@ -191,12 +191,37 @@ def test_weight_gradient_over_batch_chunks(interpret):
     _check((5, 3, 9, 12), (3, 5), (0, 1), (2, 1))
 
 
+@pytest.mark.parametrize('kernel,padding,dilation', [((3, 3), 1, 1),
+                                                     ((1, 5), (0, 4), 2)])
+def test_double_backward_matches_pytorch(interpret, kernel, padding, dilation):
+    x, w, b = _inputs((1, 4, 6, 7), kernel)
+    g = torch.Generator().manual_seed(2)
+    v = torch.randn(1, 4, 6, 7, generator=g)
+    v_w = torch.randn(4, 1, *kernel, generator=g)
+
+    def penalty(x, w, b, conv):
+        y = conv(x, w, b)
+        dx, dw, db = torch.autograd.grad(
+            (y * y).sum(), (x, w, b), create_graph=True)
+        return (dx * v).sum() + (dw * v_w).sum() + db.sum()
+
+    ours = [t.detach().requires_grad_() for t in (x, w, b)]
+    penalty(
+        *ours, lambda *a: depthwise_conv2d(
+            *a, padding=padding, dilation=dilation, impl='triton')).backward()
+    want = [t.detach().double().requires_grad_() for t in (x, w, b)]
+    penalty(*want, lambda *a: F.conv2d(*a, 1, padding, dilation, 4)).backward()
+    for name, got, ref in zip(('input', 'weight', 'bias'), ours, want):
+        _close(got.grad, ref.grad, 1e-5, name)
+
+
 def test_strided_view_matches_pytorch(interpret):
     x, w, b = _inputs((2, 8, 13, 20), (3, 3))
-    x = x[:, 1::2, :, ::2]  # neither NCHW- nor channels-last-contiguous
-    assert select_impl(x, w[:4], b[:4], padding=1, impl='triton') == 'triton'
-    y = depthwise_conv2d(x, w[:4], b[:4], padding=1, impl='triton')
-    _close(y, _expected(x, w[:4], b[:4], 1, 1)[0], 1e-5, 'output')
+    # Neither NCHW- nor channels-last-contiguous; a strided weight and bias.
+    x, w, b = x[:, 1::2, :, ::2], w[::2], b[::2]
+    assert select_impl(x, w, b, padding=1, impl='triton') == 'triton'
+    y = depthwise_conv2d(x, w, b, padding=1, impl='triton')
+    _close(y, _expected(x, w, b, 1, 1)[0], 1e-5, 'output')
 
 
 def test_deterministic_weight_gradient(interpret):
