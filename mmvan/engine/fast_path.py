@@ -14,8 +14,13 @@ model before wrapping it (DDP sees the final parameter layout):
   hold their weights channels-last and turn
   their input channels-last, so every feature map stays so; the step
   computes the same loss and gradients (float rounding).
-- precision follows the optimizer wrapper (``--amp``: fp16 with a loss
-  scaler on GPU, bf16 autocast on CPU);
+- precision follows the optimizer wrapper (``--amp``: bf16 autocast
+  without a loss scaler on a GPU with bf16, fp16 with a loss scaler on
+  older GPUs or with ``optim_wrapper.dtype='float16'``, bf16 autocast on
+  CPU; see :func:`mmvan.utils.config.apply_device_fallbacks`);
+- the depth-wise convolutions follow the backbone's ``conv_impl``
+  (``'auto'``: the Triton kernels of :mod:`mmvan.ops` on CUDA, with the
+  MLP's convolution and GELU fused, and the existing paths on CPU);
 - ``fused_optimizer='auto'``: on CPU, Adam, AdamW and SGD run their fused
   kernels (``fused=True``: one pass over all parameters instead of a loop
   of small operations per tensor; VAN-b0's AdamW step 7x faster, same
@@ -48,6 +53,8 @@ def choose_layout(device, requested='auto'):
 
 def describe_precision(optim_wrapper_cfg):
     kind = str((optim_wrapper_cfg or {}).get('type', 'OptimWrapper'))
+    if 'BF16Autocast' in kind:
+        return 'bf16-autocast'
     if 'CPUAmp' in kind:
         dtype = optim_wrapper_cfg.get('dtype', 'bfloat16')
         return f'{"bf16" if "bfloat" in str(dtype) else dtype}-autocast'
@@ -56,6 +63,31 @@ def describe_precision(optim_wrapper_cfg):
         name = 'bf16' if 'bfloat' in str(dtype) else 'fp16'
         return f'{name}-autocast with loss scaling'
     return 'fp32'
+
+
+def describe_convolutions(model, device):
+    """What runs the depth-wise convolutions of ``model``'s VAN backbones
+    on ``device``, for the log line: ``'triton (fused MLP conv+GELU)'``,
+    ``'triton'`` or ``'torch'``."""
+    from mmvan.models.backbones.van import VAN
+    from mmvan.ops.dwconv_gelu import triton as triton_module
+    vans = [m for m in model.modules() if isinstance(m, VAN)]
+    if not vans:
+        return 'torch'
+    names = []
+    for van in vans:
+        triton = van.conv_impl == 'triton' or (
+            van.conv_impl == 'auto' and torch.device(device).type == 'cuda')
+        if triton and triton_module is None:
+            name = 'torch (Triton is not installed)'
+        elif triton:
+            name = ('triton (fused MLP conv+GELU)'
+                    if van.fused_mlp_act else 'triton')
+        else:
+            name = 'torch'
+        if name not in names:
+            names.append(name)
+    return ', '.join(names)
 
 
 def apply_layout(model, layout, any_backbone=False):

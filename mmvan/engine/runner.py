@@ -225,7 +225,8 @@ class Runner(MMEngineRunner):
         settings = self.cfg.get('train_fast_path')
         if settings is not None:
             from .fast_path import (apply_layout, choose_layout,
-                                    describe_precision, fuse_optimizer)
+                                    describe_convolutions, describe_precision,
+                                    fuse_optimizer)
             device = 'cuda' if torch.cuda.is_available() else 'cpu'
             requested = settings.get('layout', 'auto')
             layout = choose_layout(device, requested)
@@ -241,6 +242,8 @@ class Runner(MMEngineRunner):
             self.logger.info(
                 f'training path: layout: {layout}, precision: '
                 f'{describe_precision(self.cfg.get("optim_wrapper"))}, '
+                f'depth-wise convolutions: '
+                f'{describe_convolutions(model, device)}, '
                 f'optimizer: {optimizer}, '
                 f'torch.compile: {"on" if compiled else "off"} ({device})')
         return super().wrap_model(model_wrapper_cfg, model)

@@ -21,6 +21,8 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from mmvan.registry import MODELS
 from mmvan.utils.errors import ConfigError
 from ..layers import LKA, LSKA, conv_binary, conv_gelu, undilate_
+from ..layers.conv_impl import (check_conv_impl, runs_triton,
+                                triton_depthwise_gelu)
 from ..layers.fusion import (bn_affine, fold_bn_into_next_conv,
                              fold_bn_into_prev_conv, frozen_bn_statistics,
                              scale_conv_output)
@@ -101,18 +103,52 @@ class Mlp(BaseModule):
         drop_rate (float): Dropout after the activation and after ``fc2``.
             Defaults to 0.
         init_cfg (dict, optional): Initialization config. Defaults to None.
+        conv_impl (str): ``'auto'``, ``'triton'`` or ``'torch'``, see
+            :mod:`~mmvan.models.layers.conv_impl`. Defaults to ``'auto'``.
+        fused_act (bool): Where the Triton kernels run, compute the
+            depth-wise convolution, its bias and GELU in one kernel
+            (:mod:`mmvan.ops.dwconv_gelu`); False runs the depth-wise
+            kernel and GELU apart. Defaults to True.
     """
 
-    def __init__(self, embed_dims, hidden_dims, drop_rate=0., init_cfg=None):
+    def __init__(self,
+                 embed_dims,
+                 hidden_dims,
+                 drop_rate=0.,
+                 init_cfg=None,
+                 conv_impl='auto',
+                 fused_act=True):
         super().__init__(init_cfg=init_cfg)
+        self.conv_impl = check_conv_impl(conv_impl)
+        self.fused_act = fused_act
         self.fc1 = nn.Conv2d(embed_dims, hidden_dims, 1)
         self.dwconv = DWConv(hidden_dims)
         self.act = nn.GELU()
         self.fc2 = nn.Conv2d(hidden_dims, embed_dims, 1)
         self.drop = nn.Dropout(drop_rate)
 
+    def _triton_hidden(self, h):
+        """``act(dwconv(h))`` on the Triton kernels, or None where they do
+        not run (or the activation is not the exact GELU they compute)."""
+        if not runs_triton(self.conv_impl, h):
+            return None
+        if not (isinstance(self.act, nn.GELU)
+                and self.act.approximate == 'none'):
+            return None
+        return triton_depthwise_gelu(self.dwconv.dwconv, h, self.fused_act)
+
+    def hidden(self, h, folded=False):
+        """``act(dwconv(h))``, the hidden map after ``fc1``; ``folded``:
+        on CPU with the folded model's fused post-op."""
+        out = self._triton_hidden(h)
+        if out is not None:
+            return out
+        if folded:
+            return conv_gelu(h, self.dwconv.dwconv)
+        return self.act(self.dwconv(h))
+
     def forward(self, x):
-        x = self.drop(self.act(self.dwconv(self.fc1(x))))
+        x = self.drop(self.hidden(self.fc1(x)))
         return self.drop(self.fc2(x))
 
 
@@ -125,18 +161,21 @@ class SpatialAttention(BaseModule):
         kernel_size (int): Large kernel size of the attention. Defaults to
             21.
         init_cfg (dict, optional): Initialization config. Defaults to None.
+        conv_impl (str): ``'auto'``, ``'triton'`` or ``'torch'``, see
+            :mod:`~mmvan.models.layers.conv_impl`. Defaults to ``'auto'``.
     """
 
     def __init__(self,
                  embed_dims,
                  attention='lka',
                  kernel_size=21,
-                 init_cfg=None):
+                 init_cfg=None,
+                 conv_impl='auto'):
         super().__init__(init_cfg=init_cfg)
         self.proj_1 = nn.Conv2d(embed_dims, embed_dims, 1)
         self.activation = nn.GELU()
         self.spatial_gating_unit = ATTENTIONS[attention](
-            embed_dims, kernel_size=kernel_size)
+            embed_dims, kernel_size=kernel_size, conv_impl=conv_impl)
         self.proj_2 = nn.Conv2d(embed_dims, embed_dims, 1)
 
     def branch(self, x):
@@ -167,6 +206,10 @@ class VANBlock(BaseModule):
             no norms, layer scales or stochastic depth, and a per-channel
             ``shortcut_scale``. Defaults to False.
         init_cfg (dict, optional): Initialization config. Defaults to None.
+        conv_impl (str): ``'auto'``, ``'triton'`` or ``'torch'``, see
+            :mod:`~mmvan.models.layers.conv_impl`. Defaults to ``'auto'``.
+        fused_mlp_act (bool): See :class:`Mlp`'s ``fused_act``. Defaults to
+            True.
     """
 
     def __init__(self,
@@ -180,16 +223,24 @@ class VANBlock(BaseModule):
                  norm_cfg=dict(type='BN'),
                  with_cp=False,
                  deploy=False,
-                 init_cfg=None):
+                 init_cfg=None,
+                 conv_impl='auto',
+                 fused_mlp_act=True):
         super().__init__(init_cfg=init_cfg)
         self.with_cp = with_cp
         self.deploy = False
         self.norm1 = build_norm_layer(norm_cfg, embed_dims)[1]
-        self.attn = SpatialAttention(embed_dims, attention, kernel_size)
+        self.attn = SpatialAttention(
+            embed_dims, attention, kernel_size, conv_impl=conv_impl)
         self.drop_path = (
             DropPath(drop_path_rate) if drop_path_rate > 0. else nn.Identity())
         self.norm2 = build_norm_layer(norm_cfg, embed_dims)[1]
-        self.mlp = Mlp(embed_dims, int(embed_dims * mlp_ratio), drop_rate)
+        self.mlp = Mlp(
+            embed_dims,
+            int(embed_dims * mlp_ratio),
+            drop_rate,
+            conv_impl=conv_impl,
+            fused_act=fused_mlp_act)
         if layer_scale_init_value > 0:
             self.layer_scale_1 = nn.Parameter(layer_scale_init_value *
                                               torch.ones(embed_dims))
@@ -203,7 +254,9 @@ class VANBlock(BaseModule):
     def _scale(self, x, layer_scale):
         if layer_scale is None:
             return x
-        return x * layer_scale.view(-1, 1, 1)
+        # In x's dtype: under autocast an fp32 parameter would otherwise
+        # turn the residual stream back to fp32.
+        return x * layer_scale.to(x.dtype).view(-1, 1, 1)
 
     def _forward(self, x, band_rows=None):
         if self.deploy:
@@ -221,10 +274,11 @@ class VANBlock(BaseModule):
         attn, mlp = self.attn, self.mlp
         a = conv_gelu(x, attn.proj_1)
         a = attn.spatial_gating_unit.fused_forward(a)
-        x = conv_binary(a, x * self.shortcut_scale, attn.proj_2, 'add')
+        x = conv_binary(a, x * self.shortcut_scale.to(x.dtype), attn.proj_2,
+                        'add')
 
         def mlp_with_shortcut(band, own):
-            h = conv_gelu(mlp.fc1(band), mlp.dwconv.dwconv)
+            h = mlp.hidden(mlp.fc1(band), folded=True)
             return conv_binary(
                 mlp.drop(h[:, :, own]), band[:, :, own], mlp.fc2, 'add')
 
@@ -337,6 +391,15 @@ class VAN(BaseModule):
             checkpoint='mmvan://van-b0_3rdparty_in1k')``: a path, an URL
             or a zoo name, in any format mmvan converts, checked key by key
             (add ``strict=False`` to load only what fits).
+        conv_impl (str): What runs the depth-wise convolutions: ``'auto'``
+            (the Triton kernels of :mod:`mmvan.ops` on CUDA, the existing
+            paths on CPU), ``'triton'`` or ``'torch'`` (PyTorch's ops
+            everywhere); see :mod:`mmvan.models.layers.conv_impl`. Defaults
+            to ``'auto'``.
+        fused_mlp_act (bool): Where the Triton kernels run, the MLP's
+            depth-wise convolution, bias and GELU are one kernel
+            (:mod:`mmvan.ops.dwconv_gelu`); False runs them apart. Defaults
+            to True.
 
     Attributes:
         out_channels (list[int]): Channels of each returned feature map.
@@ -411,7 +474,9 @@ class VAN(BaseModule):
                  with_cp=False,
                  deploy=False,
                  pretrained=None,
-                 init_cfg=None):
+                 init_cfg=None,
+                 conv_impl='auto',
+                 fused_mlp_act=True):
         if pretrained is not None:
             # mmseg's segmentors hand ``pretrained=`` to their backbone.
             if init_cfg is not None:
@@ -443,6 +508,8 @@ class VAN(BaseModule):
         self.norm_eval = norm_eval
         self.with_cp = with_cp
         self.deploy = deploy
+        self.conv_impl = check_conv_impl(conv_impl)
+        self.fused_mlp_act = fused_mlp_act
         self.memory_budget = MemoryBudget(0)
         self.hidden_dims = [
             int(c * r) for c, r in zip(self.embed_dims, self.mlp_ratios)
@@ -478,7 +545,9 @@ class VAN(BaseModule):
                     layer_scale_init_value=layer_scale_init_value,
                     norm_cfg=norm_cfg,
                     with_cp=with_cp,
-                    deploy=deploy) for j in range(self.depths[i])
+                    deploy=deploy,
+                    conv_impl=conv_impl,
+                    fused_mlp_act=fused_mlp_act) for j in range(self.depths[i])
             ])
             norm = build_norm_layer(out_norm_cfg, self.embed_dims[i])[1]
             cur += self.depths[i]
@@ -608,6 +677,20 @@ class VAN(BaseModule):
             return part
 
         return run_in_slices(run, x, budget.images_per_slice(x, hidden))
+
+    def set_conv_impl(self, conv_impl, fused_mlp_act=None):
+        """Switch what runs the depth-wise convolutions (see ``conv_impl``
+        and ``fused_mlp_act``), in place; returns self."""
+        conv_impl = check_conv_impl(conv_impl)
+        self.conv_impl = conv_impl
+        if fused_mlp_act is not None:
+            self.fused_mlp_act = fused_mlp_act
+        for m in self.modules():
+            if m is not self and hasattr(m, 'conv_impl'):
+                m.conv_impl = conv_impl
+            if isinstance(m, Mlp):
+                m.fused_act = self.fused_mlp_act
+        return self
 
     def switch_to_deploy(self, chunk_mib=8):
         """Fold every BatchNorm and layer scale into a convolution, in place.
