@@ -138,8 +138,16 @@ def check_pretrained(cfg):
 
 
 def apply_device_fallbacks(cfg, launcher='none', amp=False):
-    """Adapt a GPU recipe to a machine without one: gloo for distributed
-    runs and bfloat16 autocast for ``--amp``.
+    """Adapt a recipe to the machine: gloo for distributed runs without
+    GPUs, and the mixed precision of ``--amp``.
+
+    ``--amp`` on a GPU with bfloat16 (Ampere or later) trains under
+    bfloat16 autocast without a loss scaler
+    (:class:`mmvan.engine.optimizers.BF16AutocastOptimWrapper`); with
+    ``optim_wrapper.dtype='float16'`` in the config, or on an older GPU,
+    under float16 autocast with mmengine's dynamic loss scaling; on CPU
+    under bfloat16 autocast (:class:`mmvan.engine.optimizers.
+    CPUAmpOptimWrapper`).
 
     mmengine's ``init_dist`` selects a CUDA device unconditionally, so on a
     machine without GPUs the process group of a ``--launcher pytorch`` run
@@ -172,8 +180,24 @@ def apply_device_fallbacks(cfg, launcher='none', amp=False):
         optim_wrapper = cfg.optim_wrapper
         if optim_wrapper.get('type', 'OptimWrapper') in ('OptimWrapper',
                                                          'AmpOptimWrapper'):
-            if has_cuda:
+            dtype = str(optim_wrapper.get('dtype')
+                        or 'auto').replace('torch.', '')
+            if dtype not in ('auto', 'bfloat16', 'float16'):
+                raise UserError(f"--amp: optim_wrapper.dtype must be "
+                                f"'bfloat16' or 'float16', got {dtype!r}.")
+            if has_cuda and dtype != 'float16' and (
+                    torch.cuda.is_bf16_supported()):
+                optim_wrapper['type'] = 'mmvan.BF16AutocastOptimWrapper'
+                optim_wrapper.pop('loss_scale', None)
+                optim_wrapper.pop('dtype', None)
+            elif has_cuda:
+                if dtype == 'bfloat16':
+                    raise UserError(
+                        f'--amp: optim_wrapper.dtype=bfloat16, but '
+                        f'{torch.cuda.get_device_name()} has no bfloat16; '
+                        f'use float16.')
                 optim_wrapper['type'] = 'AmpOptimWrapper'
+                optim_wrapper['dtype'] = 'float16'
                 optim_wrapper.setdefault('loss_scale', 'dynamic')
             else:
                 optim_wrapper['type'] = 'mmvan.CPUAmpOptimWrapper'
