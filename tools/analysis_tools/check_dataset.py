@@ -18,6 +18,7 @@ sys.path.insert(0,
                 osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
 
+from mmvan.datasets.loading import is_image_loader  # noqa: E402
 from mmvan.utils import cli  # noqa: E402
 
 
@@ -43,8 +44,7 @@ def parse_args(argv=None):
 
 def _loader_step(pipeline):
     for step in pipeline or []:
-        kind = str(step.get('type', '')) if isinstance(step, dict) else ''
-        if kind.endswith('LoadImageFromFile'):
+        if is_image_loader(step):
             return step
     return dict(type='LoadImageFromFile')
 

@@ -27,6 +27,7 @@ sys.path.insert(0,
                 osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 warnings.filterwarnings('ignore')
 
+from mmvan.datasets.loading import test_pipeline_after_loader  # noqa: E402
 from mmvan.utils import cli  # noqa: E402
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp')
@@ -79,14 +80,7 @@ def prepare(model, image_bgr, shape=None):
     the picture it shows (after the classifier's test pipeline, or resized
     to ``shape``)."""
     if getattr(model, 'task', 'cls') == 'cls':
-        from mmengine.dataset import Compose
-        from mmengine.registry import DefaultScope
-        steps = [
-            t for t in model.cfg.test_dataloader.dataset.pipeline
-            if t['type'] != 'LoadImageFromFile'
-        ]
-        with DefaultScope.overwrite_default_scope('mmpretrain'):
-            pipeline = Compose(steps)
+        pipeline = test_pipeline_after_loader(model.cfg)
         data = pipeline(
             dict(
                 img=image_bgr,
