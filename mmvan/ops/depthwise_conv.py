@@ -627,6 +627,8 @@ def _unsupported(x, weight, bias, stride, padding, dilation):
         return f'kernel {kh}x{kw}'
     if x.numel() == 0 or weight.numel() == 0:
         return 'an empty tensor'
+    if x.shape[0] > 65535:  # the grid's third dimension
+        return f'a batch of {x.shape[0]} (over 65535)'
     if min(
             _out_size(x.shape[2], kh, padding[0], dilation[0]),
             _out_size(x.shape[3], kw, padding[1], dilation[1])) <= 0:

@@ -432,3 +432,31 @@ def test_bandwidth_table_checks_every_pass(interpret):
         fields = line.split()
         assert step in line and fields[-3] == '1.00x'
         assert float(fields[-2]) < 1e-5
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA GPU')
+@pytest.mark.parametrize('dtype', [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize('channels_last', [False, True])
+def test_cuda_kernels_match_pytorch(dtype, channels_last, monkeypatch):
+    # The compiled kernels on a GPU, at VAN-b2 stage-3 sizes, against
+    # PyTorch's convolution in float64 (TF32 off).
+    monkeypatch.delenv('TRITON_INTERPRET', raising=False)
+    monkeypatch.setattr(torch.backends.cudnn, 'allow_tf32', False)
+    cases = [((3, 3), 1, 1), ((5, 5), 2, 1), ((7, 7), 9, 3),
+             ((1, 7), (0, 9), 3), ((7, 1), (9, 0), 3), ((17, 17), 24, 3),
+             ((1, 53), (0, 26), 1)]
+    rtol = 1e-5 if dtype == torch.float32 else 1e-2
+    for kernel, padding, dilation in cases:
+        x, w, b = [
+            t.cuda()
+            for t in _inputs((4, 96, 15, 14), kernel, dtype, channels_last)
+        ]
+        grad = torch.randn(
+            _expected(x, w, b, padding, dilation)[0].shape,
+            device='cuda').to(dtype)
+        want_y, want_grads = _expected(x, w, b, padding, dilation, grad)
+        y, grads = _run(x, w, b, padding, dilation, grad)
+        _close(y, want_y, rtol, f'{kernel} output')
+        for name, got, want in zip(('input', 'weight', 'bias'), grads,
+                                   want_grads):
+            _close(got, want, rtol, f'{kernel} {name} gradient')
