@@ -114,15 +114,16 @@ def _lska(kernel_size, vertical=False):
     return plain, dilated
 
 
-# The MLP's 3x3 and LKA's pair for each kernel size; batch 2 and channels
-# over two channel blocks (the interpreter's block is 4 x 8 x 8), odd sizes.
+# The MLP's 3x3 (batch 2) and LKA's pair for each kernel size, odd sizes
+# spanning several tiles (the interpreter's block is 4 x 8 x 8 in channels,
+# rows, columns); channels over two channel blocks but for the dilated one.
 LKA_CASES = [((2, 6, 13, 17), (3, 3), 1, 1)]
 for _k in (7, 11, 21):
     _a, _b, _d = LKA_KERNELS[_k]
     LKA_CASES.append(((1, 5, 11, 10), (_a, _a), _a // 2, 1))
-    LKA_CASES.append(((1, 5, 13, 12), (_b, _b), _d * (_b - 1) // 2, _d))
-# The large LKA kernels (35: 11x11, 41: 13x13, 53: 17x17, dilation 3) on a
-# map smaller than their reach.
+    LKA_CASES.append(((1, 4, 13, 12), (_b, _b), _d * (_b - 1) // 2, _d))
+# The large LKA kernels (35: 11x11 and 53: 17x17, dilation 3; 41's 13x13
+# lies between) on a map smaller than their reach.
 for _k, _shape in ((35, (1, 4, 9, 10)), (53, (1, 4, 7, 8))):
     _, _b, _d = LKA_KERNELS[_k]
     LKA_CASES.append((_shape, (_b, _b), _d * (_b - 1) // 2, _d))
@@ -176,7 +177,7 @@ def test_channels_last_matches_pytorch(interpret, shape, kernel, padding,
 @pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize('shape,kernel,padding,dilation,channels_last', [
     ((2, 6, 13, 17), (3, 3), 1, 1, False),
-    ((1, 5, 13, 12), (7, 7), 9, 3, True),
+    ((1, 4, 13, 12), (7, 7), 9, 3, True),
     ((1, 5, 3, 23), (1, 17), (0, 24), 3, False),
 ])
 def test_half_precision_matches_pytorch(interpret, dtype, shape, kernel,
