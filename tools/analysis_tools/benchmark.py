@@ -13,10 +13,16 @@ printed.
 
 ``--train`` times training steps as ``tools/train.py`` builds them (the
 config's data preprocessor, the runner's optimizer wrapper, the training
-fast path) against mmpretrain's VAN in its default path and channels-last,
-with activation checkpointing, on the same weights and batches: the table
-of ``tools/analysis_tools/train_speed.py`` (img/s, peak memory, loss
-difference).
+fast path; on CUDA the Triton depth-wise kernels) against the same with
+PyTorch's depth-wise convolutions, mmpretrain's VAN in its default path
+and channels-last, with activation checkpointing, on the same weights and
+batches: the table of ``tools/analysis_tools/train_speed.py`` (img/s, peak
+memory, loss difference); ``--precisions fp32 amp`` in fp32 and as
+``tools/train.py --amp`` trains (bf16 on a GPU with bf16).
+
+    python tools/analysis_tools/benchmark.py \
+        configs/van/van-b2_8xb128_in1k.py --train --device cuda \
+        --batch-size 32 --precisions fp32 amp
 
 ``--compare onnxruntime openvino mmpretrain`` runs every engine on the same
 folded weights (exported once to ONNX), alternated in one process, next to
@@ -100,6 +106,13 @@ def parse_args(argv=None):
         action='store_true',
         help='time training steps as tools/train.py builds them, against '
         'mmpretrain and with activation checkpointing (train_speed.py)')
+    p.add_argument(
+        '--precisions',
+        nargs='+',
+        choices=['fp32', 'amp'],
+        default=['fp32'],
+        help='with --train: time each path in these precisions (amp: as '
+        'tools/train.py --amp)')
     p.add_argument(
         '--ceiling',
         action='store_true',
@@ -423,14 +436,28 @@ def train_table(args):
         args.config, '--batch-size',
         str(args.batch_size), '--iters',
         str(args.repeats), '--warmup',
-        str(args.warmup)
+        str(args.warmup), '--device',
+        'cuda' if args.device.startswith('cuda') else 'cpu', '--precisions',
+        *args.precisions
     ])
+
+
+def check_device(device):
+    """A ``--device cuda`` without a GPU is an error, not a CPU run."""
+    import torch
+    if device.startswith('cuda') and not torch.cuda.is_available():
+        raise cli.UserError(f'--device {device} needs a CUDA GPU, and this '
+                            f'machine has none; use --device cpu.')
 
 
 def main(argv=None):
     args = parse_args(argv)
+    check_device(args.device)
     if args.train:
         return train_table(args)
+    if args.precisions != ['fp32']:
+        raise cli.UserError('--precisions goes with --train; inference in '
+                            'bf16 is --bf16 with --compare engines.')
     import torch
 
     from mmvan.backends import get_engine

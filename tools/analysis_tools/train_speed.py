@@ -12,7 +12,10 @@ path), and steps through ``train_step`` on the same batches of mmvan's demo
 textures (resized by the config's training pipeline). The contenders:
 
 - ``mmvan``: the config as ``tools/train.py`` runs it (on CPU: channels-last
-  VAN, the optimizer's fused kernel);
+  VAN, the optimizer's fused kernel; on CUDA: the Triton depth-wise
+  kernels of :mod:`mmvan.ops`);
+- ``mmvan-torch``: the same with PyTorch's depth-wise convolutions
+  (``model.backbone.conv_impl='torch'``), the rest of the fast path on;
 - ``mmvan-plain``: the same with the fast path off (NCHW, torch's default
   optimizer loop);
 - ``mmpretrain``: the same config with mmpretrain's VAN as the backbone
@@ -28,6 +31,14 @@ step's peak memory (the rise of the resident set during the step on CPU, the
 allocator's peak on GPU) and the first step's loss difference (same weights
 and batch).
 ``--profile`` adds the operators that take the time in mmvan's step.
+
+``--precisions fp32 amp`` runs every contender both in fp32 and as
+``tools/train.py --amp`` trains it (bf16 autocast without a loss scaler on
+a GPU with bf16 and on CPU; see
+:func:`mmvan.utils.config.apply_device_fallbacks`), alternating all of
+them; ratios compare contenders of the same precision, and a last line
+gives each contender's amp / fp32 ratio. ``--amp`` is ``--precisions
+amp``. ``--device cuda`` stops with an error where there is no GPU.
 
 ``--train-py`` times whole ``tools/train.py`` runs instead: each contender's
 config (as above, one epoch of ``--warmup + --iters`` iterations on the demo
@@ -55,8 +66,9 @@ warnings.filterwarnings('ignore')
 
 from mmvan.utils import cli  # noqa: E402
 
-CONTENDERS = ('mmvan', 'mmvan-plain', 'mmvan-cp', 'mmpretrain',
+CONTENDERS = ('mmvan', 'mmvan-torch', 'mmvan-plain', 'mmvan-cp', 'mmpretrain',
               'mmpretrain-cl')
+PRECISIONS = ('fp32', 'amp')
 
 
 def parse_args(argv=None):
@@ -92,7 +104,49 @@ def parse_args(argv=None):
         help='--train-py: also time this mmvan checkout\'s tools/train.py')
     parser.add_argument(
         '--amp', action='store_true', help='as tools/train.py --amp')
-    return parser.parse_args(argv)
+    parser.add_argument(
+        '--precisions',
+        nargs='+',
+        choices=PRECISIONS,
+        help='run each contender in these precisions (amp: as '
+        'tools/train.py --amp); default fp32, or amp with --amp')
+    parser.add_argument(
+        '--device',
+        choices=('auto', 'cuda', 'cpu'),
+        default='auto',
+        help='cuda: stop with an error where there is no GPU; the runs '
+        'use the GPU when there is one (as tools/train.py)')
+    args = parser.parse_args(argv)
+    if args.precisions is None:
+        args.precisions = ['amp'] if args.amp else ['fp32']
+    elif args.amp:
+        parser.error('give --amp or --precisions, not both')
+    args.precisions = list(dict.fromkeys(args.precisions))
+    return args
+
+
+def check_device(device):
+    """``--device``: 'cuda' needs a GPU; 'cpu' cannot be had where one is
+    (the Runner trains on it, as tools/train.py does)."""
+    import torch
+    if device == 'cuda' and not torch.cuda.is_available():
+        raise cli.UserError('--device cuda needs a CUDA GPU, and this '
+                            'machine has none.')
+    if device == 'cpu' and torch.cuda.is_available():
+        raise cli.UserError('--device cpu: the runs train on the GPU this '
+                            'machine has (as tools/train.py); hide it with '
+                            'CUDA_VISIBLE_DEVICES= to time the CPU.')
+
+
+def run_labels(contenders, precisions):
+    """``{label: (contender, amp)}`` for every contender in every
+    precision; labels carry the precision only when there are several."""
+    runs = {}
+    for precision in precisions:
+        for name in contenders:
+            label = name if len(precisions) == 1 else f'{name} {precision}'
+            runs[label] = (name, precision == 'amp')
+    return runs
 
 
 def training_config(config, name, batch_size, data_root, work_dir, amp):
@@ -114,7 +168,7 @@ def training_config(config, name, batch_size, data_root, work_dir, amp):
     cfg.train_dataloader.persistent_workers = False
     cfg.val_dataloader = cfg.val_cfg = cfg.val_evaluator = None
     cfg.test_dataloader = cfg.test_cfg = cfg.test_evaluator = None
-    fast = name in ('mmvan', 'mmvan-cp')
+    fast = name in ('mmvan', 'mmvan-cp', 'mmvan-torch')
     cfg.train_fast_path = dict(
         layout='auto' if fast else 'contiguous',
         fused_optimizer='auto' if fast else False)
@@ -124,6 +178,8 @@ def training_config(config, name, batch_size, data_root, work_dir, amp):
         cfg.train_fast_path.layout = 'channels_last'
     if name == 'mmvan-cp':
         cfg.model.backbone.with_cp = True
+    if name == 'mmvan-torch':
+        cfg.model.backbone.conv_impl = 'torch'
     if name.startswith('mmpretrain'):
         from mmvan.models import VAN
         backbone = cfg.model.backbone
@@ -153,6 +209,7 @@ def build(config, name, batch_size, data_root, work_dir, amp):
 
 def main(argv=None):
     args = parse_args(argv)
+    check_device(args.device)
     with tempfile.TemporaryDirectory(prefix='mmvan-train-speed-') as tmp:
         if args.train_py:
             return _measure_train_py(args, tmp)
@@ -211,20 +268,26 @@ def _measure_train_py(args, tmp):
     from mmvan.datasets import make_classification_demo
     here = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
     iters = args.warmup + args.iters
-    runs = {name: (here, name) for name in args.contenders}
+    runs = {
+        label: (here, name, amp)
+        for label, (
+            name, amp) in run_labels(args.contenders, args.precisions).items()
+    }
     if args.checkout:
         checkout = osp.abspath(args.checkout)
         if not osp.isfile(osp.join(checkout, 'tools', 'train.py')):
             raise cli.UserError(f'--checkout {args.checkout}: no '
                                 'tools/train.py there.')
         label = f'mmvan@{osp.basename(checkout.rstrip(os.sep))}'
-        runs[label] = (checkout, 'mmvan')
+        for precision in args.precisions:
+            suffix = '' if len(args.precisions) == 1 else f' {precision}'
+            runs[label + suffix] = (checkout, 'mmvan', precision == 'amp')
     # One epoch of ``iters`` whole batches (5 classes).
     per_class = -(-iters * args.batch_size // 5)
     data_root = make_classification_demo(
         osp.join(tmp, 'data'), num_train=per_class, num_val=1)
     configs = {}
-    for label, (root, name) in runs.items():
+    for label, (root, name, _) in runs.items():
         cfg = training_config(args.config, name, args.batch_size, data_root,
                               osp.join(tmp, 'unused'), False)
         cfg.train_dataloader.num_workers = args.num_workers
@@ -248,11 +311,11 @@ def _measure_train_py(args, tmp):
     from mmengine.utils import ProgressBar
     bar = ProgressBar(args.rounds * len(runs))
     for r in range(args.rounds):
-        for label, (root, _) in runs.items():
+        for label, (root, _, amp) in runs.items():
             work_dir = osp.join(
                 tmp, 'runs', f'{r}_{len(times[label])}_'
-                f'{label.replace("@", "_")}')
-            _run_train_py(root, configs[label], work_dir, args.amp, log)
+                f'{label.replace("@", "_").replace(" ", "_")}')
+            _run_train_py(root, configs[label], work_dir, amp, log)
             got = _iteration_times(work_dir)
             if len(got) < iters:
                 raise cli.UserError(
@@ -270,24 +333,45 @@ def _measure_train_py(args, tmp):
         label: statistics.median(d for _, d in got) * rate[label]
         for label, got in times.items()
     }
-    base = rate.get('mmpretrain')
-    base_cl = rate.get('mmpretrain-cl')
     lines = [
         f'tools/train.py, {osp.basename(args.config)}, batch '
         f'{args.batch_size}, {args.rounds} run(s) of {args.iters} timed '
         f'iterations each (after {args.warmup}), {args.num_workers} data '
         'workers',
-        f'{"path":<16} {"it/s":>7} {"img/s":>7} {"vs mmpretrain":>14} '
+        f'{"path":<22} {"it/s":>7} {"img/s":>7} {"vs mmpretrain":>14} '
         f'{"vs mmpretrain-cl":>17} {"data wait":>10}'
     ]
     for label, r in rate.items():
+        amp = runs[label][2]
+        base = rate.get(_label_of(runs, 'mmpretrain', amp))
+        base_cl = rate.get(_label_of(runs, 'mmpretrain-cl', amp))
         vs = f'{r / base:.2f}x' if base else '-'
         vs_cl = f'{r / base_cl:.2f}x' if base_cl else '-'
-        lines.append(f'{label:<16} {r:>7.3f} {r * args.batch_size:>7.2f} '
+        lines.append(f'{label:<22} {r:>7.3f} {r * args.batch_size:>7.2f} '
                      f'{vs:>14} {vs_cl:>17} {waiting[label]:>9.1%}')
+    lines += _amp_ratios({k: v[1:] for k, v in runs.items()}, rate)
     lines += [f'{label}: {path}' for label, path in ran.items()]
     print('\n'.join(lines))
     return dict(rate=rate)
+
+
+def _label_of(runs, name, amp):
+    """The label of contender ``name`` in the precision ``amp``, if it
+    runs (``runs``: label -> (..., name, amp))."""
+    for label, spec in runs.items():
+        if tuple(spec[-2:]) == (name, amp):
+            return label
+    return None
+
+
+def _amp_ratios(runs, rate):
+    """One line: each contender's rate with --amp over its fp32 rate."""
+    ratios = []
+    for label, (name, amp) in runs.items():
+        fp32 = _label_of(runs, name, False)
+        if amp and label in rate and fp32 in rate:
+            ratios.append(f'{name} {rate[label] / rate[fp32]:.2f}x')
+    return ['amp / fp32: ' + ', '.join(ratios)] if ratios else []
 
 
 @contextlib.contextmanager
@@ -345,22 +429,24 @@ def _measure(args, tmp):
 
     from mmvan.converters import to_mmpretrain_names
     from mmvan.datasets import make_classification_demo
+    from mmvan.engine.fast_path import describe_convolutions
     data_root = make_classification_demo(
         osp.join(tmp, 'data'), num_train=4 * args.batch_size, num_val=5)
+    runs = run_labels(args.contenders, args.precisions)
     runners = {
-        name:
+        label:
         build(args.config, name, args.batch_size, data_root,
-              osp.join(tmp, name), args.amp)
-        for name in args.contenders
+              osp.join(tmp, label.replace(' ', '_')), amp)
+        for label, (name, amp) in runs.items()
     }
     # The same weights everywhere.
     first = next(iter(runners.values()))
     torch.manual_seed(0)
     first.model.init_weights()
     reference = {k: v.clone() for k, v in first.model.state_dict().items()}
-    for name, runner in runners.items():
+    for label, runner in runners.items():
         sd = dict(reference)
-        if name.startswith('mmpretrain'):
+        if runs[label][0].startswith('mmpretrain'):
             backbone = {
                 k[len('backbone.'):]: v
                 for k, v in reference.items() if k.startswith('backbone.')
@@ -414,32 +500,39 @@ def _measure(args, tmp):
         for name, t in times.items()
     }
     peak = memory
-    base = rate.get('mmpretrain')
-    base_cl = rate.get('mmpretrain-cl')
     lines = [
         f'{osp.basename(args.config)}, batch {args.batch_size}, '
         f'{args.iters} timed rounds (alternating), torch '
         f'{torch.__version__}, {torch.get_num_threads()} threads',
-        f'{"path":<14} {"img/s":>7} {"vs mmpretrain":>14} '
+        f'{"path":<20} {"img/s":>7} {"vs mmpretrain":>14} '
         f'{"vs mmpretrain-cl":>17} {"peak MiB":>9} {"loss diff":>10}'
     ]
-    for name in runners:
-        r = rate[name]
+    for label in runners:
+        amp = runs[label][1]
+        r = rate[label]
+        base = rate.get(_label_of(runs, 'mmpretrain', amp))
+        base_cl = rate.get(_label_of(runs, 'mmpretrain-cl', amp))
         vs = f'{r / base:.2f}x' if base else '-'
         vs_cl = f'{r / base_cl:.2f}x' if base_cl else '-'
-        diff = abs(losses[name] - losses[next(iter(runners))])
-        mib = '-' if peak[name] is None else f'{peak[name]:.0f}'
-        lines.append(f'{name:<14} {r:>7.2f} {vs:>14} {vs_cl:>17} '
+        diff = abs(losses[label] - losses[next(iter(runners))])
+        mib = '-' if peak[label] is None else f'{peak[label]:.0f}'
+        lines.append(f'{label:<20} {r:>7.2f} {vs:>14} {vs_cl:>17} '
                      f'{mib:>9} {diff:>10.2e}')
-    if peak.get('mmvan') and peak.get('mmvan-cp'):
+    amp = runs[next(iter(runners))][1]
+    plain, cp = (_label_of(runs, n, amp) for n in ('mmvan', 'mmvan-cp'))
+    if peak.get(plain) and peak.get(cp):
         lines.append(
-            f'with_cp: {peak["mmvan-cp"] / max(peak["mmvan"], 1e-9):.2f}x '
-            f'the peak memory at {rate["mmvan"] / rate["mmvan-cp"]:.2f}x the '
-            f'step time')
+            f'with_cp: {peak[cp] / max(peak[plain], 1e-9):.2f}x the peak '
+            f'memory at {rate[plain] / rate[cp]:.2f}x the step time')
+    lines += _amp_ratios(runs, rate)
+    lines.append('depth-wise convolutions: ' + '; '.join(
+        f'{label}: {describe_convolutions(runner.model, device)}'
+        for label, runner in runners.items()
+        if not runs[label][0].startswith('mmpretrain')))
     print('\n'.join(lines))
-    if args.profile and 'mmvan' in runners:
+    if args.profile and plain in runners:
         from torch.profiler import ProfilerActivity, profile
-        runner = runners['mmvan']
+        runner = runners[plain]
         with profile(activities=[ProfilerActivity.CPU]) as prof:
             runner.model.train_step(
                 copy.deepcopy(batches[0]), runner.optim_wrapper)

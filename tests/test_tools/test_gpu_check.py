@@ -1,0 +1,77 @@
+# Copyright (c) mmvan contributors. All rights reserved.
+"""The GPU measurements stop with one clear error where there is no GPU,
+and train_speed.py's contenders and precisions are laid out as asked."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+CONFIG = 'configs/van/van-b0_8xb128_in1k.py'
+# Any machine, as one without a GPU.
+NO_GPU = dict(CUDA_VISIBLE_DEVICES='')
+
+
+def test_gpu_check_script_needs_a_gpu(root):
+    out = subprocess.run(
+        ['bash', 'tools/analysis_tools/gpu_check.sh', sys.executable],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, OMP_NUM_THREADS='1', **NO_GPU))
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert out.stdout == ''
+    assert 'Traceback' not in out.stderr
+    assert out.stderr.strip().splitlines()[-1] == (
+        'error: the kernel bandwidth check needs a CUDA GPU, and this '
+        'machine has none (torch.cuda.is_available() is False).')
+
+
+@pytest.mark.parametrize('args', [
+    [
+        'tools/analysis_tools/benchmark.py', CONFIG, '--train', '--device',
+        'cuda'
+    ],
+    ['tools/analysis_tools/train_speed.py', CONFIG, '--device', 'cuda'],
+])
+def test_cuda_device_without_gpu_is_an_error(run_tool, args):
+    out = run_tool(args, env=NO_GPU, check=False, timeout=300)
+    assert out.returncode == 2
+    assert 'Traceback' not in out.stderr
+    assert out.stderr.strip().splitlines()[-1] == (
+        f'error: --device cuda needs a CUDA GPU, and this machine has none'
+        f'{"; use --device cpu." if "benchmark" in args[0] else "."}')
+
+
+def test_train_speed_contenders_and_precisions(tool):
+    train_speed = tool('train_speed')
+    args = train_speed.parse_args([CONFIG, '--precisions', 'fp32', 'amp'])
+    runs = train_speed.run_labels(['mmvan', 'mmvan-torch', 'mmpretrain'],
+                                  args.precisions)
+    assert runs == {
+        'mmvan fp32': ('mmvan', False),
+        'mmvan-torch fp32': ('mmvan-torch', False),
+        'mmpretrain fp32': ('mmpretrain', False),
+        'mmvan amp': ('mmvan', True),
+        'mmvan-torch amp': ('mmvan-torch', True),
+        'mmpretrain amp': ('mmpretrain', True),
+    }
+    # One precision: plain names, as before.
+    assert train_speed.run_labels(['mmvan'], ['amp']) == {
+        'mmvan': ('mmvan', True)
+    }
+    assert train_speed.parse_args([CONFIG, '--amp']).precisions == ['amp']
+    with pytest.raises(SystemExit):
+        train_speed.parse_args([CONFIG, '--amp', '--precisions', 'fp32'])
+    rate = {'mmvan fp32': 100., 'mmvan amp': 130., 'mmpretrain fp32': 50.}
+    assert train_speed._amp_ratios(runs, rate) == ['amp / fp32: mmvan 1.30x']
+    assert train_speed._label_of(runs, 'mmpretrain', True) == 'mmpretrain amp'
+
+
+def test_train_speed_torch_contender_config(tool, root, tmp_path):
+    train_speed = tool('train_speed')
+    cfg = train_speed.training_config(f'{root}/{CONFIG}', 'mmvan-torch', 4,
+                                      str(tmp_path), str(tmp_path), False)
+    assert cfg.model.backbone.conv_impl == 'torch'
+    assert cfg.train_fast_path.layout == 'auto'

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Copyright (c) mmvan contributors. All rights reserved.
+# VAN on one CUDA GPU, in about 5 minutes: the GPU's name, each depth-wise
+# kernel's share of the memory bandwidth (VAN-b2 stage 1 and 3), training
+# steps of mmvan (Triton), mmvan (PyTorch's ops), mmpretrain and
+# mmpretrain channels-last in fp32 and with --amp (bf16), for VAN-b2 at
+# batch 32 and VAN-b0 at batch 64, and folded inference against
+# mmpretrain at batch 32 and 1.
+#
+#   bash tools/analysis_tools/gpu_check.sh [PYTHON]
+#
+# Stops at the first failure; without a CUDA GPU it says so and exits 2.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+PYTHON=${1:-python}
+TOOLS=tools/analysis_tools
+B0=configs/van/van-b0_8xb128_in1k.py
+B2=configs/van/van-b2_8xb128_in1k.py
+
+"$PYTHON" "$TOOLS/kernel_bandwidth.py" --batch-size 32 --dtypes fp32 bf16
+for spec in "$B2 32" "$B0 64"; do
+    set -- $spec
+    "$PYTHON" "$TOOLS/benchmark.py" "$1" --train --device cuda \
+        --batch-size "$2" --precisions fp32 amp --repeats 10 --warmup 3
+done
+for batch in 32 1; do
+    "$PYTHON" "$TOOLS/benchmark.py" "$B2" --device cuda --deploy \
+        --batch-size "$batch" --compare mmpretrain --repeats 20 --warmup 5
+done
