@@ -28,6 +28,7 @@ an fp32 weight stays fp32). GELU is the exact, erf-based one
 """
 import functools
 import logging
+import warnings
 from typing import Optional, Tuple
 
 import torch
@@ -36,6 +37,7 @@ from mmengine.logging import print_log
 from torch import Tensor
 
 from mmvan.utils.errors import ConfigError
+from .depthwise_conv import KernelFallbackWarning
 
 try:  # Triton is optional: without it every call runs PyTorch's ops.
     import triton
@@ -229,12 +231,15 @@ def _backward(grad, x, weight, bias, need_input):
 
 
 def _give_up(error):
-    """Stop using the kernels after a failure on a GPU, with one warning
-    naming the cause."""
+    """Stop using the kernels after a failure on a GPU, with one
+    :class:`~mmvan.ops.KernelFallbackWarning` naming the cause."""
     if not _BROKEN:
         _BROKEN.append(f'{type(error).__name__}: {error}')
-        _log_once(f'dwconv_gelu: the Triton kernels failed ({_BROKEN[0]}); '
-                  f'running PyTorch\'s operations from now on.')
+        warnings.warn(
+            f'dwconv_gelu: the Triton kernels failed ({_BROKEN[0]}); '
+            f'running PyTorch\'s operations from now on.',
+            KernelFallbackWarning,
+            stacklevel=2)
 
 
 def _reference_grads(grad, x, weight, bias):
