@@ -4,8 +4,10 @@ and train_speed.py's contenders and precisions are laid out as asked."""
 import os
 import subprocess
 import sys
+from unittest import mock
 
 import pytest
+import torch
 
 CONFIG = 'configs/van/van-b0_8xb128_in1k.py'
 # Any machine, as one without a GPU.
@@ -75,3 +77,13 @@ def test_train_speed_torch_contender_config(tool, root, tmp_path):
                                       str(tmp_path), str(tmp_path), False)
     assert cfg.model.backbone.conv_impl == 'torch'
     assert cfg.train_fast_path.layout == 'auto'
+
+
+def test_train_speed_default_contenders(tool):
+    train_speed = tool('train_speed')
+    with mock.patch.object(torch.cuda, 'is_available', return_value=False):
+        assert train_speed.parse_args([CONFIG]).contenders == [
+            'mmvan', 'mmvan-plain', 'mmvan-cp', 'mmpretrain', 'mmpretrain-cl'
+        ]
+    with mock.patch.object(torch.cuda, 'is_available', return_value=True):
+        assert 'mmvan-torch' in train_speed.parse_args([CONFIG]).contenders

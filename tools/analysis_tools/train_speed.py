@@ -15,7 +15,8 @@ textures (resized by the config's training pipeline). The contenders:
   VAN, the optimizer's fused kernel; on CUDA: the Triton depth-wise
   kernels of :mod:`mmvan.ops`);
 - ``mmvan-torch``: the same with PyTorch's depth-wise convolutions
-  (``model.backbone.conv_impl='torch'``), the rest of the fast path on;
+  (``model.backbone.conv_impl='torch'``), the rest of the fast path on
+  (by default on a GPU only: on CPU it runs the same code as ``mmvan``);
 - ``mmvan-plain``: the same with the fast path off (NCHW, torch's default
   optimizer loop);
 - ``mmpretrain``: the same config with mmpretrain's VAN as the backbone
@@ -81,8 +82,8 @@ def parse_args(argv=None):
     parser.add_argument(
         '--contenders',
         nargs='+',
-        default=list(CONTENDERS),
-        choices=CONTENDERS)
+        choices=CONTENDERS,
+        help='default: all (mmvan-torch only where there is a GPU)')
     parser.add_argument('--profile', action='store_true')
     parser.add_argument(
         '--train-py',
@@ -117,12 +118,23 @@ def parse_args(argv=None):
         help='cuda: stop with an error where there is no GPU; the runs '
         'use the GPU when there is one (as tools/train.py)')
     args = parser.parse_args(argv)
+    if args.contenders is None:
+        args.contenders = default_contenders()
     if args.precisions is None:
         args.precisions = ['amp'] if args.amp else ['fp32']
     elif args.amp:
         parser.error('give --amp or --precisions, not both')
     args.precisions = list(dict.fromkeys(args.precisions))
     return args
+
+
+def default_contenders():
+    """Every contender; ``mmvan-torch`` only where there is a GPU (on CPU
+    ``conv_impl='auto'`` already runs PyTorch's convolutions)."""
+    import torch
+    if torch.cuda.is_available():
+        return list(CONTENDERS)
+    return [name for name in CONTENDERS if name != 'mmvan-torch']
 
 
 def check_device(device):
