@@ -242,10 +242,10 @@ class Runner(MMEngineRunner):
             self.logger.info(
                 f'training path: layout: {layout}, precision: '
                 f'{describe_precision(self.cfg.get("optim_wrapper"))}, '
-                f'depth-wise convolutions: '
-                f'{describe_convolutions(model, device)}, '
                 f'optimizer: {optimizer}, '
-                f'torch.compile: {"on" if compiled else "off"} ({device})')
+                f'torch.compile: {"on" if compiled else "off"}, '
+                f'depth-wise convolutions: '
+                f'{describe_convolutions(model, device)} ({device})')
         return super().wrap_model(model_wrapper_cfg, model)
 
     def dump_config(self):
