@@ -3,6 +3,7 @@
 mistakes turned into one clear message. The config and data helpers live in
 :mod:`mmvan.utils.config` and :mod:`mmvan.utils.data_check`; they are named
 here too, for the tools."""
+import gc
 import os
 import re
 import sys
@@ -117,10 +118,21 @@ def _leave_now(status):
 
 
 def _close_process_group():
-    """After a successful run, let every rank finish before the process
-    group goes away, so that no rank aborts on a peer that has exited."""
+    """After a successful run: free what the run built, let every rank
+    finish, then destroy the process group.
+
+    The Runner sits in reference cycles (its loops and hooks point back at
+    it) and its DDP model holds the process group, so gloo's worker threads
+    outlive ``destroy_process_group`` until the cyclic garbage collector
+    frees the Runner. Left alone, that happens during interpreter shutdown,
+    where tearing the threads down aborts the process now and then
+    ("terminate called without an active exception") and torchrun reports
+    a finished run as failed. Collected here, the group's threads are
+    joined while Python is still fully alive.
+    """
     import torch.distributed as dist
     if dist.is_available() and dist.is_initialized():
+        gc.collect()
         try:
             dist.barrier()
         finally:

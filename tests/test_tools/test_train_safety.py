@@ -326,3 +326,60 @@ def test_config_mistakes_in_hooks_and_loop(capsys):
                      capsys.readouterr().err,
                      "unexpected keyword argument 'max_epoch'")
     assert line.endswith("'max_epoch'"), line
+
+
+# 6. A finished distributed run ends with status 0.
+
+# A tool's main as tools/train.py's: a model in DDP inside an object that
+# sits in a reference cycle (as the Runner does), trained a step; run_cli
+# closes the process group. At exit, which of gloo's threads still run?
+_DDP_TOOL = '''
+import atexit, os, sys
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+from mmvan.utils.cli import run_cli
+
+
+def gloo_threads():
+    tasks = os.listdir('/proc/self/task')
+    names = [open(f'/proc/self/task/{t}/comm').read().strip() for t in tasks]
+    gloo = sorted(n for n in names if 'gloo' in n)
+    # One write: the two processes share the pipe.
+    sys.stdout.write(f'rank {os.environ["RANK"]} at exit: gloo threads '
+                     f'{gloo}\\n')
+    sys.stdout.flush()
+
+
+def main():
+    dist.init_process_group('gloo')
+    run = type('Run', (), {})()
+    run.me = run
+    run.model = DistributedDataParallel(torch.nn.Linear(8, 2))
+    run.model(torch.randn(4, 8)).sum().backward()
+
+
+atexit.register(gloo_threads)
+run_cli(main)
+'''
+
+
+def test_no_gloo_thread_outlives_a_finished_run(tmp_path, root, free_port):
+    """gloo's threads are joined before Python shuts down (torn down during
+    the shutdown, they abort the process now and then)."""
+    script = tmp_path / 'ddp_tool.py'
+    script.write_text(_DDP_TOOL)
+    out = subprocess.run([
+        sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2',
+        f'--master_port={free_port}',
+        str(script)
+    ],
+                         cwd=root,
+                         env=dict(os.environ, OMP_NUM_THREADS='1'),
+                         capture_output=True,
+                         text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    for rank in (0, 1):
+        assert f'rank {rank} at exit: gloo threads []' in out.stdout, \
+            out.stdout
