@@ -209,21 +209,32 @@ def _fwd_configs(channels_last, interpret):
         return [
             triton.Config(dict(BLOCK_C=4, BLOCK_H=8, BLOCK_W=8), num_warps=1)
         ]
-    if channels_last:
-        shapes = [(32, 4, 8), (64, 4, 4), (64, 2, 8), (32, 8, 8), (128, 2, 4),
-                  (16, 8, 16)]
-    else:
-        shapes = [(1, 16, 32), (2, 16, 16), (4, 8, 32), (1, 32, 32),
-                  (4, 16, 16), (8, 8, 16), (2, 8, 64)]
-    configs = []
-    for bc, bh, bw in shapes:
-        for warps in (4, 8):
-            configs.append(
-                triton.Config(
-                    dict(BLOCK_C=bc, BLOCK_H=bh, BLOCK_W=bw),
-                    num_warps=warps,
-                    num_stages=2))
-    return configs
+    if channels_last:  # channels contiguous: wide in channels
+        shapes = [(32, 4, 8, 4), (64, 4, 4, 4), (64, 2, 8, 4), (32, 8, 8, 8),
+                  (128, 2, 4, 4), (16, 8, 16, 4)]
+    else:  # rows contiguous: wide in columns
+        shapes = [(1, 16, 32, 4), (2, 16, 16, 4), (4, 8, 32, 4),
+                  (1, 32, 32, 8), (8, 8, 16, 4), (2, 8, 64, 4)]
+    return [
+        triton.Config(
+            dict(BLOCK_C=bc, BLOCK_H=bh, BLOCK_W=bw),
+            num_warps=warps,
+            num_stages=2) for bc, bh, bw, warps in shapes
+    ]
+
+
+def _prune_configs(configs, named_args, **kwargs):
+    """Drop the block shapes far larger than the output map (a 14 x 14
+    map has nothing to gain from 32-row tiles); keep at least one."""
+    oh = triton.next_power_of_2(max(named_args['OH'], 4))
+    ow = triton.next_power_of_2(max(named_args['OW'], 4))
+    keep = [
+        c for c in configs
+        if c.kwargs['BLOCK_H'] <= oh and c.kwargs['BLOCK_W'] <= ow
+    ]
+    return keep or [
+        min(configs, key=lambda c: c.kwargs['BLOCK_H'] * c.kwargs['BLOCK_W'])
+    ]
 
 
 def _wgrad_blocks(channels_last, interpret):
@@ -244,7 +255,11 @@ def _kernels(interpret):
     fwd = triton.jit(_dw_conv_fwd)
     key = ['C', 'OH', 'OW', 'KH', 'KW', 'dil_h', 'dil_w']
     fwd_tuned = {
-        cl: triton.autotune(configs=_fwd_configs(cl, interpret), key=key)(fwd)
+        cl:
+        triton.autotune(
+            configs=_fwd_configs(cl, interpret),
+            key=key,
+            prune_configs_by=dict(early_config_prune=_prune_configs))(fwd)
         for cl in (False, True)
     }
     return dict(fwd=fwd, fwd_tuned=fwd_tuned, wgrad=triton.jit(_dw_conv_wgrad))
