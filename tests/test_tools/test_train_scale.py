@@ -239,8 +239,12 @@ def test_preempted_slurm_job_requeued_resumes_as_uninterrupted(
     assert out.returncode == 0, out.stderr[-3000:]
     lines = calls.read_text().splitlines()
     assert len(lines) == 3 and '--resume' in lines[2]
-    assert 'epoch 2: continuing after its first 3 of 5 iterations' in \
-        log_text(work_dir)
+    log = log_text(work_dir)
+    assert 'epoch 2: continuing after its first 3 of 5 iterations' in log
+    # Outdated once epoch_2.pth is written: --resume takes the highest N.
+    assert 'removed iter_8.pth, the stop checkpoint this run resumed from: ' \
+        'epoch_2.pth holds a later state.' in log
+    assert not saved.exists()
     resumed = load(work_dir / 'epoch_3.pth')
     assert resumed['meta']['iter'] == 15
     assert_same_weights(ref, resumed)

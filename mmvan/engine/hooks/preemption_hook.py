@@ -129,6 +129,7 @@ class PreemptionHook(Hook):
         self._stopping = None
         self._said_accumulating = False
         self._pending_random = None
+        self._resumed_stop = None
 
     def before_run(self, runner):
         stop_signals.listen()
@@ -184,6 +185,32 @@ class PreemptionHook(Hook):
             f'after iteration {done} (epoch {runner.epoch + 1}, iteration '
             f'{done - runner.epoch * per_epoch} of {per_epoch})')
 
+    def after_train_epoch(self, runner):
+        # The checkpoint hook has run: a newer checkpoint than the stop
+        # checkpoint this run resumed from makes it outdated.
+        if self._resumed_stop is None or not is_main_process():
+            return
+        last = osp.join(runner.work_dir, 'last_checkpoint')
+        if not osp.isfile(last):
+            return
+        with open(last, encoding='utf-8') as f:
+            named = f.read().strip()
+        named = osp.abspath(osp.join(runner.work_dir, named))
+        if named != self._resumed_stop and osp.isfile(named):
+            self._remove_resumed_stop(runner, osp.basename(named))
+
+    def _remove_resumed_stop(self, runner, newer):
+        """Remove the stop checkpoint this run resumed from, once ``newer``
+        (in the work dir) holds a later state: ``--resume`` takes the
+        highest-numbered checkpoint, and an ``iter_N.pth`` left beside
+        ``epoch_M.pth`` files could outnumber newer ones."""
+        path, self._resumed_stop = self._resumed_stop, None
+        if path and osp.isfile(path):
+            os.remove(path)
+            runner.logger.info(
+                f'removed {osp.basename(path)}, the stop checkpoint this run '
+                f'resumed from: {newer} holds a later state.')
+
     def after_val_epoch(self, runner, metrics=None):
         if not self._training:
             return
@@ -195,8 +222,15 @@ class PreemptionHook(Hook):
                 f'at the end of epoch {runner.epoch} (after its validation)')
 
     def after_load_checkpoint(self, runner, checkpoint):
-        states = (checkpoint.get('meta') or {}).get('random_states')
+        meta = checkpoint.get('meta') or {}
+        states = meta.get('random_states')
         self._pending_random = None
+        self._resumed_stop = None
+        load_from = runner.cfg.get('load_from')
+        if meta.get('stopped_by') and runner.cfg.get('resume') and \
+                load_from and osp.dirname(osp.abspath(load_from)) == \
+                osp.abspath(runner.work_dir):
+            self._resumed_stop = osp.abspath(load_from)
         if states and len(states) == get_world_size():
             self._pending_random = (checkpoint['meta'].get('iter'),
                                     states[get_rank()])
@@ -222,6 +256,8 @@ class PreemptionHook(Hook):
         path = osp.join(runner.work_dir, filename)
         if is_main_process():
             self._write(runner, filename, meta)
+            if self._resumed_stop != osp.abspath(path):
+                self._remove_resumed_stop(runner, filename)
         barrier()
         self._exit(
             runner, f'{name}: saved the state {when} to {path}; '
