@@ -150,8 +150,12 @@ def _launch_config(x):
     block_w = min(64, triton.next_power_of_2(w))
     block_h = min(triton.next_power_of_2(h), max(1, _TILE_PIXELS // block_w))
     tiles = triton.cdiv(h, block_h) * triton.cdiv(w, block_w)
-    warps = max(1, min(4, block_h * block_w // 256))
-    return (n * c, tiles), block_h, block_w, warps
+    return (n * c, tiles), block_h, block_w, _warps(block_h, block_w)
+
+
+def _warps(block_h, block_w):
+    """Warps of a program: one per 256 pixels of its tile, 1 to 4."""
+    return max(1, min(4, block_h * block_w // 256))
 
 
 def _forward(x, weight, bias):
@@ -330,7 +334,9 @@ def compile_for_gpu(capability, dtype=torch.float32, block=(16, 64)):
     Args:
         capability (int): The compute capability, e.g. 90 for sm_90.
         dtype (torch.dtype): The activations' dtype (weights in float32).
-        block (tuple[int, int]): ``(BLOCK_H, BLOCK_W)``.
+        block (tuple[int, int]): ``(BLOCK_H, BLOCK_W)``, e.g. ``(16, 64)``
+            for VAN's 56x56 maps, ``(16, 16)`` for 14x14, ``(8, 8)`` for
+            7x7 (see ``_launch_config``).
 
     Returns:
         list: the compiled kernels (their ``asm`` holds the ``cubin``).
@@ -376,7 +382,7 @@ def compile_for_gpu(capability, dtype=torch.float32, block=(16, 64)):
                 triton.compile(
                     source,
                     target=GPUTarget('cuda', capability, 32),
-                    options=dict(num_warps=4)))
+                    options=dict(num_warps=_warps(*block))))
     finally:
         kernel_source.SUM = combine
     return compiled

@@ -43,9 +43,11 @@ def _close(got, want, rtol):
 
 # One tile, two tile rows (H > BLOCK_H = 16) and two tile columns
 # (W > BLOCK_W = 64); odd sizes throughout.
-@pytest.mark.parametrize('shape', [(2, 3, 5, 7), (1, 2, 17, 67)])
-@pytest.mark.parametrize('channels_last', [False, True])
-@pytest.mark.parametrize('with_bias', [True, False])
+@pytest.mark.parametrize('shape, channels_last, with_bias',
+                         [((2, 3, 5, 7), False, True),
+                          ((2, 3, 5, 7), True, False),
+                          ((1, 2, 17, 67), False, False),
+                          ((1, 2, 17, 67), True, True)])
 def test_matches_pytorch_float32(interpret, shape, channels_last, with_bias):
     g = torch.Generator().manual_seed(0)
     x = torch.randn(*shape, generator=g)
@@ -145,11 +147,26 @@ def test_custom_op_registration(interpret):
     assert set(result.values()) == {'SUCCESS'}, result
 
 
-@pytest.mark.parametrize('capability', [80, 90])
-def test_compiles_for_gpus(capability):
+@pytest.mark.parametrize('capability, cases', [
+    (80, [(torch.bfloat16, (16, 64))]),
+    (90, [(torch.float32, (16, 64)), (torch.bfloat16, (16, 64)),
+          (torch.bfloat16, (16, 16)), (torch.float32, (8, 8))]),
+])
+def test_compiles_for_gpus(capability, cases):
     """The kernels compile to cubins for sm_80 and sm_90 (what the
-    interpreter cannot check), fp32 and bf16."""
-    for dtype in (torch.float32, torch.bfloat16):
-        kernels = fused.compile_for_gpu(capability, dtype)
+    interpreter cannot check), fp32 and bf16, with the tiles of VAN's
+    56x56, 14x14 and 7x7 maps."""
+    for dtype, block in cases:
+        kernels = fused.compile_for_gpu(capability, dtype, block)
         assert len(kernels) == 3
         assert all(len(k.asm['cubin']) > 0 for k in kernels)
+
+
+@pytest.mark.parametrize('size, block', [((56, 56), (16, 64)),
+                                         ((14, 14), (16, 16)),
+                                         ((7, 7), (8, 8))])
+def test_tiles_of_van_maps(size, block):
+    """The tiles compiled above are the ones VAN's maps launch."""
+    grid, bh, bw, _ = fused._launch_config(torch.empty(2, 3, *size))
+    assert (bh, bw) == block
+    assert grid == (6, -(-size[0] // bh) * -(-size[1] // bw))
