@@ -18,10 +18,12 @@ B0=configs/van/van-b0_8xb128_in1k.py
 B2=configs/van/van-b2_8xb128_in1k.py
 
 "$PYTHON" "$TOOLS/kernel_bandwidth.py" --batch-size 32 --dtypes fp32 bf16
+# The table of benchmark.py --train, for the four paths the targets name.
 for spec in "$B2 32" "$B0 64"; do
     set -- $spec
-    "$PYTHON" "$TOOLS/benchmark.py" "$1" --train --device cuda \
-        --batch-size "$2" --precisions fp32 amp --repeats 10 --warmup 3
+    "$PYTHON" "$TOOLS/train_speed.py" "$1" --device cuda --batch-size "$2" \
+        --contenders mmvan mmvan-torch mmpretrain mmpretrain-cl \
+        --precisions fp32 amp --iters 10 --warmup 3
 done
 for batch in 32 1; do
     "$PYTHON" "$TOOLS/benchmark.py" "$B2" --device cuda --deploy \
