@@ -16,6 +16,7 @@ import contextlib
 import functools
 import os
 import os.path as osp
+import statistics
 import threading
 import time
 
@@ -194,58 +195,94 @@ class StreamChoice:
 
     At the first call with a shape, :meth:`measure` runs the batch both
     ways, alternately (``warmup`` untimed runs each, then ``trials`` timed
-    runs each), and keeps the faster way for that shape. Streams win only
-    when their best time beats the single request's by ``margin``: the
-    default path is never slower than the engine it wraps by more than the
-    measurement's noise.
+    runs each), and keeps the faster way for that shape. Which way is
+    faster changes with what else the machine runs, so the choice is
+    checked on: every ``recheck``-th call of the shape runs the other way
+    (:meth:`next_way`), and the choice follows the median of the last
+    ``window`` times of each way (:meth:`record`). Streams win only when
+    they are faster by ``margin``.
 
     Args:
         warmup (int): Untimed runs of each way first (allocations, the
             first run of a new shape).
-        trials (int): Timed runs of each way; the best counts.
+        trials (int): Timed runs of each way at the first call.
         margin (float): Share by which streams must be faster.
+        recheck (int): Every this many calls of a shape run the other way.
+        window (int): Times kept per way and shape.
         max_shapes (int): Shapes remembered (the oldest are measured again
             when seen again).
     """
+    WAYS = ('single', 'streams')
 
-    def __init__(self, warmup=1, trials=2, margin=0.03, max_shapes=64):
+    def __init__(self,
+                 warmup=1,
+                 trials=2,
+                 margin=0.03,
+                 recheck=32,
+                 window=5,
+                 max_shapes=64):
         self.warmup, self.trials, self.margin = warmup, trials, margin
+        self.recheck, self.window = recheck, window
         self.max_shapes = max_shapes
-        self.chosen = collections.OrderedDict()
-        self.timings = {}
+        # key -> dict(way=..., calls=int, times={way: deque of seconds})
+        self.shapes = collections.OrderedDict()
         self._lock = threading.Lock()
 
     def decide(self, single, streams):
-        """``'streams'`` or ``'single'`` from the timed runs (seconds) of
-        each way."""
-        if min(streams) < (1 - self.margin) * min(single):
-            return 'streams'
-        return 'single'
+        """``'streams'`` or ``'single'`` from the times (seconds) of each
+        way."""
+        fast = (1 - self.margin) * statistics.median(single)
+        return 'streams' if statistics.median(streams) < fast else 'single'
 
     def get(self, key):
         """The way chosen for ``key``, or None (not measured yet)."""
         with self._lock:
-            return self.chosen.get(key)
+            state = self.shapes.get(key)
+            return state['way'] if state else None
+
+    def next_way(self, key):
+        """The way the next call of ``key`` runs: the chosen one, the other
+        on every ``recheck``-th call; None when ``key`` was not measured
+        yet."""
+        with self._lock:
+            state = self.shapes.get(key)
+            if state is None:
+                return None
+            state['calls'] += 1
+            if self.recheck and state['calls'] % self.recheck == 0:
+                return self.WAYS[1 - self.WAYS.index(state['way'])]
+            return state['way']
+
+    def record(self, key, way, seconds):
+        """Add the time of a call that ran ``way`` alone, and choose
+        again."""
+        with self._lock:
+            state = self.shapes.get(key)
+            if state is None:
+                return
+            state['times'][way].append(seconds)
+            state['way'] = self.decide(*(state['times'][w] for w in self.WAYS))
 
     def measure(self, key, ways, timer=time.perf_counter):
         """Run ``ways['single']()`` and ``ways['streams']()`` alternately,
         choose for ``key`` and return ``(way, output)``: the output of the
-        chosen way's last run (the same a later call returns)."""
-        times = dict(single=[], streams=[])
+        chosen way's last run."""
+        times = {
+            way: collections.deque(maxlen=self.window)
+            for way in self.WAYS
+        }
         outs = {}
         for run in range(self.warmup + self.trials):
-            for way in ('single', 'streams'):
+            for way in self.WAYS:
                 start = timer()
                 outs[way] = ways[way]()
                 if run >= self.warmup:
                     times[way].append(timer() - start)
         way = self.decide(times['single'], times['streams'])
         with self._lock:
-            self.chosen[key] = way
-            self.timings[key] = times
-            while len(self.chosen) > self.max_shapes:
-                old, _ = self.chosen.popitem(last=False)
-                self.timings.pop(old, None)
+            self.shapes[key] = dict(way=way, calls=0, times=times)
+            while len(self.shapes) > self.max_shapes:
+                self.shapes.popitem(last=False)
         return way, outs[way]
 
 
@@ -256,10 +293,12 @@ class OpenVINOEngine(Engine):
     A batch runs as one request on all threads (the latency setting), or
     split over the plugin's throughput streams (on 2 cores: two streams of
     one thread each). Which is faster depends on the model, the batch and
-    the CPU: with ``streams='auto'`` (default) the first call of each batch
-    shape with at least two images per stream runs both and keeps the
-    faster (:class:`StreamChoice`; that first call takes a few runs of the
-    batch). ``streams=False`` always runs one request, ``True`` always
+    the CPU and with what else runs on it: with ``streams='auto'``
+    (default) the first call of each batch shape with at least two images
+    per stream runs both and keeps the faster, and later calls check the
+    choice now and then (:class:`StreamChoice`; the first call takes a few
+    runs of the batch). Both ways compute each image alone, with the same
+    graph. ``streams=False`` always runs one request, ``True`` always
     splits such batches.
 
     The engine may be called from several threads at once: each call runs
@@ -316,6 +355,7 @@ class OpenVINOEngine(Engine):
         self._throughput = None
         self._lock = threading.Lock()
         self._measuring = threading.Lock()
+        self._active = self._started = 0  # calls in flight, calls begun
 
     @property
     def runs_precision(self):
@@ -369,19 +409,39 @@ class OpenVINOEngine(Engine):
         if self.streams is True:
             return self.run_streams(x)
         key = tuple(x.shape)
-        way = self.choice.get(key)
+        way = self.choice.next_way(key)
         if way is None:
             # One measurement at a time: concurrent first calls wait for it
             # instead of disturbing it.
             with self._measuring:
-                way = self.choice.get(key)
-                if way is None:
+                if self.choice.get(key) is None:
                     return self.choice.measure(
                         key,
                         dict(
                             single=lambda: self.run_single(x),
                             streams=lambda: self.run_streams(x)))[1]
-        return self.run_streams(x) if way == 'streams' else self.run_single(x)
+            way = self.choice.next_way(key)
+        return self._timed(key, way, x)
+
+    def _timed(self, key, way, x):
+        """Run ``x`` the ``way`` given; its time counts for the choice only
+        when no other call ran meanwhile."""
+        run = self.run_streams if way == 'streams' else self.run_single
+        with self._lock:
+            self._active += 1
+            self._started += 1
+            alone, started = self._active == 1, self._started
+        start = time.perf_counter()
+        try:
+            out = run(x)
+        finally:
+            seconds = time.perf_counter() - start
+            with self._lock:
+                self._active -= 1
+                alone = alone and self._started == started
+        if alone:
+            self.choice.record(key, way, seconds)
+        return out
 
     @property
     def stream_count(self):

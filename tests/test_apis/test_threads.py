@@ -143,24 +143,57 @@ def test_stream_choice_measures_alternately_and_keeps_the_faster():
         return run
 
     choice = StreamChoice(warmup=1, trials=2, margin=0.03)
-    # Warm-up runs (9 s, 9 s) do not count; streams' best 0.95 s beats the
-    # single request's best 1.0 s by 5 %.
+    key = (8, 3, 64, 64)
+    # Warm-up runs (9 s each) do not count; streams take 0.95 s on average
+    # (the median of two), the single request 1.1 s: streams.
     single = way('single', [9.0, 1.0, 1.2])
-    streams = way('streams', [9.0, 0.95, 1.3])
-    assert choice.measure((8, 3, 64, 64),
-                          dict(single=single, streams=streams),
-                          timer=clock) == ('streams', 'streams')
+    streams = way('streams', [9.0, 0.9, 1.0])
+    assert choice.measure(
+        key, dict(single=single, streams=streams),
+        timer=clock) == ('streams', 'streams')
     assert order == ['single', 'streams'] * 3
-    assert choice.get((8, 3, 64, 64)) == 'streams'
+    assert choice.get(key) == 'streams'
     assert choice.get((16, 3, 64, 64)) is None
-    # Faster by less than the margin (0.98 vs 1.0): the single request.
+    # Faster by less than the margin (0.98 s against 1.0 s): one request.
     single = way('single', [1.0, 1.0, 1.0])
-    streams = way('streams', [1.0, 0.98, 0.99])
+    streams = way('streams', [1.0, 0.98, 0.98])
     assert choice.measure((4, 3, 64, 64),
                           dict(single=single, streams=streams),
                           timer=clock)[0] == 'single'
-    assert choice.decide([2.0, 1.0], [1.5, 1.1]) == 'single'
-    assert choice.decide([2.0, 1.0], [0.96, 3.0]) == 'streams'
+
+
+def test_stream_choice_follows_later_times():
+    choice = StreamChoice(warmup=0, trials=1, recheck=4, window=3)
+    key = (8, 3, 64, 64)
+    clock = FakeClock()
+
+    def taking(seconds):
+
+        def run():
+            clock.now += seconds
+            return seconds
+
+        return run
+
+    assert choice.next_way(key) is None  # not measured yet
+    choice.measure(
+        key, dict(single=taking(1.0), streams=taking(1.5)), timer=clock)
+    # Every 4th call tries the other way.
+    assert [choice.next_way(key) for _ in range(8)] == [
+        'single', 'single', 'single', 'streams', 'single', 'single', 'single',
+        'streams'
+    ]
+    # The machine got busier: streams now take 0.8 s, one request 1.0 s.
+    # The median of streams' last three times (1.5, 0.8, 0.8) is 0.8 s.
+    choice.record(key, 'streams', 0.8)
+    assert choice.get(key) == 'single'
+    choice.record(key, 'streams', 0.8)
+    assert choice.get(key) == 'streams'
+    assert choice.next_way(key) == 'streams'
+    # And back: one request at 0.5 s (median of 1.0, 0.5, 0.5).
+    choice.record(key, 'single', 0.5)
+    choice.record(key, 'single', 0.5)
+    assert choice.get(key) == 'single'
 
 
 def test_openvino_auto_measures_once_per_shape(models, monkeypatch):
