@@ -81,6 +81,21 @@ def interpreter_check(attention):
         got, want = _run_train(triton, x), _run_train(reference, x)
         result['outputs'] = _max_rel(got[0], want[0])
         result['gradients'] = _max_rel(got[1], want[1])
+        if attention == 'lska':
+            # --amp: bf16 autocast through the kernels (the fused op keeps
+            # fp32 weights, the depth-wise op casts them as autocast does),
+            # on fresh twins; both against the fp32 result.
+            with torch.autocast('cpu', dtype=torch.bfloat16):
+                bf16 = [
+                    _run_train(m, x) for m in _twins(attention, NARROW_ARCH)
+                ]
+            result['bf16 dtypes'] = sorted(
+                {str(o.dtype)
+                 for run in bf16
+                 for o in run[0]})
+            for name, run in zip(('triton', 'torch'), bf16):
+                result[f'bf16 {name} outputs'] = _max_rel(run[0], want[0])
+                result[f'bf16 {name} gradients'] = _max_rel(run[1], want[1])
         for model in (triton, reference):
             model.eval().switch_to_deploy()
         with torch.no_grad():
@@ -110,6 +125,15 @@ def test_triton_matches_torch_under_interpreter(root, attention):
     # network, train-mode BatchNorm amplifies float rounding: PyTorch's own
     # ops, NCHW against channels-last, differ by up to 2e-5 in these
     # gradients.
+    # bf16 (LSKA): the Triton path is as close to fp32 as PyTorch's bf16
+    # path is (they round differently: the fused kernel keeps fp32
+    # weights); a wrong kernel is off by far more.
+    if attention == 'lska':
+        assert result.pop('bf16 dtypes') == ['torch.bfloat16']
+        for what in ('outputs', 'gradients'):
+            got = result.pop(f'bf16 triton {what}')
+            want = result.pop(f'bf16 torch {what}')
+            assert got < 1.5 * want + 1e-2, (what, got, want)
     for what, diff in result.items():
         assert diff < (1e-4 if what == 'gradients' else 1e-5), (what, diff)
 
