@@ -13,7 +13,7 @@ from mmvan.apis import inference_model, init_model
 from mmvan.backends import OpenVINOEngine
 from mmvan.backends.engines import StreamChoice
 
-THREADS, CALLS = 4, 12
+THREADS, CALLS = 4, 8
 
 
 @pytest.fixture(scope='module')
