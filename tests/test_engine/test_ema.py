@@ -25,15 +25,17 @@ def _mmengine_checkpoint():
 def test_checkpoint_weights_of_each_format():
     ckpt = _mmengine_checkpoint()
     sd, which = checkpoint_weights(ckpt, 'ema')
-    assert which == 'EMA' and sd is ckpt['state_dict']
+    assert which == 'the EMA weights' and sd is ckpt['state_dict']
     sd, which = checkpoint_weights(ckpt, 'raw')
-    assert which == 'as trained' and set(sd) == {'backbone.w', 'head.b'}
+    assert which == 'the weights as trained' and set(sd) == {
+        'backbone.w', 'head.b'
+    }
     assert torch.equal(sd['backbone.w'], torch.full((2, ), 2.0))
     # timm: state_dict as trained, state_dict_ema the average.
     timm = dict(
         state_dict={'w': torch.zeros(1)}, state_dict_ema={'w': torch.ones(1)})
     assert torch.equal(checkpoint_weights(timm, 'ema')[0]['w'], torch.ones(1))
-    assert checkpoint_weights(timm, 'raw')[1] == 'as trained'
+    assert checkpoint_weights(timm, 'raw')[1] == 'the weights as trained'
     assert checkpoint_weights(dict(state_dict={'w': torch.zeros(1)}),
                               'ema') == (None, None)
 

@@ -71,7 +71,7 @@ def _outputs(model, x):
 def chosen_weights(checkpoint, weights, folder):
     """The checkpoint to fold: ``checkpoint`` itself, or, when it holds an
     EMA beside its weights, a copy in ``folder`` with the ones ``weights``
-    names. Returns ``(path, 'EMA' / 'as trained' or None)``."""
+    names. Returns ``(path, which)``, ``which`` None without an EMA."""
     import torch
 
     from mmvan.zoo.loader import read_checkpoint, resolve
@@ -159,7 +159,7 @@ def main(argv=None):
         weights, which = chosen_weights(args.checkpoint, args.weights, folder)
         if which:
             print(f'{args.checkpoint} holds EMA weights and the weights as '
-                  f'trained: folding the {which} ones (--weights).')
+                  f'trained: folding {which} (--weights).')
         result = fold(args.config, weights, args.out, args.cfg_options,
                       args.tolerance, args.checkpoint)
     print(f'folded {result["backbones"]} VAN backbone(s): '

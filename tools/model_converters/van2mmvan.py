@@ -182,7 +182,7 @@ def main(argv=None):
         state_dict = extract_state_dict(checkpoint)
     else:
         print(f'{args.src} holds EMA weights and the weights as trained: '
-              f'converting the {which} ones (--weights).')
+              f'converting {which} (--weights).')
     meta = checkpoint.get('meta') if isinstance(checkpoint, dict) else None
     arch = None
     if args.arch:

@@ -19,6 +19,8 @@ from mmvan.registry import HOOKS
 #: timm's default decay 0.9998 per iteration, in mmengine's convention
 #: (the weight of the new value).
 DEFAULT_MOMENTUM = 2e-4
+EMA_WEIGHTS = 'the EMA weights'
+RAW_WEIGHTS = 'the weights as trained'
 
 
 def raw_weights(checkpoint):
@@ -36,8 +38,9 @@ def raw_weights(checkpoint):
 
 def checkpoint_weights(checkpoint, weights='ema'):
     """The weights of a loaded checkpoint that has an EMA beside them:
-    ``(state_dict, 'EMA' or 'as trained')``; ``(None, None)`` when it has
-    no EMA (the caller takes its only weights).
+    ``(state_dict, 'the EMA weights' or 'the weights as trained')``;
+    ``(None, None)`` when it has no EMA (the caller takes its only
+    weights).
 
     Knows mmengine's ``EMAHook`` checkpoints (``state_dict`` EMA,
     ``ema_state_dict`` as trained) and timm's (``state_dict`` as trained,
@@ -50,14 +53,14 @@ def checkpoint_weights(checkpoint, weights='ema'):
         raise ValueError(f"weights must be 'ema' or 'raw', not {weights!r}")
     raw = raw_weights(checkpoint)
     if raw is not None:
-        return ((checkpoint['state_dict'], 'EMA') if weights == 'ema' else
-                (raw, 'as trained'))
+        return ((checkpoint['state_dict'],
+                 EMA_WEIGHTS) if weights == 'ema' else (raw, RAW_WEIGHTS))
     timm_ema = checkpoint.get('state_dict_ema') if isinstance(
         checkpoint, dict) else None
     if isinstance(timm_ema, dict) and timm_ema and isinstance(
             checkpoint.get('state_dict'), dict):
-        return ((timm_ema, 'EMA') if weights == 'ema' else
-                (checkpoint['state_dict'], 'as trained'))
+        return ((timm_ema, EMA_WEIGHTS) if weights == 'ema' else
+                (checkpoint['state_dict'], RAW_WEIGHTS))
     return None, None
 
 
