@@ -120,8 +120,10 @@ def killed(tmp_path_factory, config, data, root, train):
     settings). While it is stalled in that write, a second run into the same
     work dir is tried. Then ``--resume``.
 
-    Returns the work dir, its files at the kill, the first run's PID, the
-    second run's ``(status, stderr)`` and the resumed run's output.
+    Returns the work dir, its files at the kill (the run is stalled in the
+    write: they are those of that moment) and after the second run, the
+    first run's PID, the second run's ``(status, stderr)`` and the resumed
+    run's output.
     """
     work = tmp_path_factory.mktemp('killed') / 'work'
     flag = work.parent / 'writing'
@@ -144,6 +146,8 @@ def killed(tmp_path_factory, config, data, root, train):
                 time.time() < deadline:
             time.sleep(0.05)
         assert flag.exists(), 'the run never reached the save of epoch 2'
+        at_kill = sorted(p.name for p in work.iterdir())
+        whole = {p.name: state(p)['meta']['epoch'] for p in work.glob('*.pth')}
         second = main_in_process(
             train,
             [config, '--work-dir',
@@ -152,8 +156,7 @@ def killed(tmp_path_factory, config, data, root, train):
     finally:
         first.send_signal(signal.SIGKILL)
         first.wait()
-    at_kill = sorted(p.name for p in work.iterdir())
-    whole = {p.name: state(p)['meta']['epoch'] for p in work.glob('*.pth')}
+    after_second = sorted(p.name for p in work.iterdir())
     resumed = subprocess.run([
         sys.executable, 'tools/train.py', config, '--resume', '--work-dir',
         str(work), '--cfg-options', *options(data, epochs=2)
@@ -165,6 +168,7 @@ def killed(tmp_path_factory, config, data, root, train):
     return SimpleNamespace(
         work=work,
         at_kill=at_kill,
+        after_second=after_second,
         whole=whole,
         pid=first.pid,
         alive=alive,
@@ -232,6 +236,7 @@ def test_last_checkpoint_is_relative_and_a_foreign_one_skipped(
 
 def test_a_second_run_into_the_same_work_dir_is_refused(killed):
     assert killed.alive, 'the second run stopped the first'
+    assert killed.after_second == killed.at_kill
     one_error(*killed.second, f'{killed.work} is in use by another training '
               'run', f'PID {killed.pid} on host {socket.gethostname()}',
               'started 20')
