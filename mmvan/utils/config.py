@@ -13,7 +13,8 @@ from .errors import UserError
 
 # Top-level settings a config may leave out that the tools still read.
 RUNTIME_KEYS = ('work_dir', 'load_from', 'load_from_strict', 'resume',
-                'unreadable_images', 'train_fast_path', 'compile')
+                'unreadable_images', 'train_fast_path', 'compile',
+                'effective_batch', 'ema', 'preemption')
 
 
 def load_config(path, cfg_options=None):

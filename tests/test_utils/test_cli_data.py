@@ -34,6 +34,15 @@ def test_runtime_keys_in_cfg_options(tmp_path, config):
     assert cfg.work_dir == str(tmp_path / 'w')
     with pytest.raises(UserError, match="'wrok_dir' is not a key"):
         cli.load_config(config, {'wrok_dir': 'x'})
+    # The training-at-scale keys (docs/training.md) are set from the
+    # command line too, although the recipes do not name them.
+    cfg = cli.load_config(config, {
+        'effective_batch': 1024,
+        'ema': 2e-4,
+        'preemption': False
+    })
+    assert (cfg.effective_batch, cfg.ema, cfg.preemption) == (1024, 2e-4,
+                                                              False)
 
 
 def test_external_configs_load_as_mmengine_loads_them(root, monkeypatch):
