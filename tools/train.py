@@ -203,14 +203,15 @@ def choose_resume(cfg):
     state. Without ``--resume``, refuse to overwrite an earlier run's
     checkpoints."""
     if cfg.get('resume') and cfg.get('load_from') is None:
-        path, skipped = resume.find_resume_checkpoint(cfg.work_dir)
+        path, skipped = resume.find_resume_checkpoint(
+            cfg.work_dir, resume.checkpoint_dir(cfg))
         for p, reason in skipped:
             print(f'--resume: skipped {p}: {reason}', file=sys.stderr)
         cfg.load_from = path
     elif cfg.get('resume'):
         resume.check_resume_checkpoint(cfg.load_from)
     else:
-        resume.refuse_to_overwrite(cfg.work_dir)
+        resume.refuse_to_overwrite(cfg.work_dir, resume.checkpoint_dir(cfg))
 
 
 def add_default_hooks(runner, image_policy):

@@ -33,6 +33,20 @@ _NAME = re.compile(r'^(epoch|iter)_(\d+)\.pth$')
 LAST_CHECKPOINT = 'last_checkpoint'
 
 
+def checkpoint_dir(cfg):
+    """Where the run of ``cfg`` saves its checkpoints: the work dir, or
+    ``<out_dir>/<name of the work dir>`` when the checkpoint hook has a
+    local ``out_dir`` (as mmengine's CheckpointHook places them)."""
+    work_dir = cfg.get('work_dir')
+    hook = (cfg.get('default_hooks') or {}).get('checkpoint') or {}
+    out_dir = hook.get('out_dir') if isinstance(hook, dict) else None
+    if not out_dir or '://' in str(out_dir):
+        return work_dir
+    if osp.abspath(out_dir) == osp.abspath(work_dir):
+        return work_dir
+    return osp.join(out_dir, osp.basename(work_dir.rstrip(osp.sep)))
+
+
 def run_checkpoints(work_dir):
     """The ``epoch_N.pth`` / ``iter_N.pth`` files in ``work_dir``, newest
     (highest N, then latest modified) first."""
@@ -66,14 +80,14 @@ def _inside(path, folder):
     return osp.commonpath([folder, osp.realpath(path)]) == folder
 
 
-def read_last_checkpoint(work_dir):
+def read_last_checkpoint(work_dir, ckpt_dir=None):
     """The checkpoint ``<work_dir>/last_checkpoint`` names.
 
     Returns:
         tuple: ``(path, reason)``: ``path`` (or None when there is no such
-        file or it is empty) and, when that path must not be resumed from,
-        the reason (else None). A relative name is taken relative to
-        ``work_dir``.
+        file or it is empty) and, when that path must not be resumed from
+        (outside ``work_dir`` and ``ckpt_dir``), the reason (else None). A
+        relative name is taken relative to ``work_dir``.
     """
     last = osp.join(work_dir, LAST_CHECKPOINT)
     if not osp.isfile(last):
@@ -83,7 +97,8 @@ def read_last_checkpoint(work_dir):
     if not named:
         return None, None
     path = named if osp.isabs(named) else osp.join(work_dir, named)
-    if not _inside(path, work_dir):
+    if not _inside(path, work_dir) and not (ckpt_dir
+                                            and _inside(path, ckpt_dir)):
         return path, (f'named by {last} but outside the work dir (a renamed '
                       f'or copied folder?); give it with --resume PATH to '
                       f'continue that run')
@@ -127,8 +142,9 @@ def check_resume_checkpoint(path):
                     f'{problem}.{hint}')
 
 
-def find_resume_checkpoint(work_dir):
-    """The newest checkpoint of ``work_dir`` that a run can continue from.
+def find_resume_checkpoint(work_dir, ckpt_dir=None):
+    """The newest checkpoint of ``work_dir`` (or of ``ckpt_dir``, where the
+    run saves them: :func:`checkpoint_dir`) that a run can continue from.
 
     Returns:
         tuple: ``(path, skipped)`` with ``skipped`` a list of
@@ -138,9 +154,10 @@ def find_resume_checkpoint(work_dir):
         UserError: when there is none (starting from scratch would be a
             silent restart, and would overwrite the files there).
     """
-    candidates = run_checkpoints(work_dir)
+    ckpt_dir = ckpt_dir or work_dir
+    candidates = run_checkpoints(ckpt_dir)
     skipped = []
-    named, reason = read_last_checkpoint(work_dir)
+    named, reason = read_last_checkpoint(work_dir, ckpt_dir)
     if named is not None and reason is not None:
         skipped.append((named, reason))
     elif named is not None and osp.isfile(named) and \
@@ -154,29 +171,32 @@ def find_resume_checkpoint(work_dir):
     if skipped:
         listed = '; '.join(f'{osp.basename(p)}: {r}' for p, r in skipped)
         raise UserError(
-            f'--resume: no checkpoint in {work_dir} can be resumed from '
+            f'--resume: no checkpoint in {ckpt_dir} can be resumed from '
             f'({listed}). Give one with --resume PATH, start a new run from '
             f'weights with --load-from PATH, or move them away to start '
             f'afresh.')
-    others = [osp.basename(p) for p in all_checkpoints(work_dir)]
+    others = [osp.basename(p) for p in all_checkpoints(ckpt_dir)]
     held = ''
     if others:
         held = (f' (it holds {", ".join(others[:3])}: give one with --resume '
                 f'PATH when it holds an optimizer state, or start a new run '
                 f'from its weights with --load-from PATH)')
     raise UserError(f'--resume: no epoch_N.pth / iter_N.pth checkpoint to '
-                    f'resume from in {work_dir}{held}. To start a new run, '
+                    f'resume from in {ckpt_dir}{held}. To start a new run, '
                     f'leave out --resume.')
 
 
-def refuse_to_overwrite(work_dir):
+def refuse_to_overwrite(work_dir, ckpt_dir=None):
     """Raise a :class:`UserError` when a new run (no ``--resume``) would
-    write into a work dir that holds checkpoints of an earlier run."""
-    existing = all_checkpoints(work_dir)
-    if existing:
+    write into a work dir (or checkpoint folder) that holds checkpoints of
+    an earlier run."""
+    for folder in dict.fromkeys([work_dir, ckpt_dir or work_dir]):
+        existing = all_checkpoints(folder)
+        if not existing:
+            continue
         names = ', '.join(osp.basename(p) for p in existing[:3])
         more = f' and {len(existing) - 3} more' if len(existing) > 3 else ''
         raise UserError(
-            f'{work_dir} already holds checkpoints of an earlier run '
+            f'{folder} already holds checkpoints of an earlier run '
             f'({names}{more}); a new run would overwrite them. Continue it '
             f'with --resume, or choose another --work-dir.')

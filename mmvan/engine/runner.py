@@ -34,7 +34,7 @@ from mmengine.runner import Runner as MMEngineRunner
 
 from mmvan.utils.errors import ConfigError
 from .hooks import SafeCheckpointHook
-from .resume import find_resume_checkpoint
+from .resume import checkpoint_dir, find_resume_checkpoint
 
 # mmengine's own default hooks, and what the mmpretrain, mmdet, mmseg and
 # mmpose bases add.
@@ -137,7 +137,8 @@ class Runner(MMEngineRunner):
         # mmengine would take last_checkpoint as it is (None, an absolute
         # path into another folder) and start from scratch without one.
         if self._resume and self._load_from is None and not self._has_loaded:
-            path, skipped = find_resume_checkpoint(self.work_dir)
+            path, skipped = find_resume_checkpoint(self.work_dir,
+                                                   checkpoint_dir(self.cfg))
             for skipped_path, reason in skipped:
                 self.logger.warning(
                     f'resume: skipped {skipped_path}: {reason}')

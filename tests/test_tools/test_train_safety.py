@@ -7,6 +7,7 @@ import contextlib
 import glob
 import io
 import os
+import os.path as osp
 import shutil
 import signal
 import socket
@@ -19,8 +20,10 @@ import pytest
 import torch
 
 from mmvan.datasets import make_classification_demo
-from mmvan.engine.resume import find_resume_checkpoint
+from mmvan.engine.resume import (checkpoint_dir, find_resume_checkpoint,
+                                 refuse_to_overwrite)
 from mmvan.utils.cli import run_cli
+from mmvan.utils.errors import UserError
 
 BEST = 'best_accuracy_top1_epoch_1.pth'
 
@@ -229,6 +232,22 @@ def test_last_checkpoint_is_relative_and_a_foreign_one_skipped(
     ((foreign, reason), ) = skipped
     assert foreign == str(run / 'epoch_2.pth')
     assert 'outside the work dir' in reason
+    # With the checkpoint hook's out_dir, the checkpoints (and the path
+    # last_checkpoint names) are in <out_dir>/<name of the work dir>.
+    cfg = dict(
+        work_dir=str(tmp_path / 'w'),
+        default_hooks=dict(checkpoint=dict(out_dir=str(tmp_path / 'out'))))
+    ckpt_dir = checkpoint_dir(cfg)
+    assert ckpt_dir == str(tmp_path / 'out' / 'w')
+    os.makedirs(ckpt_dir)
+    os.makedirs(cfg['work_dir'])
+    shutil.copy(run / 'epoch_2.pth', ckpt_dir)
+    (tmp_path / 'w' /
+     'last_checkpoint').write_text(osp.join(ckpt_dir, 'epoch_2.pth'))
+    assert find_resume_checkpoint(cfg['work_dir'], ckpt_dir) == (osp.join(
+        ckpt_dir, 'epoch_2.pth'), [])
+    with pytest.raises(UserError, match='already holds checkpoints'):
+        refuse_to_overwrite(cfg['work_dir'], ckpt_dir)
 
 
 # 3. One run per work dir.
@@ -344,6 +363,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from mmvan.utils.cli import run_cli
+from mmvan.utils.errors import UserError
 
 
 def gloo_threads():
