@@ -34,7 +34,9 @@ compile or launch on first use falls back the same way with one
 With ``TRITON_INTERPRET=1`` in the environment when a kernel is first
 used, ``impl='triton'`` runs the same kernels on CPU tensors in Triton's
 interpreter (with a single block configuration); that is how they are
-tested without a GPU.
+tested without a GPU. (The interpreter converts float32 to bfloat16 by
+truncation where a GPU rounds to nearest even: bfloat16 results there can
+differ from a GPU's in the last bit.)
 """
 import functools
 import logging
