@@ -30,6 +30,8 @@ _CONFIG_ERROR_PATTERNS = (
     r'is not in the \S+ registry',
 )
 
+_NOT_ENDED = object()
+
 
 def add_launcher_args(parser, cfg_options_help='override config settings'):
     """Add what train.py and test.py both take: ``--cfg-options``,
@@ -70,8 +72,14 @@ def run_cli(main):
     would be blocked in one of their own): torchrun stops the others within
     seconds. Set ``MMVAN_DEBUG=1`` to see the full traceback instead.
     """
+    ended = _NOT_ENDED
     try:
         result = main()
+    except SystemExit as e:
+        # A tool that ends the run itself (PreemptionHook after a stop
+        # signal): the run's objects are freed before Python shuts down, as
+        # after a normal end (see _close_process_group).
+        ended = e.code
     except ConfigError as e:
         message = 'config: ' + _clean_build_message(str(e))
     except MMVanError as e:
@@ -86,6 +94,11 @@ def run_cli(main):
     else:
         _close_process_group()
         return result
+    if ended is not _NOT_ENDED:
+        # Outside the except clause: the traceback (and the frames holding
+        # the Runner) is released.
+        gc.collect()
+        sys.exit(ended)
     if os.environ.get('MMVAN_DEBUG'):
         traceback.print_exc()
     rank = _rank_prefix()

@@ -382,6 +382,11 @@ def main():
     run.me = run
     run.model = DistributedDataParallel(torch.nn.Linear(8, 2))
     run.model(torch.randn(4, 8)).sum().backward()
+    if sys.argv[1:] == ['stop']:
+        # As PreemptionHook ends a run after a stop signal.
+        dist.barrier()
+        dist.destroy_process_group()
+        raise SystemExit(0)
 
 
 atexit.register(gloo_threads)
@@ -389,15 +394,18 @@ run_cli(main)
 '''
 
 
-def test_no_gloo_thread_outlives_a_finished_run(tmp_path, root, free_port):
+@pytest.mark.parametrize('end', ['return', 'stop'])
+def test_no_gloo_thread_outlives_a_finished_run(tmp_path, root, free_port,
+                                                end):
     """gloo's threads are joined before Python shuts down (torn down during
-    the shutdown, they abort the process now and then)."""
+    the shutdown, they abort the process now and then), whether the tool
+    returns or ends the run itself with SystemExit."""
     script = tmp_path / 'ddp_tool.py'
     script.write_text(_DDP_TOOL)
     out = subprocess.run([
         sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2',
         f'--master_port={free_port}',
-        str(script)
+        str(script), end
     ],
                          cwd=root,
                          env=dict(os.environ, OMP_NUM_THREADS='1'),
