@@ -390,9 +390,16 @@ def trained_out_norm_eps(source):
     from a converted checkpoint's meta, else from its format's table
     entry; None when unknown (an mmvan training checkpoint)."""
     from mmvan.converters import FORMATS_BY_NAME
-    arch = source.meta.get('arch') if isinstance(source.meta, dict) else None
+    meta = source.meta if isinstance(source.meta, dict) else {}
+    arch = meta.get('arch')
     if isinstance(arch, dict) and arch.get('out_norm_eps'):
         return float(arch['out_norm_eps'])
+    if source.source_format == 'official-seg' and 'mmengine_version' in meta:
+        # mmvan's own detector, segmentor and pose checkpoints have the keys
+        # of the official segmentation release, which mmseg 0.x saved
+        # without mmengine: an mmengine Runner's file is mmvan's, trained
+        # with whatever eps its config had.
+        return None
     spec = FORMATS_BY_NAME.get(source.source_format)
     return spec.out_norm_eps if spec is not None else None
 

@@ -4,6 +4,7 @@ mmpose's scope, weights through mmvan's checked loader, PyTorch only, and
 the same keypoints as mmpose's own ``inference_topdown``."""
 import os.path as osp
 
+import mmengine
 import numpy as np
 import pytest
 import torch
@@ -34,7 +35,9 @@ def pose(root, tmp_path_factory):
     torch.save(
         dict(
             state_dict=model.state_dict(),
-            meta=dict(dataset_meta=model.dataset_meta)), checkpoint)
+            meta=dict(
+                dataset_meta=model.dataset_meta,
+                mmengine_version=mmengine.__version__)), checkpoint)
     rng = np.random.default_rng(0)
     img = str(folder / 'person.jpg')
     Image.fromarray(rng.integers(0, 255, (160, 128, 3),

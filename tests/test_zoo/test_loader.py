@@ -117,6 +117,28 @@ def test_url_in_init_cfg_loads_exactly(fmt, cache):
     assert len(cached_files(cache)) == 1
 
 
+def test_runner_checkpoint_keeps_the_config_eps(tmp_path):
+    """A detector, segmentor or pose checkpoint written by an mmengine
+    Runner has the official segmentation release's keys (``backbone.*``,
+    official names) but was trained with its config's stage-norm eps: a
+    load (resume, evaluation) keeps the model's, the release's 1e-5 is not
+    taken over."""
+    import mmengine
+    model, sd = source_model()
+    path = tmp_path / 'epoch_1.pth'
+    torch.save(
+        {
+            'state_dict': to_official_seg(sd),
+            'meta': {
+                'mmengine_version': mmengine.__version__,
+                'epoch': 1
+            }
+        }, path)
+    loaded = backbone_from(str(path))
+    assert [loaded.stage_modules(i)[2].eps for i in range(4)] == [1e-6] * 4
+    assert_same(features(loaded), features(model))
+
+
 def test_safetensors_from_hf(tmp_path):
     pytest.importorskip('safetensors')
     from safetensors.torch import save_file
