@@ -1,4 +1,5 @@
-# mmvan: `make test` and `make demo` set up everything they need.
+# mmvan: `make test`, `make test-fast` and `make demo` set up everything
+# they need.
 #
 # The environment is the active virtualenv when there is one, else .venv in
 # this folder; it is created on first use and reused afterwards.
@@ -7,13 +8,17 @@ VENV := $(if $(VIRTUAL_ENV),$(VIRTUAL_ENV),$(CURDIR)/.venv)
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: env test demo lint clean-demo
+.PHONY: env test test-fast demo lint clean-demo
 
 env:
 	@bash tools/setup_env.sh $(PYTHON)
 
 test: env
 	$(PY) -m pytest $(PYTEST_ARGS) tests
+
+# The tests that start no process and run no training (not marked slow).
+test-fast: env
+	$(PY) -m pytest $(PYTEST_ARGS) -m 'not slow' tests
 
 demo: env
 	$(PY) tools/demo.py

@@ -10,27 +10,41 @@ import time
 from collections import OrderedDict, defaultdict
 
 import torch
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmvan.models import VAN
 
+# A VAN small enough for a CPU test: one block per stage. The tests' tiny
+# configs (``tests/conftest.py``) and the scripts the tests start use it.
 TINY = dict(
-    embed_dims=[8, 16, 24, 32], depths=[1, 2, 1, 1], mlp_ratios=[2, 2, 2, 2])
+    embed_dims=[8, 16, 24, 32], depths=[1, 1, 1, 1], mlp_ratios=[2, 2, 2, 2])
+
+
+def randomize_statistics(model, seed=0):
+    """Non-trivial BatchNorm statistics and affine parameters and layer
+    scales (the other weights kept), so that folding, conversion and parity
+    checks compare something."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, _BatchNorm):
+                n = m.num_features
+                m.running_mean.copy_(torch.randn(n, generator=g) * 0.2)
+                m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
+                m.weight.copy_(torch.rand(n, generator=g) + 0.5)
+                m.bias.copy_(torch.randn(n, generator=g) * 0.1)
+        for name, p in model.named_parameters():
+            if 'layer_scale' in name:
+                p.copy_(torch.rand(p.shape, generator=g) * 0.5 + 0.05)
+    return model
 
 
 def randomized(model, seed=0):
-    """Initialised weights with non-trivial BN statistics and layer
-    scales."""
+    """``model`` initialised (seeded) with :func:`randomize_statistics`, in
+    eval mode."""
     torch.manual_seed(seed)
     model.init_weights()
-    with torch.no_grad():
-        for name, v in model.state_dict().items():
-            if name.endswith('running_mean'):
-                v.copy_(torch.randn(v.shape) * 0.1)
-            elif name.endswith('running_var'):
-                v.copy_(torch.rand(v.shape) + 0.5)
-            elif 'layer_scale' in name:
-                v.copy_(torch.rand(v.shape) * 0.1)
-    return model.eval()
+    return randomize_statistics(model, seed).eval()
 
 
 def official(attention='lka', arch='b0', k=None):

@@ -10,10 +10,13 @@ import socket
 
 import pytest
 
+from mmvan.testing import TINY
+
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-# A VAN small enough for a CPU test: one block per stage.
-TINY_ARCH = dict(
-    embed_dims=[8, 16, 24, 32], depths=[1, 1, 1, 1], mlp_ratios=[2, 2, 2, 2])
+# The one tiny VAN (one block per stage) and the one BatchNorm randomiser
+# (``randomize_statistics`` / ``randomized``) live in mmvan.testing, where
+# test modules and the scripts that tests start can import them.
+TINY_ARCH = TINY
 
 
 def load_tool(name, folder='analysis_tools', base='tools'):

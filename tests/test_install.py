@@ -2,6 +2,11 @@
 import subprocess
 import sys
 
+import pytest
+
+# Each test starts a fresh interpreter.
+pytestmark = pytest.mark.slow
+
 
 def test_all_libraries_import_together():
     code = ('import mmvan, mmpretrain.models, mmdet.models, mmseg.models\n'

@@ -47,6 +47,7 @@ def test_build_from_other_scopes(scope):
     assert isinstance(probe, RegistryProbe)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('scope', ['mmpretrain', 'mmdet', 'mmseg'])
 def test_backbone_reachable_without_importing_mmvan(scope):
     """A config under another library's scope needs no custom_imports: the

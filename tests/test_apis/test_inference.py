@@ -94,6 +94,7 @@ def test_gray_and_rgba_images(tmp_path, checkpoints, root):
         assert inference_model(model, str(path)).pred_score.shape == (5, )
 
 
+@pytest.mark.slow
 def test_bad_inputs(tmp_path, checkpoints, root):
     with pytest.raises(UserError, match='does not exist'):
         load_image(str(tmp_path / 'missing.jpg'))
@@ -211,6 +212,7 @@ def test_decoding_equals_the_test_pipeline(tmp_path, root):
     assert ours.max() == (values.max() >> 8)
 
 
+@pytest.mark.slow
 def test_extreme_images_are_refused(tmp_path, root):
     from mmvan.utils.errors import DataError
     thin = tmp_path / 'thin.png'
@@ -229,6 +231,7 @@ def test_extreme_images_are_refused(tmp_path, root):
     assert 'Traceback' not in out.stderr
 
 
+@pytest.mark.slow
 def test_large_image_demo_memory(tmp_path, checkpoints, root):
     """A 6000x6000 JPEG through image_demo.py: peak RSS <= 1.5 GB, and the
     picture is drawn at display size."""

@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 from mmvan.apis import inference_model, init_model, task_of
+from mmvan.testing import randomize_statistics
 from mmvan.utils.errors import UserError
 from mmvan.zoo import WeightsMismatchError
 
@@ -27,10 +28,7 @@ def pose(root, tmp_path_factory):
     torch.manual_seed(0)
     model = init_model(config, deploy=False)
     # Running statistics away from 0 / 1, so folding them changes weights.
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.2, 0.2)
-            m.running_var.uniform_(0.5, 1.5)
+    randomize_statistics(model)
     checkpoint = str(folder / 'pose.pth')
     torch.save(
         dict(

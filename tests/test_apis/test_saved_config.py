@@ -75,6 +75,7 @@ def trained(tiny, root, tmp_path_factory):
     return config, str(saved), str(work_dir / 'epoch_1.pth')
 
 
+@pytest.mark.slow
 def test_saved_config_serves_inference(trained, root):
     config, saved, ckpt = trained
     steps = Config.fromfile(saved).test_dataloader.dataset.pipeline
@@ -86,6 +87,7 @@ def test_saved_config_serves_inference(trained, root):
     assert (load_image(cat, Config.fromfile(saved)) == load_image(cat)).all()
 
 
+@pytest.mark.slow
 def test_image_demo_with_saved_config(trained, root, tool, tmp_path,
                                       monkeypatch):
     _, saved, ckpt = trained

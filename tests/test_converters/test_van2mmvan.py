@@ -147,6 +147,7 @@ def test_hf_transformers(with_head, convert_file):
     assert_same_backbone(model, out)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('arch', ['tiny', 'base'])
 def test_mmpretrain_classifier(tmp_path, arch, root):
     from mmpretrain.models.backbones import VAN as MMPretrainVAN
@@ -211,6 +212,7 @@ def test_unknown_and_missing_keys_write_nothing(tmp_path, convert_file):
         convert_state_dict({'conv.weight': torch.ones(1)})
 
 
+@pytest.mark.slow
 def test_truncated_and_unsafe_sources(tmp_path, van2mmvan, root):
     _, sd = official()
     src = tmp_path / 'src.pth'
@@ -264,6 +266,7 @@ def test_converted_checkpoint_initialises_backbone(convert_file):
         assert torch.equal(fresh.state_dict()[k], v), k
 
 
+@pytest.mark.slow
 def test_nonfinite_destination_errors_and_mode(tmp_path, convert_file, root):
     _, sd = official()
     sd['block1.0.mlp.fc1.weight'][0, 0] = float('nan')

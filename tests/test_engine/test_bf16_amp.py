@@ -12,11 +12,9 @@ from mmengine.optim import OptimWrapper
 from mmvan.engine.fast_path import describe_convolutions, describe_precision
 from mmvan.engine.optimizers import BF16AutocastOptimWrapper
 from mmvan.models import VAN
+from mmvan.testing import TINY
 from mmvan.utils.config import apply_device_fallbacks
 from mmvan.utils.errors import UserError
-
-TINY_ARCH = dict(
-    embed_dims=[8, 16, 24, 32], depths=[1, 1, 1, 1], mlp_ratios=[2, 2, 2, 2])
 
 
 def _cfg(**optim_wrapper):
@@ -93,7 +91,7 @@ def test_bf16_wrapper_autocasts_the_forward_and_steps_unscaled():
 
 
 def test_training_path_names_the_convolutions():
-    model = torch.nn.Sequential(VAN(arch=TINY_ARCH))
+    model = torch.nn.Sequential(VAN(arch=TINY))
     assert describe_convolutions(model, 'cpu') == 'torch'
     assert describe_convolutions(model,
                                  'cuda') == 'triton (fused MLP conv+GELU)'

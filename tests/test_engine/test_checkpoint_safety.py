@@ -205,6 +205,7 @@ safety.run_epochs(hook, runner, [0.5, 0.6, 0.7])
 '''
 
 
+@pytest.mark.slow
 def test_sigkill_while_writing_the_best_keeps_the_previous_best(tmp_path):
     """(tests/test_tools/test_train_safety.py kills tools/train.py while
     it writes an epoch checkpoint.)"""

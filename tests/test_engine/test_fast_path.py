@@ -55,6 +55,7 @@ def runners(root, tmp_path_factory, data_root):
                 config, tmp / 'plain', data_root, layout='contiguous'))
 
 
+@pytest.mark.slow
 def test_train_py_takes_the_fast_path_on_cpu(runners):
     assert choose_layout('cpu') == 'channels_last'
     assert choose_layout('cuda') == 'contiguous'
@@ -80,6 +81,7 @@ def _loss_and_grads(model, batch):
     }
 
 
+@pytest.mark.slow
 def test_fast_path_gradients_equal_plain(runners):
     fast, plain = runners
     torch.manual_seed(0)

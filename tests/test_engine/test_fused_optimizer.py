@@ -86,6 +86,7 @@ def _runner(root, tmp_path, fused_optimizer=None):
     return runner.build_optim_wrapper(runner.optim_wrapper).optimizer
 
 
+@pytest.mark.slow
 def test_train_py_runs_the_fused_optimizer_and_the_switch_turns_it_off(
         root, tmp_path):
     optimizer = _runner(root, tmp_path / 'fast')

@@ -389,6 +389,7 @@ def test_compiles_into_one_graph(interpret):
 SHARED_LIMIT = {80: 163 * 1024, 90: 227 * 1024}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('capability', [80, 90])
 def test_kernels_compile_for_gpus(monkeypatch, capability):
     monkeypatch.delenv('TRITON_INTERPRET', raising=False)

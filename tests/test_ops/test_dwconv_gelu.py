@@ -147,6 +147,7 @@ def test_custom_op_registration(interpret):
     assert set(result.values()) == {'SUCCESS'}, result
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('capability, cases', [
     (80, [(torch.bfloat16, (16, 64))]),
     (90, [(torch.float32, (16, 64)), (torch.bfloat16, (16, 64)),

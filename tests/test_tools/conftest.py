@@ -12,6 +12,8 @@ import pytest
 
 def _run(root, args, env, timeout, check):
     full_env = dict(os.environ, **(env or {}))
+    # A variable given as None is unset.
+    full_env = {k: v for k, v in full_env.items() if v is not None}
     # Two-core machines: one thread per process.
     full_env.setdefault('OMP_NUM_THREADS', '1')
     out = subprocess.run(
@@ -26,10 +28,11 @@ def _run(root, args, env, timeout, check):
     return out
 
 
-@pytest.fixture
+@pytest.fixture(scope='session')
 def run_tool(root):
     """``run_tool(args, env=None, timeout=600, check=True)``: a Python
-    script of the repository run with ``args`` (the script first); with
+    script of the repository run with ``args`` (the script first), ``env``
+    added to the environment (a ``None`` value unsets a variable); with
     ``check``, it must succeed."""
 
     def run(args, env=None, timeout=600, check=True):

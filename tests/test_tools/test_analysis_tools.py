@@ -58,6 +58,7 @@ def test_benchmark_compare_mmpretrain_is_self_consistent(
     assert res['peak_memory_mb'] > 0
 
 
+@pytest.mark.slow
 def test_benchmark_keep_freed_memory(root):
     # Changes malloc for the whole process, so in a process of its own.
     out = subprocess.run([
@@ -77,6 +78,7 @@ def test_benchmark_keep_freed_memory(root):
     assert 'img/s' in out.stdout
 
 
+@pytest.mark.slow
 def test_keep_freed_memory_applies_on_glibc(root):
     code = ('from mmvan.utils.memory import keep_freed_memory; '
             'import torch; ok = keep_freed_memory(); '
@@ -95,6 +97,7 @@ def test_keep_freed_memory_applies_on_glibc(root):
         assert ok == 'True'
 
 
+@pytest.mark.slow
 def test_benchmark_train_compares_training_paths(tiny, tool, capsys):
     """``benchmark.py --train`` is train_speed.py's table: training steps as
     tools/train.py builds them, mmvan's against mmpretrain's VAN."""
@@ -123,6 +126,7 @@ def test_benchmark_train_compares_training_paths(tiny, tool, capsys):
         ])
 
 
+@pytest.mark.slow
 def test_train_speed_times_whole_train_py_runs(tiny, tool, capsys):
     """``train_speed.py --train-py``: iterations per second of real
     tools/train.py runs, each contender's path read back from its log."""
@@ -166,6 +170,7 @@ def test_kernel_scaling_growth_by_hand(tool):
     assert growth(rows, 'lska', 'x') == (0.0, 7, 7)
 
 
+@pytest.mark.slow
 def test_kernel_scaling(tmp_path, tool):
     kernel_scaling = tool('kernel_scaling')
     out = tmp_path / 'k.png'

@@ -41,6 +41,7 @@ def options(root):
     ]
 
 
+@pytest.mark.slow
 def test_test_py_backend_gives_pytorch_top1(demo, config, tool):
     test = tool('test', '')
     results = {}
@@ -63,6 +64,7 @@ def test_test_py_backend_gives_pytorch_top1(demo, config, tool):
     assert 'agreement/top1_vs_fp32' not in results['onnxruntime', 'fp32']
 
 
+@pytest.mark.slow
 def test_missing_engine_is_one_line(demo, monkeypatch, config, root, tool):
     """openvino made unimportable: one error line naming it and the pip
     command, exit status 2, no traceback."""

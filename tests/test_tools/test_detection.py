@@ -96,6 +96,7 @@ def options(root, epochs=1):
     return opts
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('config,metric', [(RETINA_DEMO, 'coco/bbox_mAP'),
                                            (MASK_DEMO, 'coco/segm_mAP')])
 def test_train_val_test_and_inference(tmp_path, det_root, config, metric,
@@ -132,6 +133,7 @@ def test_train_val_test_and_inference(tmp_path, det_root, config, metric,
         assert 'masks' in sample.pred_instances
 
 
+@pytest.mark.slow
 def test_dist_train_two_cpu_processes_with_syncbn(tmp_path, det_root,
                                                   dist_train):
     work = tmp_path / 'dist'
@@ -141,6 +143,7 @@ def test_dist_train_two_cpu_processes_with_syncbn(tmp_path, det_root,
     assert (work / 'epoch_1.pth').is_file()
 
 
+@pytest.mark.slow
 def test_missing_coco(tmp_path, run_tool):
     out = run_tool([
         'tools/train.py', 'configs/retinanet/retinanet_van-b0_fpn_1x_coco.py',
@@ -157,6 +160,7 @@ def test_missing_coco(tmp_path, run_tool):
     assert not (tmp_path / 'w').exists()
 
 
+@pytest.mark.slow
 def test_missing_pretrained_backbone(tmp_path, det_root, run_tool):
     out = run_tool([
         'tools/train.py', 'configs/retinanet/retinanet_van-b0_fpn_1x_coco.py',

@@ -14,6 +14,7 @@ CONFIG = 'configs/van/van-b0_8xb128_in1k.py'
 NO_GPU = dict(CUDA_VISIBLE_DEVICES='')
 
 
+@pytest.mark.slow
 def test_gpu_check_script_needs_a_gpu(root):
     out = subprocess.run(
         ['bash', 'tools/analysis_tools/gpu_check.sh', sys.executable],
@@ -30,6 +31,7 @@ def test_gpu_check_script_needs_a_gpu(root):
         'machine has none (torch.cuda.is_available() is False).')
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('args', [
     [
         'tools/analysis_tools/benchmark.py', CONFIG, '--train', '--device',

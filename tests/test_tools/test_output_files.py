@@ -60,6 +60,7 @@ def test_work_dir_that_is_a_file(test_py, tiny, tmp_path):
     assert work.read_text() == 'keep me'
 
 
+@pytest.mark.slow
 def test_test_py_prints_one_error_line(run_tool, tiny, tmp_path,
                                        bad_checkpoints):
     work = tmp_path / 'work'

@@ -269,6 +269,7 @@ def det_root(tmp_path_factory):
     return make_detection_demo(str(root), num_train=4, num_val=2, seed=5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name', [
     'cascade_rcnn/cascade-mask-rcnn_van-b0_fpn_1x_coco.py',
     'atss/atss_van-b0_fpn_1x_coco.py', 'gfl/gfl_van-b0_fpn_1x_coco.py'
@@ -322,6 +323,7 @@ def test_panoptic_demo_data_is_consistent(tmp_path):
             assert a.read() == b.read()
 
 
+@pytest.mark.slow
 def test_mask2former_train_val_panoptic_quality_inference(
         tmp_path, cfg_path, tool):
     root = make_panoptic_demo(str(tmp_path / 'pano'), num_train=4, num_val=2)
@@ -358,6 +360,7 @@ def test_mask2former_train_val_panoptic_quality_inference(
     assert Image.open(out).size == (96, 96)
 
 
+@pytest.mark.slow
 def test_pose_train_val_keypoint_ap_inference(tmp_path, cfg_path, tool):
     root = make_keypoint_demo(str(tmp_path / 'pose'), num_train=4, num_val=2)
     cfg = Config.fromfile(cfg_path('simplebaseline', 'td-hm_van-tiny_demo.py'))
@@ -392,6 +395,7 @@ def test_pose_train_val_keypoint_ap_inference(tmp_path, cfg_path, tool):
     assert not np.array_equal(drawn, np.asarray(Image.open(img)))
 
 
+@pytest.mark.slow
 def test_cub_train_val_inference(tmp_path, cfg_path, tiny_arch):
     root = make_cub_demo(str(tmp_path / 'cub'), num_train=4, num_test=2)
     cfg = Config.fromfile(cfg_path('van', 'van-b0_demo-cub.py'))

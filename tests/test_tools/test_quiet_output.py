@@ -3,10 +3,7 @@
 import glob
 import io
 import logging
-import os
 import re
-import subprocess
-import sys
 
 import pytest
 
@@ -15,19 +12,8 @@ from mmvan.utils.quiet import short_console
 
 EPOCHS = 2
 
-
-def run_tool(root, args, check=True):
-    env = dict(os.environ, OMP_NUM_THREADS='1')
-    env.pop('MMVAN_VERBOSE', None)
-    out = subprocess.run([sys.executable, *args],
-                         cwd=root,
-                         env=env,
-                         capture_output=True,
-                         text=True,
-                         timeout=300)
-    if check:
-        assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    return out
+# The short console whatever the caller's environment says.
+NOT_VERBOSE = dict(MMVAN_VERBOSE=None)
 
 
 def options(data_root, epochs=EPOCHS):
@@ -57,18 +43,21 @@ def config(tiny):
 
 
 @pytest.fixture(scope='module')
-def trained(root, tmp_path_factory, config, data_root):
+def trained(run_tool, tmp_path_factory, config, data_root):
     work_dir = tmp_path_factory.mktemp('quiet') / 'work'
-    out = run_tool(root, [
+    out = run_tool([
         'tools/train.py', config, '--work-dir',
         str(work_dir), '--cfg-options', *options(data_root)
-    ])
+    ],
+                   env=NOT_VERBOSE,
+                   timeout=300)
     logs = glob.glob(str(work_dir / '*' / '*.log'))
     assert len(logs) == 1
     with open(logs[0]) as f:
         return out, work_dir, f.read()
 
 
+@pytest.mark.slow
 def test_train_console_is_short(trained):
     out, work_dir, _ = trained
     lines = out.stdout.splitlines()
@@ -96,6 +85,7 @@ def test_train_console_is_short(trained):
             out.stdout
 
 
+@pytest.mark.slow
 def test_train_log_file_keeps_everything(trained):
     _, _, log = trained
     for full in ('System environment:', 'Config:', 'Hooks will be executed',
@@ -109,24 +99,31 @@ def test_train_log_file_keeps_everything(trained):
         assert f'Epoch(val) [{epoch}][2/2]    accuracy/top1: ' in log
 
 
-def test_verbose_restores_the_full_console(root, tmp_path, config, data_root):
-    out = run_tool(root, [
+@pytest.mark.slow
+def test_verbose_restores_the_full_console(run_tool, tmp_path, config,
+                                           data_root):
+    out = run_tool([
         'tools/train.py', config, '--verbose', '--no-validate', '--work-dir',
         str(tmp_path / 'work'), '--cfg-options', *options(data_root, 1)
-    ])
+    ],
+                   env=NOT_VERBOSE,
+                   timeout=300)
     for full in ('System environment:', 'Hooks will be executed',
                  'Epoch(train) [1][2/5]'):
         assert full in out.stdout, full
 
 
-def test_benchmark_prints_no_init_report(root, trained, config):
+@pytest.mark.slow
+def test_benchmark_prints_no_init_report(run_tool, trained, config):
     _, work_dir, _ = trained
-    out = run_tool(root, [
+    out = run_tool([
         'tools/analysis_tools/benchmark.py', config, '--batch-size', '1',
         '--shape', '32', '32', '--repeats', '1', '--warmup', '1',
         '--checkpoint',
         str(work_dir / f'epoch_{EPOCHS}.pth')
-    ])
+    ],
+                   env=NOT_VERBOSE,
+                   timeout=300)
     text = out.stdout + out.stderr
     for noise in ('init_weights', 'Initialized by', 'Name of parameter',
                   'Loads checkpoint by', 'unexpected key', 'mmengine - '):

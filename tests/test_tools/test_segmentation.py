@@ -104,6 +104,7 @@ def options(root, iters=4):
     return opts
 
 
+@pytest.mark.slow
 def test_train_val_test_tta(tmp_path, seg_root, run_tool):
     work = tmp_path / 'work'
     out = run_tool([
@@ -141,6 +142,7 @@ def test_inference_odd_non_square_image(tmp_path, mode, root):
     assert int(result.pred_sem_seg.data.max()) < 4
 
 
+@pytest.mark.slow
 def test_dist_train_two_cpu_processes(tmp_path, seg_root, dist_train):
     work = tmp_path / 'dist'
     dist_train(FPN_DEMO,
@@ -149,6 +151,7 @@ def test_dist_train_two_cpu_processes(tmp_path, seg_root, dist_train):
     assert (work / 'iter_4.pth').is_file()
 
 
+@pytest.mark.slow
 def test_missing_ade20k(tmp_path, run_tool):
     out = run_tool([
         'tools/train.py',

@@ -182,6 +182,7 @@ def killed(tmp_path_factory, config, data, root, train):
 # 1. A kill while a checkpoint is written.
 
 
+@pytest.mark.slow
 def test_sigkill_while_saving_keeps_a_checkpoint_and_resume_uses_it(killed):
     work = killed.work
     # max_keep_ckpts=1: the previous checkpoint is still there, whole, and
@@ -217,6 +218,7 @@ def test_resume_with_nothing_to_resume_is_an_error(tmp_path, config, data,
 # 2. last_checkpoint names the work dir's own file.
 
 
+@pytest.mark.slow
 def test_last_checkpoint_is_relative_and_a_foreign_one_skipped(
         tmp_path, killed):
     run = killed.work
@@ -253,6 +255,7 @@ def test_last_checkpoint_is_relative_and_a_foreign_one_skipped(
 # 3. One run per work dir.
 
 
+@pytest.mark.slow
 def test_a_second_run_into_the_same_work_dir_is_refused(killed):
     assert killed.alive, 'the second run stopped the first'
     assert killed.after_second == killed.at_kill
@@ -281,6 +284,7 @@ def test_only_rank_0_locks_the_work_dir(tmp_path, train, monkeypatch):
 # optimizer state.
 
 
+@pytest.mark.slow
 def test_a_new_run_into_a_folder_with_only_a_best_checkpoint_is_refused(
         tmp_path, killed, config, data, train):
     work = tmp_path / 'work'
@@ -294,6 +298,7 @@ def test_a_new_run_into_a_folder_with_only_a_best_checkpoint_is_refused(
     assert sorted(os.listdir(work)) == [BEST]
 
 
+@pytest.mark.slow
 def test_resume_from_a_weights_only_checkpoint_is_refused(
         tmp_path, killed, config, data, train):
     best = killed.work / BEST
@@ -394,6 +399,7 @@ run_cli(main)
 '''
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('end', ['return', 'stop'])
 def test_no_gloo_thread_outlives_a_finished_run(tmp_path, root, free_port,
                                                 end):

@@ -18,6 +18,9 @@ import torch
 
 from mmvan.datasets import make_classification_demo
 
+# Each test runs tools/train.py.
+pytestmark = pytest.mark.slow
+
 PREEMPTED = 143
 
 SIGNAL_HOOK = '''

@@ -40,6 +40,7 @@ def small_options(data_root, epochs=1, workers=0):
     return opts
 
 
+@pytest.mark.slow
 def test_train_then_test(tmp_path, data_root, run_tool):
     work_dir = tmp_path / 'work'
     run_tool([
@@ -79,6 +80,7 @@ def test_train_then_test(tmp_path, data_root, run_tool):
     assert preds.stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_amp_on_cpu_uses_bf16(tmp_path, data_root, run_tool):
     out = run_tool([
         'tools/train.py', CONFIG, '--amp', '--no-validate', '--work-dir',
@@ -90,6 +92,7 @@ def test_amp_on_cpu_uses_bf16(tmp_path, data_root, run_tool):
     assert 'Traceback' not in out.stderr
 
 
+@pytest.mark.slow
 def test_dist_train_two_cpu_processes(tmp_path, data_root, dist_train):
     dist_train(CONFIG, '--work-dir', str(tmp_path / 'dist'), '--cfg-options',
                *small_options(data_root))
@@ -107,6 +110,7 @@ def _state(path):
     return torch.load(path, map_location='cpu', weights_only=True)
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_matches_uninterrupted(tmp_path, data_root,
                                                     run_tool, root):
     opts = small_options(
@@ -169,12 +173,14 @@ def _assert_one_clear_error(out, *needles):
         assert needle in text, text
 
 
+@pytest.mark.slow
 def test_missing_config(tmp_path, run_tool):
     out = run_tool(['tools/train.py', 'configs/van/van-b0_8xb128_in1kk.py'],
                    check=False)
     _assert_one_clear_error(out, 'does not exist', 'van-b0_8xb128_in1k.py')
 
 
+@pytest.mark.slow
 def test_missing_imagenet_leaves_nothing(tmp_path, run_tool):
     work_dir = tmp_path / 'w'
     out = run_tool([
@@ -195,6 +201,7 @@ def test_missing_imagenet_leaves_nothing(tmp_path, run_tool):
     _assert_one_clear_error(out, 'none.pth does not exist')
 
 
+@pytest.mark.slow
 def test_config_key_typos(tmp_path, data_root, run_tool):
     work_dir = tmp_path / 'w'
     out = run_tool([
@@ -215,6 +222,7 @@ def test_config_key_typos(tmp_path, data_root, run_tool):
     assert not work_dir.exists()
 
 
+@pytest.mark.slow
 def test_wrong_arch(tmp_path, data_root, run_tool):
     out = run_tool([
         'tools/train.py', CONFIG, '--work-dir',
@@ -275,6 +283,7 @@ def corrupt_root(tmp_path):
     return root, bad
 
 
+@pytest.mark.slow
 def test_two_processes_stop_at_once_when_one_fails(tmp_path, corrupt_root,
                                                    dist_train):
     """One rank meets an unreadable image with policy 'raise': its error
@@ -301,6 +310,7 @@ def test_two_processes_stop_at_once_when_one_fails(tmp_path, corrupt_root,
     assert elapsed < 120, elapsed
 
 
+@pytest.mark.slow
 def test_unreadable_images_are_skipped_and_counted(tmp_path, corrupt_root,
                                                    run_tool):
     data, bad = corrupt_root
@@ -327,6 +337,7 @@ def test_unreadable_images_are_skipped_and_counted(tmp_path, corrupt_root,
                             osp.basename(bad[0]))
 
 
+@pytest.mark.slow
 def test_check_dataset_lists_bad_files(corrupt_root, run_tool):
     data, bad = corrupt_root
     out = run_tool([
@@ -341,6 +352,7 @@ def test_check_dataset_lists_bad_files(corrupt_root, run_tool):
         assert path in out.stdout
 
 
+@pytest.mark.slow
 def test_failed_run_keeps_its_log(tmp_path, data_root, run_tool):
     """A checkpoint-hook typo fails at the first save, after an epoch of
     training: the log, config dump and scalars stay."""
@@ -360,6 +372,7 @@ def test_failed_run_keeps_its_log(tmp_path, data_root, run_tool):
     assert not glob.glob(str(work_dir / '*.pth'))
 
 
+@pytest.mark.slow
 def test_resume_without_last_checkpoint_and_truncated_newest(
         tmp_path, data_root, run_tool):
     work_dir = tmp_path / 'w'
@@ -398,6 +411,7 @@ def test_resume_without_last_checkpoint_and_truncated_newest(
     assert f'resumed epoch: 1, iter: {-(-images // 8)}\n' in text
 
 
+@pytest.mark.slow
 def test_divergence_stops_without_nan_checkpoints(tmp_path, data_root,
                                                   run_tool):
     work_dir = tmp_path / 'w'
@@ -417,6 +431,7 @@ def test_divergence_stops_without_nan_checkpoints(tmp_path, data_root,
             if v.is_floating_point()), path
 
 
+@pytest.mark.slow
 def test_test_warns_on_nonfinite_checkpoint(tmp_path, data_root, run_tool,
                                             root):
     from mmvan.apis import init_model
@@ -434,6 +449,7 @@ def test_test_warns_on_nonfinite_checkpoint(tmp_path, data_root, run_tool,
     assert 'hold NaN or inf' in out.stdout + out.stderr
 
 
+@pytest.mark.slow
 def test_fast_path_logged_and_resume_across_the_switch(tmp_path, data_root,
                                                        run_tool):
     work_dir = tmp_path / 'w'

@@ -71,6 +71,7 @@ def runner_checkpoint(tmp_path_factory):
     return work_dir, path
 
 
+@pytest.mark.slow
 def test_runner_checkpoint_needs_allow_list(runner_checkpoint):
     """Without mmvan, torch's safe loader refuses mmengine's checkpoints."""
     _, path = runner_checkpoint
@@ -88,6 +89,7 @@ def test_runner_checkpoint_needs_allow_list(runner_checkpoint):
     assert 'Unsupported global' in out.stdout or 'GLOBAL' in out.stdout
 
 
+@pytest.mark.slow
 def test_runner_checkpoint_loads_and_resumes(runner_checkpoint):
     work_dir, path = runner_checkpoint
     ckpt = safe_torch_load(path)

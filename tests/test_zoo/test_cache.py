@@ -194,6 +194,7 @@ def partials(cache):
     ]
 
 
+@pytest.mark.slow
 def test_killed_download_leaves_nothing_that_lasts(cache, root):
     good, model = checkpoint_bytes(0)
     with loopback_server({'/k.pth': ('slow', good, 30)}) as srv:
@@ -234,6 +235,7 @@ dist.destroy_process_group()
 """
 
 
+@pytest.mark.slow
 def test_one_download_per_node(cache, root, free_port, tmp_path):
     good, _ = checkpoint_bytes(0)
     script = tmp_path / 'ranks.py'

@@ -131,6 +131,7 @@ def _imagenet_like(root, labels):
     (root / 'meta' / 'val.txt').write_text('\n'.join(lines) + '\n')
 
 
+@pytest.mark.slow
 def test_validate_zoo_table(tmp_path, root):
     """A served b0 checkpoint whose head always answers class 3, on 8
     images of which 4 are class 3: top-1 is 50 % by hand."""

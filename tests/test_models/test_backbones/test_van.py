@@ -8,7 +8,11 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from mmvan.converters import convert_state_dict
 from mmvan.models import VAN
 from mmvan.models.layers import LSKA_KERNELS
-from mmvan.testing import TINY  # two blocks in stage 2
+from mmvan.testing import TINY, randomize_statistics
+
+# The tiny VAN with two blocks in stage 2, for the drop-path schedule and
+# the keys of a stage's second block.
+TINY = dict(TINY, depths=[1, 2, 1, 1])
 
 # Parameters of backbone + 1000-class linear head, as in the official code.
 LKA_PARAMS = {
@@ -27,24 +31,6 @@ def num_params_with_head(model, num_classes=1000):
     c = model.embed_dims[-1]
     return sum(p.numel() for p in model.parameters()) + c * num_classes + \
         num_classes
-
-
-def randomize_statistics(model, seed=0):
-    """Non-trivial BN statistics, BN affine and layer scales, so that folding
-    and parity tests compare something."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, _BatchNorm):
-                n = m.num_features
-                m.running_mean.copy_(torch.randn(n, generator=g) * 0.2)
-                m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
-                m.weight.copy_(torch.rand(n, generator=g) + 0.5)
-                m.bias.copy_(torch.randn(n, generator=g) * 0.1)
-        for name, p in model.named_parameters():
-            if 'layer_scale' in name:
-                p.copy_(torch.rand(p.shape, generator=g) * 0.5 + 0.05)
-    return model
 
 
 def expected_hw(h, w):

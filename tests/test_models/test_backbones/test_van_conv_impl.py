@@ -13,13 +13,11 @@ import torch
 
 from mmvan.models import VAN
 from mmvan.models.backbones.van import VANBlock
+from mmvan.testing import TINY
 from mmvan.utils.errors import ConfigError
 
-# The tiny VAN of tests/conftest.py (one block per stage); repeated here
-# because the interpreter check below also runs as a script, and narrower
-# there (the interpreter runs each Triton program in Python).
-TINY_ARCH = dict(
-    embed_dims=[8, 16, 24, 32], depths=[1, 1, 1, 1], mlp_ratios=[2, 2, 2, 2])
+# Narrower than the tiny VAN for the interpreter check, which also runs as
+# a script (the interpreter runs each Triton program in Python).
 NARROW_ARCH = dict(
     embed_dims=[4, 4, 4, 4], depths=[1, 1, 1, 1], mlp_ratios=[2, 2, 2, 2])
 OPS = ('mmvan::depthwise_conv2d', 'mmvan::depthwise_conv2d_input_grad',
@@ -27,7 +25,7 @@ OPS = ('mmvan::depthwise_conv2d', 'mmvan::depthwise_conv2d_input_grad',
        'mmvan::dwconv3x3_gelu_backward')
 
 
-def _twins(attention, arch=TINY_ARCH, **kwargs):
+def _twins(attention, arch=TINY, **kwargs):
     """Two tiny VANs with the same weights: conv_impl 'triton' and
     'torch'."""
     torch.manual_seed(0)
@@ -105,6 +103,7 @@ def interpreter_check(attention):
     return result
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('attention', ['lka', 'lska'])
 def test_triton_matches_torch_under_interpreter(root, attention):
     env = dict(
@@ -140,7 +139,7 @@ def test_triton_matches_torch_under_interpreter(root, attention):
 
 def test_conv_impl_is_checked():
     with pytest.raises(ConfigError, match='conv_impl'):
-        VAN(arch=TINY_ARCH, conv_impl='cuda')
+        VAN(arch=TINY, conv_impl='cuda')
 
 
 @pytest.mark.parametrize('attention', ['lka', 'lska'])
