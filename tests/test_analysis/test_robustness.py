@@ -143,6 +143,7 @@ def classifier(tmp_path_factory, tiny, constant_checkpoint):
     return config, ckpt
 
 
+@pytest.mark.slow
 def test_robustness_tool_imagenet_c(tmp_path, tool, classifier, capsys):
     config, ckpt = classifier
     root = tmp_path / 'imagenet-c'

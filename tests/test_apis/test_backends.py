@@ -61,12 +61,14 @@ def _agrees_and_serves(model, backend, reference, ckpt, cat):
     assert logits.shape == (3, 5)
 
 
+@pytest.mark.slow
 def test_openvino_agrees_and_serves_inference(ckpt, reference, cls_config,
                                               cat):
     model = init_model(cls_config, ckpt, backend='openvino')
     _agrees_and_serves(model, 'openvino', reference, ckpt, cat)
 
 
+@pytest.mark.slow
 def test_onnxruntime_agrees_serves_and_caches(tmp_path, ckpt, reference,
                                               cls_config, cat):
     path = str(tmp_path / 'model.pth')
@@ -102,6 +104,7 @@ def test_auto_picks_an_engine_for_checkpoints_only(ckpt, monkeypatch,
         init_model(cls_config, ckpt, deploy=False, backend='openvino')
 
 
+@pytest.mark.slow
 def test_segmentor_backbone_on_engine(tmp_path, root, cat):
     seg_config = osp.join(root, 'configs', 'sem_fpn', 'fpn_van-b0_demo.py')
     ckpt = save_checkpoint(seg_config, tmp_path / 'seg.pth')

@@ -153,6 +153,7 @@ def test_attention_maps(tmp_path, checkpoints, attention, root, tool):
     assert out.stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_onnx_export_dynamic(tmp_path, checkpoints, root, tool):
     pytorch2onnx = tool('pytorch2onnx', 'deployment')
     out = tmp_path / 'van.onnx'
@@ -170,6 +171,7 @@ def test_onnx_export_dynamic(tmp_path, checkpoints, root, tool):
         assert logits.shape == (shape[0], 5)
 
 
+@pytest.mark.slow
 def test_onnx_backbone_only(tmp_path, checkpoints, root, tool):
     pytorch2onnx = tool('pytorch2onnx', 'deployment')
     out = tmp_path / 'backbone.onnx'

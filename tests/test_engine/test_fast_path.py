@@ -101,6 +101,7 @@ def test_fast_path_gradients_equal_plain(runners):
             grads_f[name], grads_p[name], rtol=1e-4, atol=1e-5, msg=name)
 
 
+@pytest.mark.slow
 def test_compiled_block_gradients_equal_eager():
     """``--compile``: a VAN block as the fast path runs it (channels-last,
     LKA's dilated convolution on its phase grids) goes through

@@ -20,6 +20,14 @@ pytestmark = pytest.mark.filterwarnings(
     'error::mmvan.ops.depthwise_conv.KernelFallbackWarning')
 
 
+def first_fast(cases):
+    """``cases`` for ``parametrize``, all but the first marked slow: the
+    interpreter runs each Triton program in Python, so ``make test-fast``
+    checks one case of each sweep and ``make test`` all of them."""
+    slow = [pytest.param(*c, marks=pytest.mark.slow) for c in cases[1:]]
+    return [cases[0], *slow]
+
+
 @pytest.fixture
 def interpret(monkeypatch):
     monkeypatch.setenv('TRITON_INTERPRET', '1')
@@ -128,7 +136,8 @@ for _k, _shape in ((35, (1, 4, 9, 10)), (53, (1, 4, 7, 8))):
     LKA_CASES.append((_shape, (_b, _b), _d * (_b - 1) // 2, _d))
 
 
-@pytest.mark.parametrize('shape,kernel,padding,dilation', LKA_CASES)
+@pytest.mark.parametrize('shape,kernel,padding,dilation',
+                         first_fast(LKA_CASES))
 def test_lka_kernels_match_pytorch(interpret, shape, kernel, padding,
                                    dilation):
     _check(shape, kernel, padding, dilation)
@@ -148,37 +157,44 @@ for _k in sorted(LSKA_KERNELS):
 LSKA_CASES = sorted(set(LSKA_CASES))
 
 
-@pytest.mark.parametrize('shape,kernel,padding,dilation', LSKA_CASES)
+@pytest.mark.parametrize('shape,kernel,padding,dilation',
+                         first_fast(LSKA_CASES))
 def test_lska_kernels_match_pytorch(interpret, shape, kernel, padding,
                                     dilation):
     _check(shape, kernel, padding, dilation)
 
 
-@pytest.mark.parametrize('shape,kernel,padding', [
-    ((1, 4, 3, 60), (1, 53), (0, 26)),
-    ((1, 4, 60, 3), (53, 1), (26, 0)),
-])
+@pytest.mark.parametrize(
+    'shape,kernel,padding',
+    first_fast([
+        ((1, 4, 3, 60), (1, 53), (0, 26)),
+        ((1, 4, 60, 3), (53, 1), (26, 0)),
+    ]))
 def test_plain_53_taps_match_pytorch(interpret, shape, kernel, padding):
     _check(shape, kernel, padding, 1, bias=False)
 
 
-@pytest.mark.parametrize('shape,kernel,padding,dilation', [
-    ((2, 6, 13, 17), (3, 3), 1, 1),
-    ((1, 5, 13, 12), (7, 7), 9, 3),
-    ((1, 5, 3, 23), (1, 7), (0, 9), 3),
-    ((1, 5, 20, 3), (11, 1), (15, 0), 3),
-])
+@pytest.mark.parametrize(
+    'shape,kernel,padding,dilation',
+    first_fast([
+        ((2, 6, 13, 17), (3, 3), 1, 1),
+        ((1, 5, 13, 12), (7, 7), 9, 3),
+        ((1, 5, 3, 23), (1, 7), (0, 9), 3),
+        ((1, 5, 20, 3), (11, 1), (15, 0), 3),
+    ]))
 def test_channels_last_matches_pytorch(interpret, shape, kernel, padding,
                                        dilation):
     _check(shape, kernel, padding, dilation, channels_last=True)
 
 
 @pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16])
-@pytest.mark.parametrize('shape,kernel,padding,dilation,channels_last', [
-    ((2, 6, 13, 17), (3, 3), 1, 1, False),
-    ((1, 4, 13, 12), (7, 7), 9, 3, True),
-    ((1, 5, 3, 23), (1, 17), (0, 24), 3, False),
-])
+@pytest.mark.parametrize(
+    'shape,kernel,padding,dilation,channels_last',
+    first_fast([
+        ((2, 6, 13, 17), (3, 3), 1, 1, False),
+        ((1, 4, 13, 12), (7, 7), 9, 3, True),
+        ((1, 5, 3, 23), (1, 17), (0, 24), 3, False),
+    ]))
 def test_half_precision_matches_pytorch(interpret, dtype, shape, kernel,
                                         padding, dilation, channels_last):
     _check(shape, kernel, padding, dilation, dtype, channels_last)

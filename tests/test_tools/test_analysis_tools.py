@@ -25,6 +25,7 @@ def test_get_flops_segmentor_shape(root, tool):
     assert info['flops'] > info['backbone_flops'] > 0
 
 
+@pytest.mark.slow
 def test_benchmark_compare_mmpretrain_is_self_consistent(
         root, benchmark_timed):
     # A batch of 2 takes 0.1 s with mmvan and 0.4 s with mmpretrain.

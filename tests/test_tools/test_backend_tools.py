@@ -118,6 +118,7 @@ def test_validate_zoo_takes_backend(tool):
     assert validate_zoo.parse_args([]).backend == 'pytorch'
 
 
+@pytest.mark.slow
 def test_benchmark_compares_engines(tmp_path, root, benchmark_timed):
     # Seconds per call (a batch of 2, or one image for the latency).
     seconds = {

@@ -47,6 +47,7 @@ def test_get_flops_matches_the_paper(rel, root, tool, capsys):
         assert 'proposals' not in out
 
 
+@pytest.mark.slow
 def test_get_flops_mask2former_gives_a_number(root, tool, capsys):
     # Its deformable attention reads the feature sizes from a tensor: not
     # on the meta device, so it is counted on the CPU (at a small size

@@ -66,6 +66,7 @@ def test_entries_are_complete(root):
         'van-b2_3rdparty-mmpretrain_in1k'
 
 
+@pytest.mark.slow
 def test_configs_start_from_zoo_names(root):
     """Every config that starts from pretrained weights names a zoo entry."""
     from mmengine.config import Config

@@ -440,6 +440,7 @@ def test_deploy_mlp_over_bands_of_rows(channels_last):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('arch,channels,gflops', [('b0', 256, 0.88),
                                                   ('b1', 512, 2.52),
                                                   ('b2', 512, 5.03),
