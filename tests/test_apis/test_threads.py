@@ -216,6 +216,10 @@ def test_openvino_auto_measures_once_per_shape(models, monkeypatch):
     assert [c[0] for c in calls] == ['run_single', 'run_streams'] * 3
     way = engine.choice.get((8, 3, 64, 64))
     assert way in ('single', 'streams')
+    # The times of the next calls could move the choice with the machine's
+    # load (how the times decide is tested with a fake clock); here only
+    # that each call runs the chosen way once counts.
+    monkeypatch.setattr(engine.choice, 'record', lambda *args: None)
     calls.clear()
     for _ in range(3):
         assert np.array_equal(engine(x)[0], first)
