@@ -309,3 +309,44 @@ def test_a_second_lock_is_refused_and_a_dead_ones_taken_over(tmp_path):
     (warning, ) = warnings
     assert 'PID 999999 on host node7, started then' in warning
     assert 'no longer running' in warning
+
+
+def test_checkpoints_record_the_stage_norm_eps_a_load_takes_over(tmp_path):
+    """A run whose VAN took over mmpretrain's eps 1e-5 from its pretrained
+    weights writes checkpoints that give it back to a model built from a
+    config left at the default (as tools/test.py and init_model build it):
+    the same features as the model that was trained."""
+    import mmengine
+
+    from mmvan.models import VAN
+    from mmvan.testing import TINY, randomized
+    torch.manual_seed(0)
+    trained = randomized(
+        VAN(arch=TINY,
+            out_indices=(0, 1, 2, 3),
+            out_norm_cfg=dict(type='LN', eps=1e-5))).eval()
+    detector = torch.nn.Module()
+    detector.backbone = trained
+    checkpoint = dict(
+        state_dict={
+            'backbone.' + k: v
+            for k, v in trained.state_dict().items()
+        },
+        meta=dict(mmengine_version=mmengine.__version__))
+    runner = StandInRunner(tmp_path, max_epochs=1)
+    runner.model = detector
+    SafeCheckpointHook().before_save_checkpoint(runner, checkpoint)
+    assert checkpoint['meta']['arch'] == dict(out_norm_eps=1e-5)
+    path = str(tmp_path / 'epoch_1.pth')
+    torch.save(checkpoint, path)
+
+    loaded = VAN(
+        arch=TINY,
+        out_indices=(0, 1, 2, 3),
+        init_cfg=dict(type='Pretrained', checkpoint=path))
+    loaded.init_weights()
+    assert [loaded.stage_modules(i)[2].eps for i in range(4)] == [1e-5] * 4
+    x = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        for got, expected in zip(loaded.eval()(x), trained(x)):
+            assert torch.equal(got, expected)

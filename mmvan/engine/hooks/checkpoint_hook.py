@@ -13,6 +13,12 @@ latest best one.
 (a renamed or copied work dir still names its own files), written
 atomically.
 
+Every checkpoint of the run records the LayerNorm eps of its VAN stage
+norms in ``meta['arch']['out_norm_eps']``, as converted files do: a model
+whose eps was taken over from its pretrained weights (mmpretrain's 1e-5)
+gets it back when the checkpoint is loaded into a config left at the
+default (``tools/test.py``, ``init_model``).
+
 The temporary files that a killed save leaves (``.epoch_2.pth.<random>.tmp``)
 are removed when the next run into the work dir starts, each with one log
 line: the checkpoint they were meant to become was never renamed into place,
@@ -29,7 +35,9 @@ import re
 from mmengine.dist import is_main_process
 from mmengine.fileio.backends import LocalBackend
 from mmengine.hooks import CheckpointHook
+from torch import nn
 
+from mmvan.models.backbones.van import VAN
 from mmvan.registry import HOOKS
 from mmvan.utils.atomic import atomic_write
 
@@ -63,6 +71,16 @@ def last_checkpoint_text(checkpoint, work_dir):
     if osp.commonpath([work_dir, path]) == work_dir:
         return osp.relpath(path, work_dir)
     return checkpoint
+
+
+def stage_norm_eps(model):
+    """The LayerNorm eps of the stage norms of the first VAN in ``model``;
+    None without a VAN or with other stage norms."""
+    for module in model.modules():
+        if isinstance(module, VAN):
+            norm = module.stage_modules(0)[2]
+            return norm.eps if isinstance(norm, nn.LayerNorm) else None
+    return None
 
 
 class _DeferredRemovals:
@@ -114,6 +132,15 @@ class SafeCheckpointHook(CheckpointHook):
                     f'Removed {path}: the temporary file of a save that was '
                     f'interrupted (the checkpoint it was to become was never '
                     f'put in place; the previous one was kept).')
+
+    def before_save_checkpoint(self, runner, checkpoint):
+        eps = stage_norm_eps(runner.model)
+        if eps is None:
+            return
+        meta = checkpoint.setdefault('meta', {})
+        if not isinstance(meta.get('arch'), dict):
+            meta['arch'] = {}
+        meta['arch']['out_norm_eps'] = eps
 
     def _own_best_paths(self):
         """A resumed run's best checkpoint is the one in its own folder:
