@@ -26,14 +26,8 @@ from mmvan.zoo import resolve
 
 X = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(1))
 
-
-@pytest.fixture(autouse=True)
-def cache(tmp_path, monkeypatch):
-    """A fresh torch hub cache for each test."""
-    home = tmp_path / 'torch_home'
-    monkeypatch.setenv('TORCH_HOME', str(home))
-    monkeypatch.delenv('MMVAN_ZOO_MIRROR', raising=False)
-    return home
+# Every test runs on a fresh cache (tests/test_zoo/conftest.py).
+pytestmark = pytest.mark.usefixtures('cache')
 
 
 def checkpoint_bytes(seed):

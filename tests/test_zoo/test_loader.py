@@ -22,14 +22,8 @@ from mmvan.zoo.loader import load_pretrained, load_weights
 
 X = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
 
-
-@pytest.fixture(autouse=True)
-def cache(tmp_path, monkeypatch):
-    """A fresh torch hub cache for each test."""
-    home = tmp_path / 'torch_home'
-    monkeypatch.setenv('TORCH_HOME', str(home))
-    monkeypatch.delenv('MMVAN_ZOO_MIRROR', raising=False)
-    return home
+# Every test runs on a fresh cache (tests/test_zoo/conftest.py).
+pytestmark = pytest.mark.usefixtures('cache')
 
 
 def cached_files(home):
