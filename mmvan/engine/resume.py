@@ -31,6 +31,8 @@ from mmvan.utils.errors import CheckpointError, UserError
 
 _NAME = re.compile(r'^(epoch|iter)_(\d+)\.pth$')
 LAST_CHECKPOINT = 'last_checkpoint'
+# What resume_problem says of a checkpoint that holds only weights.
+NO_OPTIMIZER = 'it holds no optimizer state (weights only)'
 
 
 def checkpoint_dir(cfg):
@@ -115,7 +117,7 @@ def resume_problem(path):
             'meta' not in ckpt:
         return 'not a training checkpoint (no state_dict / meta)'
     if 'optimizer' not in ckpt:
-        return 'it holds no optimizer state (weights only)'
+        return NO_OPTIMIZER
     bad = [
         k for k, v in ckpt['state_dict'].items()
         if isinstance(v, torch.Tensor) and v.is_floating_point()
@@ -135,7 +137,7 @@ def check_resume_checkpoint(path):
     if problem is None:
         return
     hint = ''
-    if 'optimizer' in problem:
+    if problem == NO_OPTIMIZER:
         hint = (' To start a new run from its weights, use --load-from '
                 f'{path} instead of --resume.')
     raise UserError(f'--resume: cannot continue a run from {path}: '
