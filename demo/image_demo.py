@@ -20,7 +20,7 @@ import warnings
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 warnings.filterwarnings('ignore')
 
-from mmvan.utils import cli  # noqa: E402
+from mmvan import cli  # noqa: E402
 
 
 def parse_args(argv=None):

@@ -25,7 +25,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
 
 from mmvan.engine.scale import configure_evaluation  # noqa: E402
-from mmvan.utils import cli  # noqa: E402
+from mmvan import cli  # noqa: E402
 
 
 def parse_args(argv=None):

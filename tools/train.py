@@ -21,7 +21,7 @@ warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
 from mmvan.engine import resume  # noqa: E402
 from mmvan.engine.scale import configure_training  # noqa: E402
 from mmvan.engine.work_dir_lock import WorkDirLock, launch_rank  # noqa: E402
-from mmvan.utils import cli  # noqa: E402
+from mmvan import cli  # noqa: E402
 
 
 def parse_args(argv=None):

@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from mmvan.analysis import robustness as rb
-from mmvan.utils.cli import UserError
+from mmvan.cli import UserError
 
 # AlexNet's mean ImageNet-C errors (%), typed from Hendrycks & Dietterich
 # (ICLR 2019) and the LSKA repository's mCE_cal.py, independently of the

@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from mmvan.apis import inference_model, init_model, load_image
-from mmvan.utils.cli import UserError
+from mmvan.cli import UserError
 from mmvan.zoo import WeightsMismatchError
 
 CONFIGS = {

@@ -13,7 +13,7 @@ from mmvan.engine.fast_path import describe_convolutions, describe_precision
 from mmvan.engine.optimizers import BF16AutocastOptimWrapper
 from mmvan.models import VAN
 from mmvan.testing import TINY
-from mmvan.utils.config import apply_device_fallbacks
+from mmvan.cli import apply_device_fallbacks
 from mmvan.utils.errors import UserError
 
 

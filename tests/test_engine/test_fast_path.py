@@ -23,7 +23,7 @@ def build_runner(config, tmp_path, data_root, layout='default'):
     import sys
     sys.argv = ['train.py']
     from mmvan.engine.runner import Runner
-    from mmvan.utils import cli
+    from mmvan import cli
     options = {
         'train_dataloader.dataset.data_root': data_root,
         'train_dataloader.num_workers': 0,

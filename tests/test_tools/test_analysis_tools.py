@@ -147,7 +147,7 @@ def test_train_speed_times_whole_train_py_runs(tiny, tool, capsys):
 
 
 def test_benchmark_rejects_lska_compare(root, tool):
-    from mmvan.utils.cli import UserError
+    from mmvan.cli import UserError
     with pytest.raises(UserError, match='mmpretrain has LKA'):
         tool('benchmark').main([
             osp.join(root, 'configs', 'van', 'van-lska-b0_8xb128_in1k.py'),

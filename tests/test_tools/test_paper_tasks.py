@@ -24,7 +24,7 @@ from mmvan.datasets import make_detection_demo
 from mmvan.datasets.demo_data_paper import (make_cub_demo, make_keypoint_demo,
                                             make_panoptic_demo)
 from mmvan.models import VAN
-from mmvan.utils.cli import sync_bn_to_bn
+from mmvan.cli import sync_bn_to_bn
 
 
 @pytest.fixture(scope='session')

@@ -22,7 +22,7 @@ import torch
 from mmvan.datasets import make_classification_demo
 from mmvan.engine.resume import (checkpoint_dir, find_resume_checkpoint,
                                  refuse_to_overwrite)
-from mmvan.utils.cli import run_cli
+from mmvan.cli import run_cli
 from mmvan.utils.errors import UserError
 
 BEST = 'best_accuracy_top1_epoch_1.pth'
@@ -367,7 +367,7 @@ import atexit, os, sys
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
-from mmvan.utils.cli import run_cli
+from mmvan.cli import run_cli
 from mmvan.utils.errors import UserError
 
 

@@ -3,7 +3,7 @@ import os.path as osp
 
 import pytest
 
-from mmvan.utils import cli
+from mmvan import cli
 from mmvan.utils.errors import UserError
 
 

@@ -19,7 +19,7 @@ sys.path.insert(0,
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
 
 from mmvan.datasets.loading import is_image_loader  # noqa: E402
-from mmvan.utils import cli  # noqa: E402
+from mmvan import cli  # noqa: E402
 
 
 def parse_args(argv=None):

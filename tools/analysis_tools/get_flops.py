@@ -35,7 +35,7 @@ sys.path.insert(0,
                 osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 warnings.filterwarnings('ignore')
 
-from mmvan.utils import cli  # noqa: E402
+from mmvan import cli  # noqa: E402
 
 # mmdet 2's forward_dummy: RoI box heads on this many proposals, mask heads
 # on this many RoIs.

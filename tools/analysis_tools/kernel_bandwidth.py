@@ -14,7 +14,7 @@ sys.path.insert(0,
                 osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 from mmvan.analysis.kernel_bandwidth import main  # noqa: E402
-from mmvan.utils import cli  # noqa: E402
+from mmvan import cli  # noqa: E402
 
 if __name__ == '__main__':
     cli.run_cli(main)

@@ -65,7 +65,7 @@ sys.path.insert(0,
                 osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 warnings.filterwarnings('ignore')
 
-from mmvan.utils import cli  # noqa: E402
+from mmvan import cli  # noqa: E402
 
 CONTENDERS = ('mmvan', 'mmvan-torch', 'mmvan-plain', 'mmvan-cp', 'mmpretrain',
               'mmpretrain-cl')

@@ -29,7 +29,7 @@ sys.path.insert(0,
                 osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
 
-from mmvan.utils import cli  # noqa: E402
+from mmvan import cli  # noqa: E402
 
 # Zoo task -> (metafile metric, runner metric, scale to the metafile's
 # unit, data-root option).

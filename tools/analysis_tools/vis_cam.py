@@ -28,7 +28,7 @@ sys.path.insert(0,
 warnings.filterwarnings('ignore')
 
 from mmvan.datasets.loading import test_pipeline_after_loader  # noqa: E402
-from mmvan.utils import cli  # noqa: E402
+from mmvan import cli  # noqa: E402
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp')
 

@@ -35,7 +35,7 @@ sys.path.insert(0, ROOT)
 warnings.filterwarnings('ignore')
 
 from mmvan.backends.export import check_output_file  # noqa: E402
-from mmvan.utils import cli  # noqa: E402
+from mmvan import cli  # noqa: E402
 from mmvan.utils.atomic import atomic_write  # noqa: E402
 
 

@@ -26,7 +26,7 @@ sys.path.insert(0,
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
 
 from mmvan.engine.hooks.ema_hook import checkpoint_weights  # noqa: E402
-from mmvan.utils import cli  # noqa: E402
+from mmvan import cli  # noqa: E402
 
 # Arch aliases of VAN.arch_zoo -> the b0-b6 names used everywhere.
 SHORT_NAMES = {

@@ -26,7 +26,7 @@ sys.path.insert(0,
                 osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 warnings.filterwarnings('ignore')
 
-from mmvan.utils import cli  # noqa: E402
+from mmvan import cli  # noqa: E402
 
 REDUCTIONS = ('mean-abs', 'mean', 'max')
 
