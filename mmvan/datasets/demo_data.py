@@ -2,13 +2,14 @@
 """Small labelled data sets that mmvan makes deterministically, for demos
 and end-to-end tests on a CPU."""
 import contextlib
+import json
 import os
 import os.path as osp
 import shutil
 import tempfile
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw
 
 CLASSIFICATION_CLASSES = ('horizontal_stripes', 'vertical_stripes',
                           'diagonal_stripes', 'checkerboard', 'dots')
@@ -140,9 +141,6 @@ def make_detection_demo(root,
     Returns:
         str: ``root``.
     """
-    import json
-
-    from PIL import ImageDraw
     if osp.isfile(osp.join(root, 'annotations', 'instances_val.json')):
         return root
     with _build_in_place(root) as tmp:
@@ -227,7 +225,6 @@ def make_segmentation_demo(root,
     Returns:
         str: ``root``.
     """
-    from PIL import ImageDraw
     if osp.isdir(osp.join(root, 'annotations', 'validation')):
         return root
     h, w = size

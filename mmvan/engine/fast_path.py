@@ -34,6 +34,11 @@ and the optimizer with ``train_fast_path.fused_optimizer=False``;
 """
 import torch
 
+from mmvan.models.backbones.van import VAN
+from mmvan.models.utils import takes_channels_last, to_channels_last
+from mmvan.ops import dwconv_gelu
+from mmvan.utils.errors import ConfigError
+
 LAYOUTS = ('auto', 'channels_last', 'contiguous')
 # Optimizers with a fused CPU kernel.
 FUSED_OPTIMIZERS = ('Adam', 'AdamW', 'SGD')
@@ -42,7 +47,6 @@ FUSED_OPTIMIZERS = ('Adam', 'AdamW', 'SGD')
 def choose_layout(device, requested='auto'):
     """The layout to train in on ``device``."""
     if requested not in LAYOUTS:
-        from mmvan.utils.errors import ConfigError
         raise ConfigError(f'train_fast_path.layout must be one of {LAYOUTS}, '
                           f'got {requested!r}.')
     if requested != 'auto':
@@ -69,8 +73,6 @@ def describe_convolutions(model, device):
     """What runs the depth-wise convolutions of ``model``'s VAN backbones
     on ``device``, for the log line: ``'triton (fused MLP conv+GELU)'``,
     ``'triton'`` or ``'torch'``."""
-    from mmvan.models.backbones.van import VAN
-    from mmvan.ops.dwconv_gelu import triton as triton_module
     vans = [m for m in model.modules() if isinstance(m, VAN)]
     if not vans:
         return 'torch'
@@ -78,7 +80,7 @@ def describe_convolutions(model, device):
     for van in vans:
         triton = van.conv_impl == 'triton' or (
             van.conv_impl == 'auto' and torch.device(device).type == 'cuda')
-        if triton and triton_module is None:
+        if triton and dwconv_gelu.triton is None:
             name = 'torch (Triton is not installed)'
         elif triton:
             name = ('triton (fused MLP conv+GELU)'
@@ -103,8 +105,6 @@ def apply_layout(model, layout, any_backbone=False):
     Returns:
         int: the number of backbones changed.
     """
-    from mmvan.models.backbones.van import VAN
-    from mmvan.models.utils import to_channels_last
     if layout != 'channels_last':
         return 0
     vans = [m for m in model.modules() if isinstance(m, VAN)]
@@ -116,8 +116,6 @@ def apply_layout(model, layout, any_backbone=False):
 
 def uses_channels_last(model):
     """Whether ``model``'s VAN backbones train channels-last."""
-    from mmvan.models.backbones.van import VAN
-    from mmvan.models.utils import takes_channels_last
     return any(
         takes_channels_last(m) for m in model.modules() if isinstance(m, VAN))
 
@@ -136,7 +134,6 @@ def fuse_optimizer(optim_wrapper_cfg, device, requested='auto'):
     if 'fused' in optimizer or 'foreach' in optimizer:
         return f'{name} as configured'
     if requested not in ('auto', True, False):
-        from mmvan.utils.errors import ConfigError
         raise ConfigError(f"train_fast_path.fused_optimizer must be 'auto', "
                           f'True or False, got {requested!r}.')
     if requested is False or name not in FUSED_OPTIMIZERS or (

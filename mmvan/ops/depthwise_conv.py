@@ -768,9 +768,10 @@ def compile_for_gpu(capability,
         list: The compiled kernels (forward ones, then the weight
         gradient); their ``asm`` holds the ``cubin``.
     """
-    from triton.backends.compiler import GPUTarget
-    from triton.compiler import ASTSource
-    from triton.runtime.jit import JITFunction
+    # optional: triton is needed only to compile for a GPU
+    from triton.backends.compiler import GPUTarget  # optional: see above
+    from triton.compiler import ASTSource  # optional: see above
+    from triton.runtime.jit import JITFunction  # optional: see above
 
     global _SUM
     kh, kw = kernel_size

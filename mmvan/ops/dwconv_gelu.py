@@ -341,9 +341,10 @@ def compile_for_gpu(capability, dtype=torch.float32, block=(16, 64)):
     Returns:
         list: the compiled kernels (their ``asm`` holds the ``cubin``).
     """
-    from triton.backends.compiler import GPUTarget
-    from triton.compiler import ASTSource
-    from triton.runtime.jit import JITFunction
+    # optional: triton is needed only to compile for a GPU
+    from triton.backends.compiler import GPUTarget  # optional: see above
+    from triton.compiler import ASTSource  # optional: see above
+    from triton.runtime.jit import JITFunction  # optional: see above
     act = _POINTER[dtype]
     pointers = dict(
         x_ptr=act,

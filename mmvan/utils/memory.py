@@ -6,7 +6,11 @@ On Linux the peak resident set size (VmHWM) can be reset, so the peak of
 one phase (the timed forward passes) is measured alone; elsewhere the peak
 since the process started is used.
 """
+import ctypes
+import ctypes.util
 import resource
+
+import torch
 
 
 def _status_kib(field):
@@ -50,7 +54,6 @@ def memory_in_use_mb(device='cpu'):
     """Memory this process uses now: the resident set on CPU, allocated
     tensors on CUDA."""
     if str(device).startswith('cuda'):
-        import torch
         return torch.cuda.memory_allocated() / 2**20
     return current_rss_mb()
 
@@ -59,7 +62,6 @@ def start_memory_window(device='cpu'):
     """Start measuring a peak on ``device``; returns the memory in use now
     (MiB), to subtract from :func:`peak_memory_mb` afterwards."""
     if str(device).startswith('cuda'):
-        import torch
         torch.cuda.reset_peak_memory_stats()
     else:
         reset_peak_rss()
@@ -70,7 +72,6 @@ def peak_memory_mb(device='cpu'):
     """The peak since :func:`start_memory_window` (CUDA: of allocated
     tensors; CPU: of the resident set), in MiB."""
     if str(device).startswith('cuda'):
-        import torch
         return torch.cuda.max_memory_allocated() / 2**20
     return peak_rss_mb()
 
@@ -82,8 +83,6 @@ _M_MMAP_MAX = -4
 
 
 def _mallopt():
-    import ctypes
-    import ctypes.util
     try:
         mallopt = ctypes.CDLL(ctypes.util.find_library('c')).mallopt
     except (OSError, AttributeError, TypeError):
