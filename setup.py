@@ -85,7 +85,7 @@ if __name__ == '__main__':
         packages=find_packages(exclude=('configs', 'tools', 'demo', 'tests')),
         include_package_data=True,
         package_data={'mmvan': ['.mim/**/*', '.mim/*', 'analysis/data/*.txt']},
-        python_requires='>=3.8',
+        python_requires='>=3.11',
         license='Apache License 2.0',
         install_requires=parse_requirements('requirements/runtime.txt'),
         extras_require={

@@ -6,7 +6,7 @@ config says otherwise; :class:`mmvan.engine.runner.Runner` applies it to the
 model before wrapping it (DDP sees the final parameter layout):
 
 - ``layout='auto'``: channels-last on CPU, where oneDNN's convolutions run
-  VAN's training step 1.3-1.7x faster than in NCHW (docs/benchmark.md),
+  VAN's training step faster than in NCHW (figures in docs/benchmark.md),
   NCHW on GPUs, where the large depth-wise kernels' best layout depends on
   the device and is not assumed; ``'channels_last'`` / ``'contiguous'``
   force one (an explicit ``'channels_last'`` also turns a backbone of
@@ -17,15 +17,15 @@ model before wrapping it (DDP sees the final parameter layout):
 - precision follows the optimizer wrapper (``--amp``: bf16 autocast
   without a loss scaler on a GPU with bf16, fp16 with a loss scaler on
   older GPUs or with ``optim_wrapper.dtype='float16'``, bf16 autocast on
-  CPU; see :func:`mmvan.utils.config.apply_device_fallbacks`);
+  CPU; see :func:`mmvan.cli.apply_device_fallbacks`);
 - the depth-wise convolutions follow the backbone's ``conv_impl``
   (``'auto'``: the Triton kernels of :mod:`mmvan.ops` on CUDA, with the
   MLP's convolution and GELU fused, and the existing paths on CPU);
 - ``fused_optimizer='auto'``: on CPU, Adam, AdamW and SGD run their fused
   kernels (``fused=True``: one pass over all parameters instead of a loop
-  of small operations per tensor; VAN-b0's AdamW step 7x faster, same
-  updates to float rounding) unless the config sets ``fused`` or
-  ``foreach`` itself; ``False`` keeps torch's default;
+  of small operations per tensor; the same updates to float rounding)
+  unless the config sets ``fused`` or ``foreach`` itself; ``False`` keeps
+  torch's default;
 - ``torch.compile`` is opt-in (``--compile``).
 
 Turn the layout off with ``--cfg-options train_fast_path.layout=contiguous``

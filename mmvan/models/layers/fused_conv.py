@@ -58,10 +58,10 @@ def undilate_(conv, max_taps=400):
     a zero-stuffed kernel and no dilation, in place.
 
     oneDNN has no fast path for dilated depth-wise kernels on CPU; the
-    equivalent dense kernel (zeros between the taps) runs several times
-    faster while computing exactly the same sums. Kept dilated when the
-    stuffed kernel would exceed ``max_taps`` taps, and on other devices
-    (GPU libraries have fast dilated kernels). The state dict still holds
+    equivalent dense kernel (zeros between the taps) runs faster while
+    computing exactly the same sums. Kept dilated when the stuffed kernel
+    would exceed ``max_taps`` taps, and on other devices (on CUDA the
+    backbone's ``conv_impl`` chooses the kernels). The state dict still holds
     the dilated kernel, and a dilated kernel loads into it.
 
     Returns:

@@ -10,18 +10,17 @@ padding ``(k - 1) // 2``; putting the grids back in place gives the dilated
 result. The sums are the same terms, so outputs and gradients equal the
 dilated convolution's to float rounding.
 
-oneDNN has no fast kernel for dilated depth-wise convolutions: on a 2-core
-CPU at VAN-b2's four stages (batch 8), its ``7x7`` dilation-3 convolution
-takes 1.7-2.6x longer forward and backward channels-last than the split,
-the grid convolution and the merge together (1.2-3.9x in NCHW), and 4-9x
-longer forward only. VAN's attention modules use this on CPU; on other
-devices, and while tracing or exporting, the plain dilated convolution runs
-(it is one node in an exported graph, and GPU libraries have their own
-dilated kernels). The folded inference model (``deploy=True``) keeps its
-zero-stuffed dense kernels (:func:`~mmvan.models.layers.undilate_`), which
-are faster at batch 1. :func:`plain_dilated_convolutions` turns the split
-off for a block of code (``tools/analysis_tools/get_flops.py`` counts the
-model's FLOPs as defined with it).
+oneDNN has no fast kernel for dilated depth-wise convolutions: its ``7x7``
+dilation-3 convolution takes longer than the split, the grid convolution and
+the merge together (figures in docs/benchmark.md). VAN's attention modules
+use this on CPU; on other devices, and while tracing or exporting, the plain
+dilated convolution runs (it is one node in an exported graph; on CUDA the
+VAN backbone's ``conv_impl`` chooses the kernels). The folded inference
+model (``deploy=True``) keeps its zero-stuffed dense kernels
+(:func:`~mmvan.models.layers.undilate_`), which are faster at batch 1.
+:func:`plain_dilated_convolutions` turns the split off for a block of code
+(``tools/analysis_tools/get_flops.py`` counts the model's FLOPs as defined
+with it).
 """
 import contextlib
 
