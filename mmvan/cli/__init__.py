@@ -15,6 +15,7 @@ import os.path as osp
 import re
 import sys
 import traceback
+import warnings
 
 import torch
 import torch.distributed as dist
@@ -83,6 +84,7 @@ def run_cli(main):
     would be blocked in one of their own): torchrun stops the others within
     seconds. Set ``MMVAN_DEBUG=1`` to see the full traceback instead.
     """
+    _ignore_known_upstream_warnings()
     ended = _NOT_ENDED
     try:
         result = main()
@@ -117,6 +119,14 @@ def run_cli(main):
     if _distributed():
         _leave_now(2)
     sys.exit(2)
+
+
+def _ignore_known_upstream_warnings():
+    """In a tool's process: mmengine imports ``pkg_resources`` when a config
+    inherits another package's config (``mmdet::...``), and setuptools warns
+    on every start that it is deprecated; nothing a user can act on."""
+    warnings.filterwarnings(
+        'ignore', message='pkg_resources is deprecated', category=UserWarning)
 
 
 def _distributed():

@@ -19,10 +19,11 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from mmvan.cli import run_cli
+from mmvan.cli.train import lock_work_dir, merge_resume_args
 from mmvan.datasets import make_classification_demo
 from mmvan.engine.resume import (checkpoint_dir, find_resume_checkpoint,
                                  refuse_to_overwrite)
-from mmvan.cli import run_cli
 from mmvan.utils.errors import UserError
 
 BEST = 'best_accuracy_top1_epoch_1.pth'
@@ -270,12 +271,12 @@ def test_a_second_run_into_the_same_work_dir_is_refused(killed):
     assert len(glob.glob(str(killed.work / '*' / '*.log'))) == 2
 
 
-def test_only_rank_0_locks_the_work_dir(tmp_path, train, monkeypatch):
+def test_only_rank_0_locks_the_work_dir(tmp_path, monkeypatch):
     monkeypatch.setenv('RANK', '1')
-    assert train.lock_work_dir(str(tmp_path / 'a')) is None
+    assert lock_work_dir(str(tmp_path / 'a')) is None
     assert not (tmp_path / 'a' / 'train.lock').exists()
     monkeypatch.setenv('RANK', '0')
-    lock = train.lock_work_dir(str(tmp_path / 'a'))
+    lock = lock_work_dir(str(tmp_path / 'a'))
     assert (tmp_path / 'a' / 'train.lock').exists()
     lock.release()
 
@@ -328,11 +329,11 @@ def test_resume_from_a_weights_only_checkpoint_is_refused(
 def test_load_from_starts_a_new_run_from_weights(train):
     args = train.parse_args(['c.py', '--load-from', 'best.pth'])
     cfg = SimpleNamespace(resume=True, load_from=None)
-    train.merge_resume_args(cfg, args)
+    merge_resume_args(cfg, args)
     assert (cfg.resume, cfg.load_from) == (False, 'best.pth')
     args = train.parse_args(['c.py', '--load-from', 'a.pth', '--resume'])
-    with pytest.raises(train.cli.UserError, match='give one of them'):
-        train.merge_resume_args(cfg, args)
+    with pytest.raises(UserError, match='give one of them'):
+        merge_resume_args(cfg, args)
 
 
 # 7. default_hooks keys and the loop's arguments.
