@@ -84,7 +84,12 @@ if __name__ == '__main__':
         'network, large kernel attention',
         packages=find_packages(exclude=('configs', 'tools', 'demo', 'tests')),
         include_package_data=True,
-        package_data={'mmvan': ['.mim/**/*', '.mim/*', 'analysis/data/*.txt']},
+        package_data={
+            'mmvan': [
+                '.mim/**/*', '.mim/*', 'analysis/data/*.txt',
+                'backends/data/*.jpg'
+            ]
+        },
         python_requires='>=3.11',
         license='Apache License 2.0',
         install_requires=parse_requirements('requirements/runtime.txt'),

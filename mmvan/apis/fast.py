@@ -1,19 +1,23 @@
 # Copyright (c) mmvan contributors. All rights reserved.
 """The fastest exact inference path for models with VAN backbones."""
+from typing import Callable, Tuple
+
 import torch
+import torch.nn as nn
 
-from .deploy import fuse_model
+from mmvan.backends import module_predictor, pick_backend
+from mmvan.models.utils.deploy import fuse_model
 
 
-def optimize_for_inference(model,
-                           channels_last=True,
-                           compile=False,
-                           chunk_mib=8,
-                           backend='pytorch',
-                           precision='fp32',
-                           shape=(224, 224)):
+def optimize_for_inference(model: nn.Module,
+                           channels_last: bool = True,
+                           compile: bool = False,
+                           chunk_mib: float = 8,
+                           backend: str = 'pytorch',
+                           precision: str = 'fp32',
+                           shape: Tuple[int, int] = (224, 224)) -> Callable:
     """Fold, change layout and optionally compile a model for inference,
-    or run it on an inference engine.
+    or run it on a backend's inference runtime.
 
     Every step computes the same function as the trained model (the folded
     and compiled outputs differ from it by float32 rounding only, about
@@ -31,9 +35,9 @@ def optimize_for_inference(model,
             :func:`mmvan.apis.fuse_model`); 0 runs whole batches.
         backend (str): ``'pytorch'`` (default: the steps above),
             ``'onnxruntime'``, ``'openvino'`` or ``'auto'`` (the fastest
-            exact engine installed, :func:`mmvan.backends.pick_backend`).
-            An engine runs the folded model exported to ONNX, checked
-            against ``model`` on the demo images at ``shape`` (1e-4
+            exact runtime installed, :func:`mmvan.backends.pick_backend`).
+            A runtime runs the folded model exported to ONNX, checked
+            against ``model`` on the check images at ``shape`` (1e-4
             relative in fp32, or :class:`~mmvan.backends.BackendCheckError`);
             ``model`` itself is left as it is.
         precision (str): ``'fp32'``, or ``'bf16'`` (OpenVINO, PyTorch) when
@@ -46,36 +50,34 @@ def optimize_for_inference(model,
         say what runs it.
     """
     if backend == 'auto':
-        from mmvan.backends import pick_backend
         device = next(iter(model.parameters()), torch.empty(0)).device
         backend = pick_backend(device.type, precision)
     if backend != 'pytorch' or precision != 'fp32':
-        return _engine_forward(model, backend, precision, shape)
+        return _backend_forward(model, backend, precision, shape)
     fuse_model(model, channels_last=channels_last, chunk_mib=chunk_mib)
-    runner = model
+    compiled = model
     if compile:
-        import torch._inductor.config as inductor_config
-        inductor_config.freezing = True
-        runner = torch.compile(model)
+        # Weight freezing for this compilation only (inductor's option).
+        compiled = torch.compile(model, options={'freezing': True})
 
     def forward(x):
         with torch.inference_mode():
-            return runner(x)
+            return compiled(x)
 
     forward.model = model
     forward.backend, forward.report = 'pytorch', None
     return forward
 
 
-def _engine_forward(model, backend, precision, shape):
-    from mmvan.backends.model import module_runner
-    runner, report, as_tuple = module_runner(model, backend, precision, shape)
+def _backend_forward(model, backend, precision, shape):
+    predictor, report, as_tuple = module_predictor(model, backend, precision,
+                                                   shape)
 
     def forward(x):
-        outs = tuple(o.to(x.device) for o in runner(x))
+        outs = tuple(o.to(x.device) for o in predictor(x))
         return outs if as_tuple else outs[0]
 
     forward.model = model
     forward.backend, forward.report = backend, report
-    forward.runner = runner
+    forward.predictor = predictor
     return forward

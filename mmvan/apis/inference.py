@@ -18,18 +18,27 @@ whose ``pred_instances`` hold every person's ``keypoints`` (N, K, 2) and
 """
 import threading
 import weakref
+from typing import Optional, Sequence, Union
 
 import numpy as np
 import torch
+import torch.nn as nn
+from mmengine.config import Config
+from mmengine.registry import MODELS, DefaultScope, init_default_scope
+from mmengine.structures import BaseDataElement
 
+from mmvan.backends import BackendUnsupportedError, check_request, deploy_model
 from mmvan.datasets.loading import load_image, test_pipeline_after_loader
-from mmvan.utils.config import sync_bn_to_bn
+from mmvan.utils.config import load_config, sync_bn_to_bn
 from mmvan.utils.errors import UserError
+from mmvan.zoo import load_weights
 
 TASKS = {'mmpretrain': 'cls', 'mmdet': 'det', 'mmseg': 'seg', 'mmpose': 'pose'}
 
 
-def task_of(cfg):
+def task_of(cfg: Config) -> str:
+    """The task of a config (``'cls'``, ``'det'``, ``'seg'`` or ``'pose'``)
+    from its ``default_scope`` (mmpretrain when it names none)."""
     scope = cfg.get('default_scope', 'mmpretrain')
     if scope not in TASKS:
         raise UserError(f'Unsupported default_scope {scope!r}; expected one '
@@ -37,28 +46,13 @@ def task_of(cfg):
     return TASKS[scope]
 
 
-def load_weights(model, checkpoint, config=''):
-    """Load ``checkpoint`` (a path, an URL or ``mmvan://<name>``, in any
-    format mmvan converts) strictly into ``model``, or fail with a
-    :class:`~mmvan.zoo.WeightsMismatchError` that names what does not fit
-    (another architecture, another task).
-
-    Returns:
-        dict: the checkpoint's ``meta``.
-    """
-    from mmvan.zoo import load_weights as zoo_load_weights
-    what = f'the model of config {config}' if config else 'the model'
-    report = zoo_load_weights(model, checkpoint, strict=True, what=what)
-    return report['meta']
-
-
-def init_model(config,
-               checkpoint=None,
-               device='cpu',
-               cfg_options=None,
-               deploy=True,
-               backend='auto',
-               precision='fp32'):
+def init_model(config: Union[str, Config],
+               checkpoint: Optional[str] = None,
+               device: Union[str, torch.device] = 'cpu',
+               cfg_options: Optional[dict] = None,
+               deploy: bool = True,
+               backend: str = 'auto',
+               precision: str = 'fp32') -> nn.Module:
     """Build a model from a config (path or ``Config``) and load weights.
 
     The config's ``default_scope`` gives the task (:func:`task_of`):
@@ -73,15 +67,15 @@ def init_model(config,
             outputs, faster). False keeps the model as trained in PyTorch
             (e.g. to read its attention or train it further).
         backend (str): ``'auto'`` (default), ``'pytorch'``,
-            ``'onnxruntime'`` or ``'openvino'``. An engine runs the exported
+            ``'onnxruntime'`` or ``'openvino'``. A runtime runs the exported
             folded model (a classifier whole, a detector's or segmentor's
             backbone), cached next to the checkpoint and checked against
             the PyTorch model on real images when built (1e-4 relative in
-            fp32, or it refuses). ``'auto'`` picks the fastest exact engine
+            fp32, or it refuses). ``'auto'`` picks the fastest exact runtime
             installed for ``device`` (:func:`mmvan.backends.pick_backend`)
             when weights come from a checkpoint, and PyTorch otherwise.
             Pose models always run in PyTorch: ``'auto'`` resolves to
-            ``'pytorch'`` for them and an engine asked for by name is
+            ``'pytorch'`` for them and a runtime asked for by name is
             refused.
         precision (str): ``'fp32'`` (default); ``'bf16'`` (OpenVINO,
             PyTorch) or ``'int8'`` (ONNX Runtime) only when asked for; pose
@@ -91,12 +85,7 @@ def init_model(config,
         nn.Module: in eval mode, with ``cfg``, ``dataset_meta``, ``task``,
         ``backend`` and ``precision`` set.
     """
-    from mmengine.config import Config
-    from mmengine.registry import MODELS, DefaultScope, init_default_scope
-
-    from mmvan.utils.config import load_config
     if deploy:
-        from mmvan.backends.model import check_request
         check_request(backend, precision, device)
     if isinstance(config, Config):
         cfg = config.copy()
@@ -122,14 +111,16 @@ def init_model(config,
         model = MODELS.build(cfg.model)
     meta = {}
     if checkpoint is not None:
-        meta = load_weights(model, checkpoint, getattr(cfg, 'filename', ''))
+        config_file = getattr(cfg, 'filename', '')
+        what = f'the model of config {config_file}' if config_file else \
+            'the model'
+        meta = load_weights(model, checkpoint, what=what)['meta']
     model.cfg = cfg
     model.dataset_meta = _dataset_meta(cfg, meta, task)
     model.task = task
     model.to(device)
     model.eval()
     if deploy:
-        from mmvan.backends import deploy_model
         deploy_model(model, backend, precision, device, checkpoint)
     elif backend not in ('auto', 'pytorch') or precision != 'fp32':
         raise UserError(f'deploy=False keeps the model as trained in '
@@ -145,7 +136,6 @@ def _pose_backend(backend, precision):
     to."""
     if backend in ('auto', 'pytorch') and precision == 'fp32':
         return 'pytorch'
-    from mmvan.backends import BackendUnsupportedError
     raise BackendUnsupportedError(
         f'pose models run in PyTorch fp32 only (backend=\'auto\' or '
         f'\'pytorch\', precision=\'fp32\'); got backend={backend!r}, '
@@ -159,8 +149,10 @@ def _dataset_meta(cfg, meta, task):
     if task == 'pose':
         # As mmpose's init_model: the training set's (parsed) metainfo,
         # else COCO's.
-        from mmpose.apis.inference import dataset_meta_from_config
-        from mmpose.datasets.datasets.utils import parse_pose_metainfo
+        from mmpose.apis.inference import \
+            dataset_meta_from_config  # optional: pose models
+        from mmpose.datasets.datasets.utils import \
+            parse_pose_metainfo  # optional: pose models
         return dataset_meta_from_config(cfg, 'train') or parse_pose_metainfo(
             dict(from_file='configs/_base_/datasets/coco.py'))
     for loader in ('test_dataloader', 'val_dataloader'):
@@ -173,13 +165,14 @@ def _dataset_meta(cfg, meta, task):
     if task == 'cls':
         num = cfg.model.get('head', {}).get('num_classes')
         if num == 1000:
-            from mmpretrain.datasets.categories import IMAGENET_CATEGORIES
+            from mmpretrain.datasets.categories import \
+                IMAGENET_CATEGORIES  # optional: classifiers
             return dict(classes=IMAGENET_CATEGORIES)
     if task == 'det':
-        from mmdet.datasets import CocoDataset
+        from mmdet.datasets import CocoDataset  # optional: detectors
         return dict(CocoDataset.METAINFO)
     if task == 'seg':
-        from mmseg.datasets import ADE20KDataset
+        from mmseg.datasets import ADE20KDataset  # optional: segmentors
         return dict(ADE20KDataset.METAINFO)
     return {}
 
@@ -208,8 +201,8 @@ def _boxes(bboxes, bbox_format):
 def _pose_inference(model, image, bboxes):
     """mmpose's top-down inference: one person per box (the whole image
     without boxes), merged into one data sample."""
-    from mmpose.apis import inference_topdown
-    from mmpose.structures import merge_data_samples
+    from mmpose.apis import inference_topdown  # optional: pose models
+    from mmpose.structures import merge_data_samples  # optional: pose models
     samples = inference_topdown(model, image, bboxes)
     return merge_data_samples(samples)
 
@@ -247,7 +240,10 @@ def _drop_annotation_loading(cfg):
             ]
 
 
-def inference_model(model, img, bboxes=None, bbox_format='xyxy'):
+def inference_model(model: nn.Module,
+                    img: Union[str, np.ndarray],
+                    bboxes: Optional[Sequence] = None,
+                    bbox_format: str = 'xyxy') -> BaseDataElement:
     """Run ``model`` (from :func:`init_model`) on one image.
 
     Args:
@@ -275,10 +271,11 @@ def inference_model(model, img, bboxes=None, bbox_format='xyxy'):
     if task == 'pose':
         return _pose_inference(model, image, boxes)
     if task == 'det':
-        from mmdet.apis import inference_detector
+        from mmdet.apis import inference_detector  # optional: detectors
         return inference_detector(model, image)
     if task == 'seg':
-        from mmseg.apis import inference_model as seg_inference
+        from mmseg.apis import \
+            inference_model as seg_inference  # optional: segmentors
         _drop_annotation_loading(model.cfg)
         return seg_inference(model, image)
     pipeline = _cls_pipeline(model)

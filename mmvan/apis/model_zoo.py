@@ -6,11 +6,18 @@
     ['van-b2_3rdparty-hf_in1k', 'van-b2_3rdparty-mmpretrain_in1k', ...]
     >>> model = get_model('van-b2_3rdparty_in1k', pretrained=True)
 """
+from typing import List, Optional, Union
+
+import torch.nn as nn
+
+from mmvan.utils.checkpoint import CheckpointError
 from mmvan.zoo.index import find_model
 from mmvan.zoo.index import list_models as _list_models
+from .inference import init_model
 
 
-def list_models(pattern=None, task=None):
+def list_models(pattern: Optional[str] = None,
+                task: Optional[str] = None) -> List[str]:
     """Names of the zoo's models (every metafile entry), sorted.
 
     Args:
@@ -21,7 +28,11 @@ def list_models(pattern=None, task=None):
     return _list_models(pattern, task=task)
 
 
-def get_model(model, pretrained=False, device='cpu', deploy=False, **kwargs):
+def get_model(model: str,
+              pretrained: Union[bool, str] = False,
+              device: str = 'cpu',
+              deploy: bool = False,
+              **kwargs) -> nn.Module:
     """Build a zoo model by name, optionally with its released weights.
 
     Args:
@@ -39,8 +50,6 @@ def get_model(model, pretrained=False, device='cpu', deploy=False, **kwargs):
     Returns:
         nn.Module: In eval mode, with ``cfg``, ``dataset_meta`` and ``task``.
     """
-    from mmvan.utils.checkpoint import CheckpointError
-    from .inference import init_model
     info = find_model(model)
     if not info.config:
         raise CheckpointError(f'{model}: the zoo gives no config for it.')

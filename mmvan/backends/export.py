@@ -1,14 +1,18 @@
 # Copyright (c) mmvan contributors. All rights reserved.
 """Export the folded model to ONNX, and the cache of exported files.
 
+:func:`export_file` gives a backend's file for the exported part of a
+model: from the cache when its key matches, else exported (converted to the
+runtime's format, or quantised) now.
+
 An exported file lives next to its checkpoint (or, where that folder cannot
 be written, in ``$MMVAN_EXPORT_DIR``, default ``~/.cache/mmvan/exports``),
 named ``<checkpoint>.<backend>-<part>-<key>.<ext>``. The key hashes
 everything the file depends on: the checkpoint's sha256, the model config,
-the input shape policy, the exporter (torch, opset) and the engine's
+the input shape policy, the exporter (torch, opset) and the runtime's
 version. A file of another key for the same checkpoint, backend and part is
 stale and removed when the new one is written, so a changed checkpoint or
-an upgraded engine rebuilds the export.
+an upgraded runtime rebuilds the export.
 """
 import copy
 import glob
@@ -23,7 +27,13 @@ import warnings
 import torch
 import torch.nn as nn
 
+from mmvan.models.utils.deploy import fuse_model
+from mmvan.utils.atomic import atomic_write
 from mmvan.utils.errors import UserError
+from mmvan.zoo.download import file_sha256
+from .quantize import quantize_int8
+from .runtimes import get_runtime
+from .wrapper import part_graph
 
 OPSET = 17
 # Inputs and outputs have dynamic batch, height and width; the graph is
@@ -37,7 +47,6 @@ def fold_for_export(module):
     in the convolutions, channels-first, dilated depth-wise kernels kept
     dilated (the zero-stuffed dense kernels PyTorch's CPU path prefers are
     slower in ONNX Runtime and OpenVINO, which have dilated kernels)."""
-    from mmvan.apis.deploy import fuse_model
     folded = copy.deepcopy(module).eval()
     dilated = {
         name: (m.dilation, m.kernel_size)
@@ -65,7 +74,6 @@ def fold_for_export(module):
 def export_onnx(module, example, path, output_names, input_name='image'):
     """Trace ``module`` at ``example`` (N x 3 x H x W) into an ONNX file
     with dynamic batch, height and width, written atomically."""
-    from mmvan.utils.atomic import atomic_write
     axes = {input_name: {0: 'batch', 2: 'height', 3: 'width'}}
     for name in output_names:
         axes[name] = {0: 'batch'}
@@ -102,17 +110,10 @@ def check_output_file(path, flag='--out'):
     return full
 
 
-_SHA_CACHE = {}
-
-
 def checkpoint_sha256(path):
-    """sha256 of a checkpoint file (memoised per path, size and mtime)."""
-    from mmvan.converters import sha256_of
-    st = os.stat(path)
-    key = (osp.abspath(path), st.st_size, st.st_mtime_ns)
-    if key not in _SHA_CACHE:
-        _SHA_CACHE[key] = sha256_of(path)
-    return _SHA_CACHE[key]
+    """sha256 of a checkpoint file (memoised per path, size and mtime:
+    :func:`mmvan.zoo.download.file_sha256`)."""
+    return file_sha256(path)
 
 
 def cache_key(**fields):
@@ -189,10 +190,73 @@ class ExportCache:
         return removed
 
     def write_manifest(self, info):
-        from mmvan.utils.atomic import atomic_write
         data = dict(self.fields, key=self.key, **info)
         atomic_write(
             self.path('.json'),
             json.dumps(data, indent=2, default=str),
             mode='w',
             encoding='utf-8')
+
+
+def part_structure(model, part):
+    """What the exported graph computes besides the weights: the modules
+    of the part (their repr: shapes, kernels, dilations, norms) and the
+    backbone's outputs."""
+    module = model if part == 'model' else model.backbone
+    text = repr(module)
+    out_indices = getattr(model.backbone, 'out_indices', None)
+    return dict(
+        modules=hashlib.sha256(text.encode()).hexdigest(),
+        out_indices=list(out_indices) if out_indices is not None else None)
+
+
+def calibration_key(calibration):
+    """What the int8 file depends on of its calibration batches."""
+    if calibration is None:
+        return None
+    return [tuple(c.shape) + (float(c.double().sum()), ) for c in calibration]
+
+
+def export_file(model, part, backend, precision, checkpoint, example,
+                calibration):
+    """The runtime's file for ``part`` of ``model``: from the cache when its
+    key matches, else exported (and converted) now.
+
+    Returns:
+        tuple: ``(path, cache, cached)``: the file, its
+        :class:`ExportCache` and whether it came from the cache.
+    """
+    runtime = get_runtime(backend)
+    label = backend if precision != 'int8' else f'{backend}-int8'
+    # The field names are part of the cache key of files exported before:
+    # they stay as they are.
+    fields = dict(
+        structure=part_structure(model, part),
+        part=part,
+        shape_policy=SHAPE_POLICY,
+        exporter=f'torch {torch.__version__} opset {OPSET}',
+        engine=backend,
+        engine_version=runtime.version())
+    if precision == 'int8':
+        fields['calibration'] = calibration_key(calibration)
+    cache = ExportCache(checkpoint, label, part, fields)
+    suffix = runtime.suffix
+    if cache.hit(suffix) and (suffix != '.xml' or cache.hit('.bin')):
+        return cache.path(suffix), cache, True
+    graph = part_graph(fold_for_export(model), part).eval()
+    names = ['logits']
+    if part != 'model':
+        names = [f'feat{i}' for i in range(len(model.backbone.out_indices))]
+    folder = osp.dirname(cache.path(suffix))
+    with tempfile.TemporaryDirectory(dir=folder, prefix='.export-') as tmp:
+        onnx_path = osp.join(tmp, 'model.onnx')
+        export_onnx(graph, example, onnx_path, names)
+        if precision == 'int8':
+            quantize_int8(onnx_path, cache.path('.onnx'), calibration)
+        elif suffix == '.onnx':
+            with open(onnx_path, 'rb') as f:
+                atomic_write(cache.path('.onnx'), f.read())
+        else:
+            runtime.convert(onnx_path, cache.path(suffix))
+    cache.remove_stale()
+    return cache.path(suffix), cache, False

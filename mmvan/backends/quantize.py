@@ -9,6 +9,8 @@ choice: its agreement with fp32 is what the tools report.
 import os.path as osp
 import tempfile
 
+from mmvan.utils.atomic import atomic_write
+
 
 def quantize_int8(onnx_in, onnx_out, calibration):
     """Quantise ``onnx_in`` into ``onnx_out`` (written atomically).
@@ -17,11 +19,10 @@ def quantize_int8(onnx_in, onnx_out, calibration):
         calibration (list[Tensor]): Batches (N x 3 x H x W, float32) as
             the graph receives them.
     """
-    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat,
-                                          QuantType, quantize_static)
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    from mmvan.utils.atomic import atomic_write
+    from onnxruntime.quantization import (  # optional: ONNX Runtime backend
+        CalibrationDataReader, QuantFormat, QuantType, quantize_static)
+    from onnxruntime.quantization.shape_inference import \
+        quant_pre_process  # optional: same
 
     class Reader(CalibrationDataReader):
 

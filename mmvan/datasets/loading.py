@@ -25,10 +25,12 @@ inference as that loader does.
 import os
 import os.path as osp
 import sys
+from typing import Optional, Union
 
 import mmcv
 import numpy as np
 from mmcv.transforms import LoadImageFromFile as _MMCVLoadImageFromFile
+from mmengine.config import Config
 from mmengine.dataset import Compose
 from mmengine.registry import DefaultScope
 from PIL import Image, UnidentifiedImageError
@@ -205,7 +207,8 @@ def _decode_args(cfg):
     return args
 
 
-def load_image(img, cfg=None):
+def load_image(img: Union[str, np.ndarray],
+               cfg: Optional[Config] = None) -> np.ndarray:
     """An image as an ``HxWx3`` uint8 BGR array (OpenMMLab's convention),
     decoded exactly as the config's test pipeline decodes it.
 

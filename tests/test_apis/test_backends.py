@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from mmvan.apis import inference_model, init_model
-from mmvan.backends import (BackendCheckError, BackendNotInstalledError,
-                            BackendUnsupportedError, EngineModule,
-                            pick_backend)
+from mmvan.backends import (BackendCheckError, BackendModule,
+                            BackendNotInstalledError, BackendUnsupportedError,
+                            RuntimePredictor, pick_backend)
 from mmvan.utils.errors import UserError
 
 
@@ -50,7 +50,7 @@ def _agrees_and_serves(model, backend, reference, ckpt, cat):
     report = model.backend_report
     assert report['part'] == 'model' and report['max_rel'] <= 1e-4
     assert report['images'] == 2 and report['top1_agree'] == 1.0
-    assert isinstance(model.backbone, EngineModule)
+    assert isinstance(model.backbone, BackendModule)
     assert osp.dirname(report['file']) == osp.dirname(ckpt)
     sample = inference_model(model, cat)
     torch.testing.assert_close(
@@ -113,7 +113,7 @@ def test_segmentor_backbone_on_engine(tmp_path, root, cat):
     # Checked at two sizes (dynamic height and width) on a real image.
     assert report['part'] == 'backbone' and report['max_rel'] <= 1e-4
     assert report['sizes'] == [(224, 320), (161, 243)]
-    assert isinstance(model.backbone, EngineModule)
+    assert isinstance(model.backbone, BackendModule)
     assert model.decode_head is not None  # neck and head stay in PyTorch
     sample = inference_model(model, cat)
     assert tuple(sample.pred_sem_seg.data.shape[-2:]) == (300, 451)
@@ -145,13 +145,12 @@ def test_missing_engine_is_one_clear_error(ckpt, monkeypatch, cls_config):
 
 
 def test_mismatch_is_refused(ckpt, monkeypatch, cls_config):
-    from mmvan.backends import model as backend_model
-    call = backend_model.EngineRunner.__call__
+    call = RuntimePredictor.__call__
 
     def off(self, x):
         return [o + 1e-2 * o.abs().max() for o in call(self, x)]
 
-    monkeypatch.setattr(backend_model.EngineRunner, '__call__', off)
+    monkeypatch.setattr(RuntimePredictor, '__call__', off)
     with pytest.raises(BackendCheckError, match='refusing'):
         init_model(cls_config, ckpt, backend='openvino')
     # auto falls back to the folded PyTorch model, with a warning.

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from mmvan.apis import inference_model, init_model
-from mmvan.backends import OpenVINOEngine
-from mmvan.backends.engines import StreamChoice
+from mmvan.backends import OpenVINORuntime
+from mmvan.backends.runtimes import StreamChoice
 
 THREADS, CALLS = 4, 8
 
@@ -97,7 +97,7 @@ def test_openvino_engine_batches_from_threads(streams, models):
     """Whole batches, split over throughput streams or not: each call gets
     its own batch's outputs."""
     path = models['openvino'].backend_report['file']
-    engine = OpenVINOEngine(path, threads=2, streams=streams)
+    engine = OpenVINORuntime(path, threads=2, streams=streams)
     assert engine.stream_count >= 2  # two streams of one thread
     rng = np.random.default_rng(1)
     batches = [
@@ -198,7 +198,7 @@ def test_stream_choice_follows_later_times():
 
 def test_openvino_auto_measures_once_per_shape(models, monkeypatch):
     path = models['openvino'].backend_report['file']
-    engine = OpenVINOEngine(path, threads=2)  # streams='auto'
+    engine = OpenVINORuntime(path, threads=2)  # streams='auto'
     assert engine.stream_count >= 2  # two streams of one thread
     calls = []
     for name in ('run_single', 'run_streams'):
@@ -231,7 +231,7 @@ def test_openvino_auto_measures_once_per_shape(models, monkeypatch):
     assert engine.choice.get((2, 3, 64, 64)) is None
     # Fixed choices measure nothing.
     for streams, way in ((False, 'run_single'), (True, 'run_streams')):
-        fixed = OpenVINOEngine(path, threads=2, streams=streams)
+        fixed = OpenVINORuntime(path, threads=2, streams=streams)
         monkeypatch.setattr(
             fixed, way, lambda x, way=way: calls.append((way, len(x))))
         calls.clear()

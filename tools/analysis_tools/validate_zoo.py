@@ -112,7 +112,7 @@ def evaluate(info, root, task, args):
     """Test one zoo model; returns the measured metric in the metafile's
     unit and, for a reduced ``--precision``, the top-1 agreement with fp32
     (else None)."""
-    from mmvan.apis.deploy import DeployHook
+    from mmvan.engine.hooks import DeployHook
     from mmvan.engine.runner import Runner
     cfg = cli.load_config(info.config)
     cfg.work_dir = osp.join(args.out_dir, info.name)
@@ -133,7 +133,7 @@ def evaluate(info, root, task, args):
     cli.apply_device_fallbacks(cfg)
     runner = Runner.from_cfg(cfg)
     if args.backend != 'pytorch' or args.precision != 'fp32':
-        from mmvan.backends.hook import BackendHook
+        from mmvan.engine.hooks import BackendHook
         runner.register_hook(
             BackendHook(args.backend, args.precision, cfg.load_from),
             priority='LOWEST')
@@ -148,7 +148,7 @@ def validate(args):
     from mmvan.utils.checkpoint import CheckpointError
     from mmvan.zoo import load_index
     from mmvan.zoo.index import list_models
-    from mmvan.zoo.loader import ManualDownloadError
+    from mmvan.zoo import ManualDownloadError
     index = args.metafile
     names = list_models(args.models, index=index)
     if not names:
@@ -272,8 +272,8 @@ def _write(path, text):
 def main(argv=None):
     args = parse_args(argv)
     if args.backend not in ('pytorch', 'auto'):
-        from mmvan.backends import get_engine
-        get_engine(args.backend).import_module()  # one line if missing
+        from mmvan.backends import get_runtime
+        get_runtime(args.backend).import_module()  # one line if missing
     if args.metafile:
         # mmvan://<name> resolves through the same index.
         os.environ['MMVAN_MODEL_INDEX'] = osp.abspath(args.metafile)

@@ -134,8 +134,8 @@ def main(argv=None):
         resolve(args.checkpoint)  # a path, an URL or mmvan://<name>
     if args.opset < 17:
         raise cli.UserError('--opset must be 17 or newer (LayerNorm).')
-    from mmvan.backends import get_engine
-    ort = get_engine('onnxruntime').import_module()  # one line if missing
+    from mmvan.backends import get_runtime
+    ort = get_runtime('onnxruntime').import_module()  # one line if missing
     exported, reference = build(args)
     outputs = (['stage1', 'stage2', 'stage3', 'stage4']
                if args.backbone_only else ['logits'])

@@ -1,5 +1,7 @@
 # Copyright (c) mmvan contributors. All rights reserved.
+from .backend_hook import BackendHook
 from .checkpoint_hook import SafeCheckpointHook
+from .deploy_hook import DeployHook
 from .divergence_hook import DivergenceHook
 from .effective_batch_hook import EffectiveBatchHook
 from .ema_hook import CheckpointWeightsHook, EMAHook
@@ -8,7 +10,7 @@ from .preemption_hook import PreemptionHook
 from .unreadable_image_hook import UnreadableImageHook
 
 __all__ = [
-    'CheckpointWeightsHook', 'DivergenceHook', 'EffectiveBatchHook', 'EMAHook',
-    'EpochSeedHook', 'PreemptionHook', 'SafeCheckpointHook',
-    'UnreadableImageHook'
+    'BackendHook', 'DeployHook', 'CheckpointWeightsHook', 'DivergenceHook',
+    'EffectiveBatchHook', 'EMAHook', 'EpochSeedHook', 'PreemptionHook',
+    'SafeCheckpointHook', 'UnreadableImageHook'
 ]

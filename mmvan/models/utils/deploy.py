@@ -1,12 +1,20 @@
 # Copyright (c) mmvan contributors. All rights reserved.
-"""The folded inference model (see :meth:`mmvan.models.VAN.switch_to_deploy`)
-for any model that contains mmvan VAN backbones."""
-from mmengine.hooks import Hook
-from mmengine.logging import print_log
+"""The folded inference form of any model that contains mmvan VAN backbones
+(see :meth:`mmvan.models.VAN.switch_to_deploy`).
+
+Not exported by :mod:`mmvan.models.utils`: this module imports the backbone,
+which imports that package.
+"""
+import torch.nn as nn
 from mmengine.model import is_model_wrapper
 
+from ..backbones.van import VAN
+from .layout import to_channels_last
 
-def fuse_model(model, channels_last=True, chunk_mib=8):
+
+def fuse_model(model: nn.Module,
+               channels_last: bool = True,
+               chunk_mib: float = 8) -> int:
     """Put ``model`` in eval mode and fold every mmvan VAN inside it (a VAN
     folded already, e.g. built with ``deploy=True``, gets the budget and
     layout).
@@ -24,8 +32,6 @@ def fuse_model(model, channels_last=True, chunk_mib=8):
     Returns:
         int: The number of VAN backbones folded.
     """
-    from mmvan.models.backbones.van import VAN
-    from mmvan.models.utils import to_channels_last
     if is_model_wrapper(model):
         model = model.module
     model.eval()
@@ -38,17 +44,3 @@ def fuse_model(model, channels_last=True, chunk_mib=8):
             module._fused = True
             count += 1
     return count
-
-
-class DeployHook(Hook):
-    """Fold the VAN backbones once the checkpoint is loaded, before
-    testing."""
-    priority = 'LOWEST'
-
-    def before_test(self, runner):
-        count = fuse_model(runner.model)
-        if count:
-            print_log(
-                f'Folded BatchNorms and layer scales of {count} VAN '
-                f'backbone(s) for inference (--no-deploy to keep them).',
-                logger='current')

@@ -1,27 +1,33 @@
 # Copyright (c) mmvan contributors. All rights reserved.
-"""The inference engines an exported VAN runs on: ONNX Runtime and OpenVINO.
+"""The inference runtimes an exported VAN runs on: ONNX Runtime and OpenVINO,
+and the choice among them (:func:`pick_backend`, :func:`check_request`).
 
-Each engine loads an exported ONNX file (OpenVINO converts it to its own IR
+Each runtime loads an exported ONNX file (OpenVINO converts it to its own IR
 first) and runs a float32 NCHW batch, returning the graph's outputs as numpy
 arrays. Both use as many threads as torch does (``torch.get_num_threads()``),
-so the three engines are compared on the same cores. An engine may be
-called from several threads at once: ONNX Runtime's sessions are
-thread-safe, and OpenVINO's engine gives each call requests of its own.
+so the three backends are compared on the same cores. A loaded runtime may
+be called from several threads at once: ONNX Runtime's sessions are
+thread-safe, and :class:`OpenVINORuntime` gives each call requests of its
+own.
 
-A missing engine is a :class:`BackendNotInstalledError` that names the
+A missing runtime is a :class:`BackendNotInstalledError` that names the
 backend and the pip command.
 """
 import collections
 import contextlib
 import functools
+import importlib
 import os
 import os.path as osp
 import statistics
+import tempfile
 import threading
 import time
 
 import numpy as np
+import torch
 
+from mmvan.utils.atomic import atomic_write
 from mmvan.utils.errors import UserError
 
 PRECISIONS = ('fp32', 'bf16', 'int8')
@@ -38,7 +44,6 @@ class BackendUnsupportedError(UserError):
 def _threads(threads):
     if threads:
         return int(threads)
-    import torch
     return torch.get_num_threads()
 
 
@@ -58,7 +63,7 @@ def cpu_flags():
 def native_bf16():
     """How this CPU computes bfloat16: ``'amx'`` (AMX tiles, Sapphire
     Rapids and later), ``'avx512_bf16'`` (Cooper Lake, Zen 4 and later) or
-    None (no bf16 instructions: engines convert to float32 and back, which
+    None (no bf16 instructions: runtimes convert to float32 and back, which
     is slower than float32)."""
     flags = cpu_flags()
     if 'amx_bf16' in flags:
@@ -68,13 +73,13 @@ def native_bf16():
     return None
 
 
-class Engine:
-    """A loaded model of one backend; ``engine(x)`` runs a float32 numpy
-    batch and returns the list of outputs."""
+class Runtime:
+    """A model loaded by one backend's runtime; ``runtime(x)`` runs a float32
+    numpy batch and returns the list of outputs."""
     name = None
     pip = None
     module = None
-    # What a cached export of this engine is: '.onnx', or '.xml' (+ '.bin').
+    # What a cached export for this runtime is: '.onnx', or '.xml' (+ '.bin').
     suffix = '.onnx'
 
     @classmethod
@@ -87,7 +92,6 @@ class Engine:
 
     @classmethod
     def import_module(cls):
-        import importlib
         try:
             return importlib.import_module(cls.module)
         except ImportError:
@@ -113,8 +117,8 @@ class Engine:
 
     @classmethod
     def convert(cls, onnx_path, out_path):
-        """Write the engine's own file for ``onnx_path`` (nothing to do for
-        engines that read ONNX)."""
+        """Write the runtime's own file for ``onnx_path`` (nothing to do for
+        runtimes that read ONNX)."""
         raise NotImplementedError
 
     def __call__(self, x):
@@ -122,13 +126,13 @@ class Engine:
 
 
 def _who_offers(precision):
-    names = [e.name for e in ENGINES.values() if precision in e.precisions()]
+    names = [r.name for r in RUNTIMES.values() if precision in r.precisions()]
     if precision in ('fp32', 'bf16'):
         names.append('pytorch')
     return ' or '.join(f"backend='{n}'" for n in names) or 'fp32'
 
 
-class OnnxRuntimeEngine(Engine):
+class OnnxRuntime(Runtime):
     """ONNX Runtime's CPU execution provider with all graph optimisations.
     ``int8`` runs a statically quantised copy of the graph (see
     :func:`mmvan.backends.quantize_int8`)."""
@@ -286,7 +290,7 @@ class StreamChoice:
         return way, outs[way]
 
 
-class OpenVINOEngine(Engine):
+class OpenVINORuntime(Runtime):
     """OpenVINO's CPU plugin with an explicit inference precision (its
     default on a CPU with bf16 instructions is bf16, which is not exact).
 
@@ -301,8 +305,8 @@ class OpenVINOEngine(Engine):
     graph. ``streams=False`` always runs one request, ``True`` always
     splits such batches.
 
-    The engine may be called from several threads at once: each call runs
-    on requests of its own (:class:`RequestPool`).
+    It may be called from several threads at once: each call runs on
+    requests of its own (:class:`RequestPool`).
     """
     name = 'openvino'
     pip = 'openvino'
@@ -317,9 +321,6 @@ class OpenVINOEngine(Engine):
     def convert(cls, onnx_path, out_path):
         """ONNX -> OpenVINO IR (``out_path``: ``.xml``; the ``.bin`` beside
         it), float32 weights kept as they are."""
-        import tempfile
-
-        from mmvan.utils.atomic import atomic_write
         ov = cls.import_module()
         model = ov.convert_model(onnx_path)
         with tempfile.TemporaryDirectory(dir=osp.dirname(out_path)) as tmp:
@@ -449,36 +450,31 @@ class OpenVINOEngine(Engine):
         return self._stream_pool()[1]
 
 
-ENGINES = {e.name: e for e in (OnnxRuntimeEngine, OpenVINOEngine)}
-BACKENDS = ('pytorch', ) + tuple(ENGINES)
+RUNTIMES = {r.name: r for r in (OnnxRuntime, OpenVINORuntime)}
+BACKENDS = ('pytorch', ) + tuple(RUNTIMES)
 
 
-def get_engine(name):
-    """The :class:`Engine` class of a backend name."""
-    if name not in ENGINES:
+def get_runtime(name):
+    """The :class:`Runtime` class of a backend name."""
+    if name not in RUNTIMES:
         raise UserError(f'Unknown backend {name!r}; expected one of '
                         f'{", ".join(("auto", ) + BACKENDS)}.')
-    return ENGINES[name]
+    return RUNTIMES[name]
 
 
-def load_engine(name, path, precision='fp32', threads=None, **kwargs):
-    """Load an exported file with a backend."""
-    return get_engine(name)(
+def load_runtime(name, path, precision='fp32', threads=None, **kwargs):
+    """Load an exported file with a backend's runtime."""
+    return get_runtime(name)(
         path, precision=precision, threads=threads, **kwargs)
 
 
 def installed_backends():
     """The backends usable here (``pytorch`` always)."""
-    return ['pytorch'] + [n for n, e in ENGINES.items() if e.installed()]
+    return ['pytorch'] + [n for n, r in RUNTIMES.items() if r.installed()]
 
 
 # The order ``backend='auto'`` tries on CPU, fastest first, per precision
-# (docs/benchmark.md, "Deployment engines"). On a 2-core Xeon with AMX,
-# alternating in one process, img/s: VAN-b0 batch 16: OpenVINO as mmvan
-# runs it 14.98, ONNX Runtime 11.58, plain OpenVINO 11.02; VAN-b2 batch 8:
-# 4.10, 2.81, 3.20; VAN-b0 backbone at 800x1216: 0.36, 0.28, 0.30. The
-# issue's idle-machine figures put both engines ahead of the folded PyTorch
-# model (b0: ONNX Runtime 1.10x, OpenVINO 1.25x; b2: 1.12x, 1.22x).
+# (measured in docs/benchmark.md, "Deployment engines").
 AUTO_ORDER = {
     'fp32': ('openvino', 'onnxruntime', 'pytorch'),
     'bf16': ('openvino', 'pytorch'),
@@ -488,8 +484,8 @@ AUTO_ORDER = {
 
 def pick_backend(device='cpu', precision='fp32'):
     """The backend ``'auto'`` resolves to for ``device`` and
-    ``precision``: PyTorch on GPUs (the engines installed here are CPU
-    builds), the fastest installed engine of :data:`AUTO_ORDER` on CPU.
+    ``precision``: PyTorch on GPUs (the runtimes installed here are CPU
+    builds), the fastest installed runtime of :data:`AUTO_ORDER` on CPU.
     ``MMVAN_BACKEND`` overrides it."""
     forced = os.environ.get('MMVAN_BACKEND')
     if forced and forced != 'auto':
@@ -500,9 +496,28 @@ def pick_backend(device='cpu', precision='fp32'):
         raise UserError(f'Unknown precision {precision!r}; expected one of '
                         f'{", ".join(PRECISIONS)}.')
     for name in AUTO_ORDER[precision]:
-        if name == 'pytorch' or ENGINES[name].installed():
+        if name == 'pytorch' or RUNTIMES[name].installed():
             return name
     raise BackendNotInstalledError(
         f'precision {precision!r} needs backend '
         f'{AUTO_ORDER[precision][0]!r}, which is not installed: pip install '
-        f'{ENGINES[AUTO_ORDER[precision][0]].pip}')
+        f'{RUNTIMES[AUTO_ORDER[precision][0]].pip}')
+
+
+def check_request(backend, precision, device='cpu'):
+    """Fail early (before a model is built) on a backend or precision
+    that cannot be served: unknown, not installed, not offered."""
+    if backend != 'auto' and backend not in BACKENDS:
+        raise UserError(f'Unknown backend {backend!r}; expected one of '
+                        f'{", ".join(("auto", ) + BACKENDS)}.')
+    if precision not in PRECISIONS:
+        raise UserError(f'Unknown precision {precision!r}; expected one of '
+                        f'{", ".join(PRECISIONS)}.')
+    if backend == 'pytorch' and precision == 'int8':
+        raise BackendUnsupportedError(
+            "backend 'pytorch' has no int8 mode; int8 runs on "
+            "backend='onnxruntime'.")
+    if backend not in ('auto', 'pytorch'):
+        runtime = get_runtime(backend)
+        runtime.import_module()
+        runtime.check_precision(precision)

@@ -1,9 +1,15 @@
 # Copyright (c) mmvan contributors. All rights reserved.
 """Test a backend model with mmengine's Runner (``tools/test.py
 --backend``): mmdeploy's "test the backend model" for mmvan."""
+import torch
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
+
+from mmvan.backends import (backend_module, build_backend_model, deploy_model,
+                            pick_backend)
+from mmvan.registry import HOOKS
+from mmvan.zoo import resolve
 
 # Images of the validation loader that calibrate int8.
 CALIBRATION_IMAGES = 32
@@ -16,6 +22,7 @@ def _where(report):
             f'{"cached" if report["cached"] else "exported now"}')
 
 
+@HOOKS.register_module()
 class BackendHook(Hook):
     """Once the checkpoint is loaded, put the model's exported part on
     ``backend`` (checked against PyTorch on real images); after testing,
@@ -36,7 +43,6 @@ class BackendHook(Hook):
         self.module = None
 
     def _calibration(self, runner, model):
-        import torch
         try:
             loader = runner.val_dataloader
         except Exception:  # noqa: B902 - no val loader in the config
@@ -52,8 +58,6 @@ class BackendHook(Hook):
         return batches
 
     def before_test(self, runner):
-        from .engines import pick_backend
-        from .model import build_backend_model, deploy_model, engine_module
         model = runner.model.module if is_model_wrapper(
             runner.model) else runner.model
         backend = self.backend
@@ -63,7 +67,6 @@ class BackendHook(Hook):
             backend = pick_backend(device, self.precision)
         path = None
         if self.checkpoint:
-            from mmvan.zoo import resolve
             path = resolve(self.checkpoint)[0]
         if backend == 'pytorch' and self.precision == 'fp32':
             deploy_model(model, 'pytorch')
@@ -83,7 +86,7 @@ class BackendHook(Hook):
             track_fp32=self.precision != 'fp32',
             cfg=runner.cfg)
         report = model.backend_report
-        self.module = engine_module(model)
+        self.module = backend_module(model)
         print_log(
             f'Backend {backend} ({self.precision}) runs the '
             f'{"whole model" if report["part"] == "model" else "backbone"}'
