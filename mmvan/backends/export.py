@@ -177,7 +177,7 @@ class ExportCache:
         return osp.isfile(self.path(suffix))
 
     def remove_stale(self):
-        """Remove the files of other keys (an older checkpoint or engine)."""
+        """Remove the files of other keys (an older checkpoint or runtime)."""
         removed = []
         for path in glob.glob(glob.escape(self.prefix) + '*'):
             if not osp.basename(path).startswith(

@@ -91,10 +91,10 @@ def test_onnxruntime_agrees_serves_and_caches(tmp_path, ckpt, reference,
     assert exports == [osp.basename(changed['file'])]
 
 
-def test_auto_picks_an_engine_for_checkpoints_only(ckpt, monkeypatch,
+def test_auto_picks_a_runtime_for_checkpoints_only(ckpt, monkeypatch,
                                                    cls_config):
     monkeypatch.delenv('MMVAN_BACKEND', raising=False)
-    assert pick_backend('cpu') == 'openvino'  # both engines installed
+    assert pick_backend('cpu') == 'openvino'  # both runtimes installed
     assert pick_backend('cuda:0') == 'pytorch'
     assert init_model(cls_config, ckpt).backend == 'openvino'
     # Nothing to key a cache on: the folded PyTorch model.
@@ -105,7 +105,7 @@ def test_auto_picks_an_engine_for_checkpoints_only(ckpt, monkeypatch,
 
 
 @pytest.mark.slow
-def test_segmentor_backbone_on_engine(tmp_path, root, cat):
+def test_segmentor_backbone_on_runtime(tmp_path, root, cat):
     seg_config = osp.join(root, 'configs', 'sem_fpn', 'fpn_van-b0_demo.py')
     ckpt = save_checkpoint(seg_config, tmp_path / 'seg.pth')
     model = init_model(seg_config, ckpt, backend='onnxruntime')
@@ -133,14 +133,14 @@ def test_bf16_is_explicit_and_reported(backend, ckpt, cls_config):
         init_model(cls_config, ckpt, precision='fp16')
 
 
-def test_missing_engine_is_one_clear_error(ckpt, monkeypatch, cls_config):
+def test_missing_runtime_is_one_clear_error(ckpt, monkeypatch, cls_config):
     monkeypatch.setitem(__import__('sys').modules, 'openvino', None)
     with pytest.raises(BackendNotInstalledError) as info:
         init_model(cls_config, ckpt, backend='openvino')
     assert str(info.value) == ("backend 'openvino' is not installed: pip "
                                'install openvino')
     monkeypatch.delenv('MMVAN_BACKEND', raising=False)
-    # auto goes on with the next engine.
+    # auto goes on with the next runtime.
     assert pick_backend('cpu') == 'onnxruntime'
 
 
@@ -159,7 +159,7 @@ def test_mismatch_is_refused(ckpt, monkeypatch, cls_config):
     assert model.backend == 'pytorch' and model.backbone.deploy
 
 
-def test_optimize_for_inference_on_engine():
+def test_optimize_for_inference_on_runtime():
     from mmvan.apis import optimize_for_inference
     from mmvan.models import VAN
     torch.manual_seed(0)

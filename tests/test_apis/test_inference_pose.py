@@ -108,7 +108,7 @@ def test_pose_deploy_is_folded_pytorch(pose):
     config, checkpoint, img, _ = pose
     raw = init_model(config, checkpoint, deploy=False)
     # backend='auto' with a checkpoint would export a classifier, detector
-    # or segmentor to an engine; a pose model stays in PyTorch, folded.
+    # or segmentor to a runtime; a pose model stays in PyTorch, folded.
     model = init_model(config, checkpoint)
     assert model.backend == 'pytorch' and model.precision == 'fp32'
     assert model.backbone.deploy
@@ -119,7 +119,7 @@ def test_pose_deploy_is_folded_pytorch(pose):
     assert init_model(config, checkpoint, backend='pytorch').backbone.deploy
 
 
-def test_pose_refuses_engines_and_bad_inputs(pose, tiny):
+def test_pose_refuses_runtimes_and_bad_inputs(pose, tiny):
     from mmvan.backends import BackendUnsupportedError
     config, checkpoint, img, _ = pose
     for kwargs in (dict(backend='onnxruntime'), dict(precision='bf16')):

@@ -93,8 +93,8 @@ def test_image_demo_with_saved_config(trained, root, tool, tmp_path,
     _, saved, ckpt = trained
     image_demo = tool('image_demo', '', base='demo')
     out = tmp_path / 'cat.png'
-    # The folded PyTorch model (an engine's export takes seconds; the
-    # engines read the pipeline through the same function).
+    # The folded PyTorch model (a runtime's export takes seconds; the
+    # runtimes read the pipeline through the same function).
     monkeypatch.setenv('MMVAN_BACKEND', 'pytorch')
     sample = image_demo.main([
         osp.join(root, 'demo', 'cat.jpg'), saved, ckpt, '--out-file',

@@ -93,24 +93,24 @@ def test_one_model_many_threads_equals_serial(backend, models, images):
 
 
 @pytest.mark.parametrize('streams', [False, True, 'auto'])
-def test_openvino_engine_batches_from_threads(streams, models):
+def test_openvino_runtime_batches_from_threads(streams, models):
     """Whole batches, split over throughput streams or not: each call gets
     its own batch's outputs."""
     path = models['openvino'].backend_report['file']
-    engine = OpenVINORuntime(path, threads=2, streams=streams)
-    assert engine.stream_count >= 2  # two streams of one thread
+    runtime = OpenVINORuntime(path, threads=2, streams=streams)
+    assert runtime.stream_count >= 2  # two streams of one thread
     rng = np.random.default_rng(1)
     batches = [
         rng.standard_normal((8, 3, 64, 64)).astype(np.float32)
         for _ in range(6)
     ]
-    serial = [engine(b)[0] for b in batches]
+    serial = [runtime(b)[0] for b in batches]
     got = []
 
     def work(thread):
         for call in range(6):
             index = (thread + call) % len(batches)
-            got.append((index, engine(batches[index])[0]))
+            got.append((index, runtime(batches[index])[0]))
 
     errors = run_threads(work)
     assert not errors, errors[:3]
@@ -198,37 +198,37 @@ def test_stream_choice_follows_later_times():
 
 def test_openvino_auto_measures_once_per_shape(models, monkeypatch):
     path = models['openvino'].backend_report['file']
-    engine = OpenVINORuntime(path, threads=2)  # streams='auto'
-    assert engine.stream_count >= 2  # two streams of one thread
+    runtime = OpenVINORuntime(path, threads=2)  # streams='auto'
+    assert runtime.stream_count >= 2  # two streams of one thread
     calls = []
     for name in ('run_single', 'run_streams'):
-        real = getattr(engine, name)
+        real = getattr(runtime, name)
 
         def counted(x, real=real, name=name):
             calls.append((name, len(x)))
             return real(x)
 
-        monkeypatch.setattr(engine, name, counted)
+        monkeypatch.setattr(runtime, name, counted)
     x = np.random.default_rng(2).standard_normal(
         (8, 3, 64, 64)).astype(np.float32)
-    first = engine(x)[0]
+    first = runtime(x)[0]
     # warm-up + 2 timed runs of each way, alternately.
     assert [c[0] for c in calls] == ['run_single', 'run_streams'] * 3
-    way = engine.choice.get((8, 3, 64, 64))
+    way = runtime.choice.get((8, 3, 64, 64))
     assert way in ('single', 'streams')
     # The times of the next calls could move the choice with the machine's
     # load (how the times decide is tested with a fake clock); here only
     # that each call runs the chosen way once counts.
-    monkeypatch.setattr(engine.choice, 'record', lambda *args: None)
+    monkeypatch.setattr(runtime.choice, 'record', lambda *args: None)
     calls.clear()
     for _ in range(3):
-        assert np.array_equal(engine(x)[0], first)
+        assert np.array_equal(runtime(x)[0], first)
     assert calls == [(f'run_{way}', 8)] * 3
     # Too small a batch to split: one request, nothing measured.
     calls.clear()
-    engine(x[:2])
+    runtime(x[:2])
     assert calls == [('run_single', 2)]
-    assert engine.choice.get((2, 3, 64, 64)) is None
+    assert runtime.choice.get((2, 3, 64, 64)) is None
     # Fixed choices measure nothing.
     for streams, way in ((False, 'run_single'), (True, 'run_streams')):
         fixed = OpenVINORuntime(path, threads=2, streams=streams)
