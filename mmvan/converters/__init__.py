@@ -1,13 +1,16 @@
 # Copyright (c) mmvan contributors. All rights reserved.
-from .engine import (ConversionError, ConversionResult, convert_state_dict,
-                     detect_format, extract_state_dict, infer_arch,
-                     load_source, rename_keys, save_atomic, sha256_of)
-from .formats import (FORMATS, FORMATS_BY_NAME, CheckpointFormat,
+"""Checkpoint formats as tables (:mod:`.formats`) and the conversion that
+applies them (:mod:`.convert`)."""
+from .convert import (ConversionError, ConversionResult, StateDict,
+                      build_reference, check_keys, convert_state_dict,
+                      detect_format, extract_state_dict, infer_arch,
+                      nonfinite_keys, rename_keys, strip_prefix)
+from .formats import (DENSE_HEADS, FORMATS, FORMATS_BY_NAME, CheckpointFormat,
                       to_mmpretrain_names)
 
 __all__ = [
-    'CheckpointFormat', 'ConversionError', 'ConversionResult', 'FORMATS',
-    'FORMATS_BY_NAME', 'convert_state_dict', 'detect_format',
-    'extract_state_dict', 'infer_arch', 'load_source', 'rename_keys',
-    'save_atomic', 'sha256_of', 'to_mmpretrain_names'
+    'CheckpointFormat', 'ConversionError', 'ConversionResult', 'DENSE_HEADS',
+    'FORMATS', 'FORMATS_BY_NAME', 'StateDict', 'build_reference', 'check_keys',
+    'convert_state_dict', 'detect_format', 'extract_state_dict', 'infer_arch',
+    'nonfinite_keys', 'rename_keys', 'strip_prefix', 'to_mmpretrain_names'
 ]

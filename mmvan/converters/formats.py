@@ -4,7 +4,7 @@
 Each format turns its keys into mmvan's scheme: the official VAN names
 (``patch_embed1.proj``, ``block1.0.attn.spatial_gating_unit.conv0``,
 ``mlp.dwconv.dwconv``, ``norm1``) for the backbone and ``head.fc`` for the
-classifier. The engine (:mod:`mmvan.converters.engine`) strips ``prefixes``,
+classifier. :func:`mmvan.converters.rename_keys` strips ``prefixes``,
 drops keys matching ``drop``, applies ``rules`` in order (``re.sub``; a
 replacement may be a function of the match) and adds ``backbone.`` to
 backbone keys. Adding a format is adding an entry here.

@@ -6,20 +6,34 @@ is not on its allow-list. mmengine 0.10.7 writes a few such types into its
 checkpoints (the message hub's ``HistoryBuffer``, numpy arrays, scalars and
 dtypes in ``meta``), so ``--resume`` and ``tools/test.py`` would fail.
 
-Importing :mod:`mmvan` allow-lists exactly those types and makes mmengine's
-local-file loader call ``torch.load(..., weights_only=True)`` explicitly,
-turning its failures into one clear message. The safe loader stays on:
-a checkpoint that asks for anything else (a function call, an arbitrary
-class) is refused before any of it runs.
+:func:`setup_safe_loading` (called by
+:func:`mmvan.apis.register_all_modules`) allow-lists exactly those types
+with torch's public ``add_safe_globals`` and registers mmengine's local-file
+checkpoint scheme (``CheckpointLoader.register_scheme``) as
+:func:`safe_torch_load`, which calls ``torch.load(..., weights_only=True)``
+explicitly and turns its failures into one clear message. The safe loader
+stays on: a checkpoint that asks for anything else (a function call, an
+arbitrary class) is refused before any of it runs.
+
+Reading, converting and loading checkpoints into models is
+:mod:`mmvan.zoo.checkpoint`'s; this module holds what every layer may use.
 """
 import os.path as osp
 import pickle
 import re
 import zipfile
 
+import numpy as np
 import torch
+from mmengine.logging.history_buffer import HistoryBuffer
+from mmengine.runner.checkpoint import CheckpointLoader
 
 from .errors import CheckpointError
+
+try:
+    from numpy._core import multiarray
+except ImportError:  # numpy < 2
+    from numpy.core import multiarray
 
 
 def _history_buffer_getattr(obj, name):
@@ -30,7 +44,6 @@ def _history_buffer_getattr(obj, name):
     crafted file reach any attribute of any allowed object, so only those
     lookups are answered.
     """
-    from mmengine.logging.history_buffer import HistoryBuffer
     allowed = {'min', 'max', 'current', 'mean'}
     allowed.update(HistoryBuffer._statistics_methods)
     if (obj is HistoryBuffer and isinstance(name, str) and name in allowed
@@ -43,14 +56,8 @@ def _history_buffer_getattr(obj, name):
         f'is not a HistoryBuffer statistics method.')
 
 
-def mmengine_safe_globals():
+def mmengine_safe_globals() -> list:
     """The Python objects mmengine 0.10.x pickles into its checkpoints."""
-    import numpy as np
-    from mmengine.logging.history_buffer import HistoryBuffer
-    try:
-        from numpy._core import multiarray
-    except ImportError:  # numpy < 2
-        from numpy.core import multiarray
     dtype_types = {type(np.dtype(code)) for code in '?bBhHiIlLqQefdgFDGUSM'}
     return [
         HistoryBuffer,
@@ -63,14 +70,14 @@ def mmengine_safe_globals():
     ]
 
 
-def register_safe_globals():
+def register_safe_globals() -> None:
     """Allow-list the types of :func:`mmengine_safe_globals` for torch's
     ``weights_only`` unpickler. Nothing else is allowed."""
     if hasattr(torch.serialization, 'add_safe_globals'):
         torch.serialization.add_safe_globals(mmengine_safe_globals())
 
 
-def safe_torch_load(filename, map_location=None):
+def safe_torch_load(filename, map_location=None) -> object:
     """``torch.load`` with the safe loader forced on and clear errors.
 
     Raises:
@@ -135,7 +142,7 @@ def safe_torch_load(filename, map_location=None):
             f'checkpoint ({first}). Download or copy it again.') from None
 
 
-def key_mismatches(state_dict, expected_shapes):
+def key_mismatches(state_dict, expected_shapes) -> tuple:
     """Compare a state dict with the keys and shapes a model expects.
 
     Returns:
@@ -157,14 +164,17 @@ def _load_from_local(filename, map_location):
     return safe_torch_load(filename, map_location=map_location)
 
 
-def patch_mmengine_loader():
+def register_local_scheme() -> None:
     """Route mmengine's local checkpoint loading through
-    :func:`safe_torch_load`."""
-    from mmengine.runner.checkpoint import CheckpointLoader
+    :func:`safe_torch_load` (mmengine's public
+    ``CheckpointLoader.register_scheme``, for the empty prefix that local
+    paths fall under)."""
     CheckpointLoader.register_scheme(
         prefixes='', loader=_load_from_local, force=True)
 
 
-def setup_safe_loading():
+def setup_safe_loading() -> None:
+    """Allow-list mmengine's checkpoint objects for torch's safe loader
+    and route mmengine's local checkpoint loads through it."""
     register_safe_globals()
-    patch_mmengine_loader()
+    register_local_scheme()

@@ -16,14 +16,20 @@ fields (``Name``, ``Config``, ``Weights``, ``Results``, ``Metadata``,
   the cache or a mirror by hand.
 
 ``MMVAN_MODEL_INDEX`` points at another index (or a single metafile).
+The files are read with ``modelindex``, as mmpretrain reads its own.
 """
+import difflib
 import fnmatch
 import os
 import os.path as osp
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Dict, List, Optional, Tuple
 
-from mmvan.utils.checkpoint import CheckpointError
+import modelindex
+from modelindex.models.Model import Model
+
+from mmvan.utils.errors import CheckpointError
+from .download import file_name_of
 
 
 class UnknownModelError(CheckpointError):
@@ -45,15 +51,15 @@ class ModelInfo:
     metrics: dict = field(default_factory=dict)
     collection: Optional[str] = None
     metafile: Optional[str] = None
+    # The entry's fields as ``modelindex`` holds them.
     raw: dict = field(default_factory=dict, repr=False)
 
     @property
-    def file_name(self):
-        from mmvan.utils.download import file_name_of
+    def file_name(self) -> str:
         return file_name_of(self.weights or '', self.file)
 
 
-def repo_root():
+def repo_root() -> str:
     """The folder holding ``model-index.yml`` and ``configs/``: the
     repository for an editable install, ``mmvan/.mim`` for an installed
     package."""
@@ -64,94 +70,97 @@ def repo_root():
     return osp.dirname(package)
 
 
-def index_path():
+def index_path() -> str:
     return os.environ.get('MMVAN_MODEL_INDEX') or osp.join(
         repo_root(), 'model-index.yml')
 
 
-def _read_yaml(path):
-    import yaml
-    with open(path, encoding='utf-8') as f:
-        return yaml.safe_load(f) or {}
-
-
-def _metafiles(path):
-    """The metafiles an index names (or the file itself if it is one)."""
-    data = _read_yaml(path)
-    if 'Import' in data:
-        base = osp.dirname(osp.abspath(path))
-        # Index paths are relative to the repository root, where the index
-        # lives.
-        return [osp.join(base, p) for p in data['Import']]
-    return [path]
-
-
-def _entry(raw, metafile, root):
-    results = raw.get('Results') or [{}]
-    first = results[0] or {}
-    config = raw.get('Config')
+def _entry(model: Model, root: str) -> ModelInfo:
+    """A :class:`ModelInfo` of a ``modelindex`` model entry."""
+    data = model.data
+    results = list(model.results or [])
+    first = results[0] if results else None
+    config = model.config
     if config and not osp.isabs(config):
         config = osp.join(root, config)
-    alias = raw.get('Alias') or ()
+    alias = data.get('Alias') or ()
     if isinstance(alias, str):
         alias = (alias, )
     return ModelInfo(
-        name=raw['Name'],
+        name=model.name,
         config=config,
-        weights=raw.get('Weights'),
+        weights=model.weights,
         aliases=tuple(alias),
-        sha256=(str(raw['Sha256']).lower() if raw.get('Sha256') else None),
-        file=raw.get('File'),
-        download=raw.get('Download', 'direct'),
-        task=first.get('Task'),
-        dataset=first.get('Dataset'),
-        metrics=dict(first.get('Metrics') or {}),
-        collection=raw.get('In Collection'),
-        metafile=metafile,
-        raw=raw)
+        sha256=(str(data['Sha256']).lower() if data.get('Sha256') else None),
+        file=data.get('File'),
+        download=data.get('Download', 'direct'),
+        task=first.task if first is not None else None,
+        dataset=first.dataset if first is not None else None,
+        metrics=dict((first.metrics if first is not None else None) or {}),
+        collection=model.in_collection,
+        metafile=model.filepath,
+        raw=dict(data))
 
 
-_CACHE = {}
+def _stamp(files: Tuple[str, ...]) -> tuple:
+    return tuple(
+        os.stat(f).st_mtime_ns if osp.exists(f) else None for f in files)
 
 
-def load_index(path=None):
+# index path -> (files it was read from, their stamps, the entries)
+_CACHE: Dict[str, tuple] = {}
+
+
+def _read_index(path: str) -> List[Model]:
+    """The model entries of an index (or a single metafile), read with
+    ``modelindex`` as mmpretrain reads its own."""
+    if not osp.isfile(path):
+        raise CheckpointError(f'The model index {path} does not exist.')
+    try:
+        index = modelindex.load(path)
+    except (OSError, ValueError) as e:
+        raise CheckpointError(
+            f'The model index {path} cannot be read: {e}') from None
+    # modelindex collects the metafiles it cannot read instead of raising.
+    for error in index.check_errors:
+        if 'does not exist' in error:
+            missing = error.split("'")[1] if "'" in error else error
+            raise CheckpointError(
+                f'The model index {path} names {missing}, which does not '
+                f'exist.')
+        raise CheckpointError(f'The model index {path}: {error}')
+    return list(index.models)
+
+
+def load_index(path: Optional[str] = None) -> List[ModelInfo]:
     """Every zoo entry, in metafile order, as :class:`ModelInfo`."""
     path = osp.abspath(path or index_path())
-    stamp = []
-    metafiles = _metafiles(path)
-    for f in [path, *metafiles]:
-        stamp.append(os.stat(f).st_mtime_ns if osp.exists(f) else None)
-    key = (path, tuple(stamp))
-    if key in _CACHE:
-        return _CACHE[key]
+    cached = _CACHE.get(path)
+    if cached is not None and _stamp(cached[0]) == cached[1]:
+        return cached[2]
     root = osp.dirname(path)
     models, seen = [], {}
-    for metafile in metafiles:
-        if not osp.isfile(metafile):
-            raise CheckpointError(
-                f'The model index {path} names {metafile}, which does not '
-                f'exist.')
-        for raw in _read_yaml(metafile).get('Models') or []:
-            info = _entry(raw, metafile, root)
-            for name in (info.name, *info.aliases):
-                if name in seen:
-                    raise CheckpointError(
-                        f'Model name {name!r} is used twice in the zoo '
-                        f'({seen[name]} and {metafile}).')
-                seen[name] = metafile
-            models.append(info)
+    for model in _read_index(path):
+        info = _entry(model, root)
+        for name in (info.name, *info.aliases):
+            if name in seen:
+                raise CheckpointError(
+                    f'Model name {name!r} is used twice in the zoo '
+                    f'({seen[name]} and {info.metafile}).')
+            seen[name] = info.metafile
+        models.append(info)
+    files = (path, *dict.fromkeys(m.metafile for m in models if m.metafile))
     _CACHE.clear()
-    _CACHE[key] = models
+    _CACHE[path] = (files, _stamp(files), models)
     return models
 
 
-def find_model(name, index=None):
+def find_model(name: str, index: Optional[str] = None) -> ModelInfo:
     """The zoo entry named ``name`` (or one of its aliases)."""
     models = load_index(index)
     for info in models:
         if name == info.name or name in info.aliases:
             return info
-    import difflib
     names = [m.name for m in models]
     close = difflib.get_close_matches(
         name, names + [a for m in models for a in m.aliases], n=3)
@@ -161,7 +170,7 @@ def find_model(name, index=None):
         f'lists the {len(names)} names.')
 
 
-def find_by_url(url, index=None):
+def find_by_url(url: str, index: Optional[str] = None) -> Optional[ModelInfo]:
     """The zoo entry whose ``Weights`` is ``url``, or None."""
     try:
         models = load_index(index)
@@ -173,7 +182,9 @@ def find_by_url(url, index=None):
     return None
 
 
-def list_models(pattern=None, task=None, index=None):
+def list_models(pattern: Optional[str] = None,
+                task: Optional[str] = None,
+                index: Optional[str] = None) -> List[str]:
     """Names of the zoo models, as mmpretrain's ``list_models``.
 
     Args:

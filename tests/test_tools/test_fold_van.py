@@ -20,7 +20,7 @@ def _trained_checkpoint(config, path):
 
 def test_fold_writes_a_checkpoint_for_deploy_true(tmp_path, tiny, tool):
     from mmvan.apis import init_model
-    from mmvan.zoo.loader import WeightsMismatchError
+    from mmvan.zoo import WeightsMismatchError
     fold_van = tool('fold_van', 'model_converters')
     config = tiny('lka')
     src, out = str(tmp_path / 'trained.pth'), str(tmp_path / 'folded.pth')

@@ -10,8 +10,15 @@ import torch.nn as nn
 from mmengine.model import BaseModel
 from mmengine.runner import Runner, load_checkpoint
 
-import mmvan  # noqa: F401  (sets up safe loading)
+from mmvan.apis import register_all_modules
 from mmvan.utils import CheckpointError, safe_torch_load
+
+
+@pytest.fixture(autouse=True, scope='module')
+def safe_loading():
+    """mmengine's checkpoint loads go through mmvan's safe loader once
+    mmvan's extension points are switched on."""
+    register_all_modules()
 
 
 class ToyModel(BaseModel):

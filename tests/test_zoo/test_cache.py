@@ -19,10 +19,10 @@ import yaml
 
 from mmvan.models import VAN
 from mmvan.testing import TINY, loopback_server, randomized
-from mmvan.utils import download as dl
 from mmvan.utils.checkpoint import CheckpointError
-from mmvan.utils.download import ChecksumError, DownloadError
+from mmvan.zoo import download as dl
 from mmvan.zoo import resolve
+from mmvan.zoo.download import ChecksumError, DownloadError
 
 X = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(1))
 
@@ -195,7 +195,7 @@ def test_killed_download_leaves_nothing_that_lasts(cache, root):
         url = srv.url('/k.pth')
         proc = subprocess.Popen([
             sys.executable, '-c',
-            'import sys; from mmvan.utils.download import download; '
+            'import sys; from mmvan.zoo.download import download; '
             'download(sys.argv[1])', url
         ],
                                 cwd=root,

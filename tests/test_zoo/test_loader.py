@@ -16,9 +16,8 @@ from mmvan.models import VAN
 from mmvan.testing import (TINY, loopback_server, official, randomized, to_hf,
                            to_official_seg)
 from mmvan.utils.checkpoint import CheckpointError
-from mmvan.utils.download import DownloadError
-from mmvan.zoo import WeightsMismatchError
-from mmvan.zoo.loader import load_pretrained, load_weights
+from mmvan.zoo import WeightsMismatchError, load_pretrained, load_weights
+from mmvan.zoo.download import DownloadError
 
 X = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
 

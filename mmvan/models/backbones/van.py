@@ -14,7 +14,7 @@ import torch.nn as nn
 import torch.utils.checkpoint as cp
 from mmcv.cnn import build_norm_layer
 from mmcv.cnn.bricks import DropPath
-from mmengine.model import BaseModule
+from mmengine.model import BaseModule, initialize
 from mmengine.model.weight_init import trunc_normal_
 from torch.nn.modules.batchnorm import _BatchNorm
 
@@ -30,6 +30,10 @@ from ..utils.layout import memory_format_of
 from ..utils.slicing import MemoryBudget, run_in_bands, run_in_slices
 
 ATTENTIONS = {'lka': LKA, 'lska': LSKA}
+# The weight initializer of ``init_cfg=dict(type='Pretrained', ...)``:
+# strict, converting loads of any checkpoint reference (registered by
+# mmvan.zoo, which mmengine imports for the ``mmvan.`` prefix).
+PRETRAINED_INITIALIZER = 'mmvan.PretrainedVAN'
 
 
 class OverlapPatchEmbed(BaseModule):
@@ -595,17 +599,20 @@ class VAN(BaseModule):
         ``dict(type='Pretrained', checkpoint=REF)`` takes a path, an URL or
         a zoo name (``mmvan://van-b0_3rdparty_in1k``) in any checkpoint
         format mmvan converts; every backbone tensor must arrive with its
-        shape unless ``strict=False`` is added (see
-        :func:`mmvan.zoo.load_pretrained`).
+        shape unless ``strict=False`` is added. The load is the registered
+        weight initializer ``mmvan.PretrainedVAN``
+        (:class:`mmvan.zoo.PretrainedVAN`), built by mmengine's
+        ``initialize``; the official random initialisation is not applied
+        then, and a second call loads nothing.
         """
         pretrained = (
             isinstance(self.init_cfg, dict)
-            and self.init_cfg.get('type') == 'Pretrained')
+            and self.init_cfg.get('type') in ('Pretrained',
+                                              PRETRAINED_INITIALIZER))
         if pretrained:
             if getattr(self, '_is_init', False):
                 return
-            from mmvan.zoo.loader import load_pretrained
-            load_pretrained(self, self.init_cfg)
+            initialize(self, dict(self.init_cfg, type=PRETRAINED_INITIALIZER))
             self._is_init = True
             return
         for m in self.modules():

@@ -1,18 +1,24 @@
 # Copyright (c) mmvan contributors. All rights reserved.
-"""One engine for every checkpoint format in :mod:`.formats`."""
-import argparse
-import hashlib
-import os.path as osp
+"""Conversion of state dicts between the formats of :mod:`.formats` and
+mmvan's scheme: detection, renaming, architecture inference and a check of
+every key against a model built on the meta device.
+
+Reading and writing checkpoint files is :mod:`mmvan.zoo.checkpoint`'s.
+"""
 import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import Dict, Iterable, List, Mapping, Optional, Tuple, Union
 
 import torch
 
+from mmvan.models.backbones.van import VAN
 from mmvan.models.layers import LKA_KERNELS, LSKA_KERNELS
-from mmvan.utils.checkpoint import key_mismatches, safe_torch_load
-from mmvan.utils.errors import CheckpointError, ConversionError
-from .formats import FORMATS, FORMATS_BY_NAME
+from mmvan.utils.checkpoint import key_mismatches
+from mmvan.utils.errors import ConversionError
+from .formats import FORMATS, FORMATS_BY_NAME, CheckpointFormat
+
+StateDict = Dict[str, torch.Tensor]
 
 STATE_DICT_KEYS = ('state_dict', 'model', 'state_dict_ema', 'module')
 
@@ -25,27 +31,14 @@ class ConversionResult:
     dropped: list = field(default_factory=list)
 
     @property
-    def backbone_state_dict(self):
+    def backbone_state_dict(self) -> StateDict:
         """The backbone weights without the ``backbone.`` prefix."""
         return OrderedDict((k[len('backbone.'):], v)
                            for k, v in self.state_dict.items()
                            if k.startswith('backbone.'))
 
 
-def load_source(path):
-    """Load a checkpoint to convert, with the safe loader.
-
-    timm-style training checkpoints also store their ``argparse`` options;
-    ``argparse.Namespace`` only holds attributes, so it is allowed here.
-    """
-    safe = getattr(torch.serialization, 'safe_globals', None)
-    if safe is None:
-        return safe_torch_load(path, map_location='cpu')
-    with safe([argparse.Namespace]):
-        return safe_torch_load(path, map_location='cpu')
-
-
-def extract_state_dict(checkpoint):
+def extract_state_dict(checkpoint: object) -> StateDict:
     """The tensor dict inside a loaded checkpoint."""
     if not isinstance(checkpoint, dict):
         raise ConversionError(
@@ -64,7 +57,7 @@ def extract_state_dict(checkpoint):
         f'{sorted(checkpoint)[:10]}).')
 
 
-def detect_format(keys, meta=None):
+def detect_format(keys: Iterable[str], meta: Optional[dict] = None) -> str:
     """Name of the format of a state dict with these keys."""
     if isinstance(meta, dict) and meta.get('mmvan_format'):
         return 'mmvan'
@@ -80,21 +73,24 @@ def detect_format(keys, meta=None):
         f'{keys[:5]}. Pass --format to force one.')
 
 
-def _strip(key, prefixes):
+def strip_prefix(key: str, prefixes: Iterable[str]) -> str:
+    """``key`` without the first of ``prefixes`` it starts with."""
     for prefix in prefixes:
         if key.startswith(prefix):
             return key[len(prefix):]
     return key
 
 
-def rename_keys(state_dict, fmt, task='cls'):
+def rename_keys(state_dict: Mapping[str, torch.Tensor],
+                fmt: Union[str, CheckpointFormat],
+                task: str = 'cls') -> Tuple[StateDict, List[str]]:
     """Apply a format's table. Returns ``(renamed, dropped)``; renamed keys
     are in mmvan's scheme (``backbone.*``, ``head.fc.*``)."""
     if isinstance(fmt, str):
         fmt = FORMATS_BY_NAME[fmt]
     renamed, dropped = OrderedDict(), []
     for src_key, value in state_dict.items():
-        key = _strip(src_key, fmt.prefixes)
+        key = strip_prefix(src_key, fmt.prefixes)
         if any(re.search(p, key) for p in fmt.drop):
             dropped.append(src_key)
             continue
@@ -113,14 +109,13 @@ def rename_keys(state_dict, fmt, task='cls'):
     return renamed, dropped
 
 
-def infer_arch(state_dict):
+def infer_arch(state_dict: Mapping[str, torch.Tensor]) -> dict:
     """Infer the VAN architecture from mmvan-scheme tensors.
 
     Returns a dict with ``arch`` (a name from the arch table when the
     settings match one, else a custom dict), ``attention``, ``kernel_size``
     and ``num_classes`` (None without a head).
     """
-    from mmvan.models.backbones.van import VAN
     sd = state_dict
     embed_dims, depths, mlp_ratios = [], [], []
     for i in range(1, 5):
@@ -170,10 +165,11 @@ def infer_arch(state_dict):
         num_classes=None if head is None else head.shape[0])
 
 
-def build_reference(arch_info, out_norm_eps=1e-6, task='cls'):
+def build_reference(arch_info: dict,
+                    out_norm_eps: float = 1e-6,
+                    task: str = 'cls') -> Dict[str, tuple]:
     """An mmvan backbone (and head) whose keys and shapes a converted
     checkpoint must reproduce. Built on the meta device: no memory used."""
-    from mmvan.models.backbones.van import VAN
     with torch.device('meta'):
         backbone = VAN(
             arch=arch_info['arch'],
@@ -189,7 +185,8 @@ def build_reference(arch_info, out_norm_eps=1e-6, task='cls'):
     return shapes
 
 
-def check_keys(state_dict, expected_shapes):
+def check_keys(state_dict: Mapping[str, torch.Tensor],
+               expected_shapes: Mapping[str, tuple]) -> None:
     """Every converted key is a model key of the right shape, and every
     model key is produced."""
     missing, unexpected, wrong = key_mismatches(state_dict, expected_shapes)
@@ -206,12 +203,12 @@ def check_keys(state_dict, expected_shapes):
         raise ConversionError('; '.join(problems))
 
 
-def convert_state_dict(state_dict,
-                       fmt='auto',
-                       task='cls',
-                       arch=None,
-                       meta=None,
-                       allow_nonfinite=False):
+def convert_state_dict(state_dict: Mapping[str, torch.Tensor],
+                       fmt: str = 'auto',
+                       task: str = 'cls',
+                       arch: Optional[dict] = None,
+                       meta: Optional[dict] = None,
+                       allow_nonfinite: bool = False) -> 'ConversionResult':
     """Convert a source state dict into mmvan's scheme, checking every key.
 
     Args:
@@ -261,7 +258,7 @@ def convert_state_dict(state_dict,
     return ConversionResult(renamed, fmt, arch_info, dropped)
 
 
-def nonfinite_keys(state_dict):
+def nonfinite_keys(state_dict: Mapping[str, object]) -> List[str]:
     """Keys of floating-point tensors that hold NaN or inf."""
     return [
         k for k, v in state_dict.items() if isinstance(v, torch.Tensor)
@@ -269,31 +266,8 @@ def nonfinite_keys(state_dict):
     ]
 
 
-def sha256_of(path, chunk=1 << 20):
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(chunk), b''):
-            h.update(block)
-    return h.hexdigest()
-
-
-def save_atomic(obj, dst, src=None):
-    """``torch.save`` into a temporary file beside ``dst``, then rename.
-
-    Never overwrites ``src``; leaves nothing behind on failure (a
-    :class:`~mmvan.utils.atomic.SaveError` names the reason).
-    """
-    from mmvan.utils.atomic import atomic_write
-    dst = osp.abspath(dst)
-    if src is not None and osp.exists(dst) and osp.samefile(dst, src):
-        raise ConversionError(
-            f'Refusing to overwrite the source checkpoint {src}.')
-    return atomic_write(dst, writer=lambda f: torch.save(obj, f))
-
-
 __all__ = [
-    'CheckpointError', 'ConversionError', 'ConversionResult', 'load_source',
-    'extract_state_dict', 'detect_format', 'rename_keys', 'infer_arch',
-    'build_reference', 'check_keys', 'convert_state_dict', 'nonfinite_keys',
-    'sha256_of', 'save_atomic'
+    'ConversionError', 'ConversionResult', 'StateDict', 'extract_state_dict',
+    'detect_format', 'rename_keys', 'strip_prefix', 'infer_arch',
+    'build_reference', 'check_keys', 'convert_state_dict', 'nonfinite_keys'
 ]

@@ -25,6 +25,15 @@ the cache, a mirror), once per file and process: the verdict is kept by
 path, size and modification time. A cached file that fails the check is
 not loaded and not removed: the error names it and says to delete it (it is
 downloaded again on the next run).
+
+The transfer is mmvan's own rather than
+``torch.hub.download_url_to_file``: that function keeps a body shorter than
+its ``Content-Length`` (``http.client`` ends a cut connection as a short
+read, not an error) and moves it into place, so a lost connection would
+cache a truncated file for every URL without a sha256; it has no read
+timeout (a stalled server hangs the run), and it draws its progress bar on
+logs and CI output. The layout follows torch hub's: the hub cache folder, a
+temporary file in the destination's folder, renamed when complete.
 """
 import contextlib
 import glob
@@ -36,14 +45,25 @@ import sys
 import urllib.error
 import urllib.parse
 import urllib.request
+from typing import Callable, Optional, TypeVar
 
-from .atomic import atomic_write
-from .checkpoint import CheckpointError
+import torch.distributed as dist
+import torch.hub
+from mmengine.dist import barrier
+
+from mmvan.utils.atomic import atomic_write
+from mmvan.utils.errors import CheckpointError
 
 try:
     import fcntl
 except ImportError:  # pragma: no cover - Windows: no lock, as before
     fcntl = None
+try:
+    from tqdm import tqdm
+except ImportError:  # pragma: no cover - tqdm comes with mmengine's deps
+    tqdm = None
+
+T = TypeVar('T')
 
 
 class DownloadError(CheckpointError):
@@ -61,18 +81,17 @@ CHUNK = 1 << 20
 _DIGESTS = {}
 
 
-def cache_root():
+def cache_root() -> str:
     """``<torch hub dir>/checkpoints/mmvan``; honours ``TORCH_HOME``."""
-    import torch.hub
     return osp.join(torch.hub.get_dir(), 'checkpoints', 'mmvan')
 
 
-def url_key(url):
+def url_key(url: str) -> str:
     """A short, stable key of the whole URL (scheme, host, path, query)."""
     return hashlib.sha256(url.encode('utf-8')).hexdigest()[:16]
 
 
-def file_name_of(url, file_name=None):
+def file_name_of(url: str, file_name: Optional[str] = None) -> str:
     """The name a download is stored under: ``file_name`` if given, else
     the last part of the URL path (share links such as ``.../f/<id>/?dl=1``
     fall back to ``checkpoint.pth``)."""
@@ -84,12 +103,12 @@ def file_name_of(url, file_name=None):
     return name if name and name not in ('.', '..') else 'checkpoint.pth'
 
 
-def cached_path(url, file_name=None):
+def cached_path(url: str, file_name: Optional[str] = None) -> str:
     """Where ``url`` is cached (whether or not it is there yet)."""
     return osp.join(cache_root(), url_key(url), file_name_of(url, file_name))
 
 
-def is_cached_file(path):
+def is_cached_file(path: str) -> bool:
     """Whether ``path`` lies in the download cache."""
     root = osp.realpath(cache_root())
     return osp.realpath(path).startswith(root + os.sep)
@@ -100,7 +119,7 @@ def _stat_key(path):
     return (osp.realpath(path), st.st_size, st.st_mtime_ns)
 
 
-def file_sha256(path):
+def file_sha256(path: str) -> str:
     """The sha256 (hex) of ``path``, read once per path, size and mtime.
 
     Raises:
@@ -122,7 +141,7 @@ def file_sha256(path):
     return _DIGESTS[key]
 
 
-def check_sha256(path, expected, advice):
+def check_sha256(path: str, expected: Optional[str], advice: str) -> str:
     """Refuse ``path`` unless its sha256 starts with ``expected`` (all 64
     digits or a prefix, as OpenMMLab file names carry 8).
 
@@ -147,9 +166,7 @@ def _cached_advice(url):
 
 
 def _progress(total, name):
-    try:
-        from tqdm import tqdm
-    except ImportError:  # pragma: no cover - tqdm comes with mmengine's deps
+    if tqdm is None:  # pragma: no cover
         return None
     return tqdm(
         total=total,
@@ -163,7 +180,7 @@ def _progress(total, name):
         file=sys.stderr)
 
 
-def partial_files(dst):
+def partial_files(dst: str) -> list:
     """Temporary files of unfinished downloads of ``dst``."""
     folder, name = osp.split(dst)
     pattern = osp.join(glob.escape(folder), '.' + glob.escape(name) + '.*')
@@ -192,7 +209,11 @@ def _cache_lock(url, dst):
         os.close(fd)  # closing releases the lock
 
 
-def download(url, sha256=None, file_name=None, timeout=60, progress=True):
+def download(url: str,
+             sha256: Optional[str] = None,
+             file_name: Optional[str] = None,
+             timeout: float = 60,
+             progress: bool = True) -> str:
     """Return the local path of ``url``, downloading it once.
 
     Args:
@@ -284,17 +305,15 @@ def _fetch(url, dst, sha256, timeout, progress):
     return dst
 
 
-def local_rank_zero_first(fetch):
+def local_rank_zero_first(fetch: Callable[[], T]) -> T:
     """Call ``fetch()`` on rank 0 of each node first; the other ranks wait
     at a barrier and call it then (finding the file in the cache), as
     mmengine's ``load_from_http`` does. Without a process group (or with
     one process) it is a plain call; concurrent processes are still
     serialised by the download lock."""
-    import torch.distributed as dist
     if not (dist.is_available() and dist.is_initialized()
             and dist.get_world_size() > 1):
         return fetch()
-    from mmengine.dist import barrier
     local_rank = int(os.environ.get('LOCAL_RANK', dist.get_rank()))
     result = None
     if local_rank == 0:

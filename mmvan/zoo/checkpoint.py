@@ -1,12 +1,14 @@
 # Copyright (c) mmvan contributors. All rights reserved.
-"""One loader for every checkpoint reference.
+"""mmvan's checkpoint module: read, check, convert on load, load, save.
 
 A reference is a local path, an ``http(s)://`` URL or a zoo name
-``mmvan://<name>``. The file may be in any format that
-:mod:`mmvan.converters` knows (official VAN / LSKA, official segmentation,
-the LSKA repository's, mmpretrain / mmcls, HF transformers ``.bin`` or
-``.safetensors``, mmvan); it is converted in memory and every tensor is
-checked against the model it is loaded into:
+``mmvan://<name>`` (:func:`resolve`: downloaded once, checked against the
+zoo's sha256). The file may be in any format that :mod:`mmvan.converters`
+knows (official VAN / LSKA, official segmentation, the LSKA repository's,
+mmpretrain / mmcls, HF transformers ``.bin`` or ``.safetensors``, mmvan); it
+is read with torch's safe loader (:func:`read_checkpoint`), converted in
+memory (:func:`load_source_weights`) and every tensor is checked against the
+model it is loaded into (:func:`load_weights`):
 
 - a missing key, an unexpected key of the model's part or a shape mismatch
   is a :class:`WeightsMismatchError` naming the first keys and the
@@ -16,27 +18,50 @@ checked against the model it is loaded into:
   another data set) is the one expected difference: it is left at its
   initialisation and reported in one line.
 
-:func:`register_schemes` makes mmengine's ``CheckpointLoader`` use this for
-``mmvan://`` and ``http(s)://``, so ``load_from`` and ``init_cfg`` of any
-OpenMMLab model resolve zoo names and download with the same cache.
+Written checkpoints go through :func:`save_checkpoint` (a temporary file,
+renamed when complete).
+
+Two extension points of mmengine use it, both switched on explicitly:
+
+- :class:`PretrainedVAN`, a registered weight initializer:
+  ``init_cfg=dict(type='mmvan.PretrainedVAN', checkpoint=REF)``, which a VAN
+  backbone makes of its ``dict(type='Pretrained', ...)``;
+- :func:`register_schemes`: mmengine's ``CheckpointLoader`` resolves
+  ``mmvan://`` names and downloads ``http(s)://`` files with the same cache,
+  so ``load_from`` and ``init_cfg`` of any OpenMMLab model use them.
 """
+import argparse
+import logging
 import os
 import os.path as osp
 import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import Optional, Tuple, Union
 
 import torch
+import torch.nn as nn
+from mmengine.logging import print_log
+from mmengine.model import BaseTTAModel, is_model_wrapper
+from mmengine.runner.checkpoint import CheckpointLoader
 
-from mmvan.utils.checkpoint import CheckpointError, key_mismatches
-from mmvan.utils.download import (cached_path, check_sha256, download,
-                                  is_cached_file, local_rank_zero_first)
-from .index import find_by_url, find_model
+from mmvan.converters import (DENSE_HEADS, FORMATS_BY_NAME, ConversionError,
+                              StateDict, detect_format, extract_state_dict,
+                              infer_arch, rename_keys, strip_prefix)
+from mmvan.models.backbones.van import VAN
+from mmvan.registry import WEIGHT_INITIALIZERS
+from mmvan.utils.atomic import atomic_write
+from mmvan.utils.checkpoint import key_mismatches, safe_torch_load
+from mmvan.utils.errors import CheckpointError
+from .download import (cached_path, check_sha256, download, is_cached_file,
+                       local_rank_zero_first)
+from .index import ModelInfo, find_by_url, find_model
 
 ZOO_PREFIX = 'mmvan://'
 MIRROR_ENV = 'MMVAN_ZOO_MIRROR'
 # The classifier's head: its class count may differ from the checkpoint's.
 HEAD_KEYS = re.compile(r'(^|\.)head\.fc\.(weight|bias)$')
+Logger = Union[str, logging.Logger]
 
 
 class WeightsMismatchError(CheckpointError):
@@ -48,7 +73,8 @@ class ManualDownloadError(CheckpointError):
     the cache or the mirror."""
 
 
-def is_url(ref):
+def is_url(ref: object) -> bool:
+    """Whether ``ref`` is an ``http(s)://`` URL."""
     return isinstance(ref, str) and ref.startswith(('http://', 'https://'))
 
 
@@ -65,11 +91,12 @@ def _mirror_location(info):
     return osp.join(osp.expanduser(mirror), info.file_name)
 
 
-def resolve(ref, progress=True):
+def resolve(ref: Union[str, os.PathLike],
+            progress: bool = True) -> Tuple[str, Optional[ModelInfo]]:
     """A local file for ``ref``, downloading it if needed.
 
     A zoo file is checked against its sha256 wherever it comes from (the
-    cache, a mirror, a download); see :mod:`mmvan.utils.download`. In a
+    cache, a mirror, a download); see :mod:`mmvan.zoo.download`. In a
     distributed run rank 0 of each node fetches first, the others then read
     the cache.
 
@@ -153,12 +180,16 @@ def _resolve_remote(ref, progress):
         progress=progress), info
 
 
-def read_checkpoint(path):
+def read_checkpoint(path: Union[str, os.PathLike]) -> object:
     """The object stored in ``path``: a ``.safetensors`` file as a dict of
-    tensors, anything else through torch's safe loader."""
+    tensors, anything else through torch's safe loader.
+
+    timm-style training checkpoints also store their ``argparse`` options;
+    ``argparse.Namespace`` only holds attributes, so it is allowed here.
+    """
     if str(path).endswith('.safetensors'):
         try:
-            from safetensors.torch import load_file
+            from safetensors.torch import load_file  # optional: HF files
         except ImportError:
             raise CheckpointError(
                 f'{path} is a safetensors file; install safetensors '
@@ -169,8 +200,11 @@ def read_checkpoint(path):
             raise CheckpointError(
                 f'Checkpoint {path} is truncated or not a safetensors file '
                 f'({e}). Download or copy it again.') from None
-    from mmvan.converters.engine import load_source
-    return load_source(path)
+    safe = getattr(torch.serialization, 'safe_globals', None)
+    if safe is None:
+        return safe_torch_load(path, map_location='cpu')
+    with safe([argparse.Namespace]):
+        return safe_torch_load(path, map_location='cpu')
 
 
 @dataclass
@@ -178,17 +212,16 @@ class SourceWeights:
     """A checkpoint's tensors in mmvan's scheme (``backbone.*`` with the
     official names, ``head.fc.*``; other parts such as ``neck.*`` or
     ``decode_head.*`` as they were)."""
-    state_dict: 'OrderedDict[str, torch.Tensor]'
-    source_format: str = None
+    state_dict: StateDict
+    source_format: Optional[str] = None
     meta: dict = field(default_factory=dict)
     ref: str = ''
     # The whole loaded object (optimizer state, message hub, ... of a
     # training checkpoint), for resuming.
     raw: object = field(default=None, repr=False)
 
-    def describe_arch(self):
+    def describe_arch(self) -> str:
         """``'VAN-b1 (lka, k21)'`` from the backbone tensors, or ''."""
-        from mmvan.converters.engine import infer_arch
         try:
             info = infer_arch(self.state_dict)
         except Exception:  # noqa: B902 - not a VAN checkpoint
@@ -198,6 +231,15 @@ class SourceWeights:
             arch = f'custom {arch}'
         return f'VAN-{arch} ({info["attention"]}, k{info["kernel_size"]})'
 
+    def as_checkpoint(self) -> dict:
+        """The loaded checkpoint with the converted weights and meta: what
+        mmengine's ``after_load_checkpoint`` hooks and ``resume`` read (a
+        training checkpoint keeps its optimizer, message hub and scheduler
+        states)."""
+        checkpoint = dict(self.raw) if isinstance(self.raw, dict) else {}
+        checkpoint.update(state_dict=self.state_dict, meta=self.meta)
+        return checkpoint
+
 
 def _strip_module(sd):
     return OrderedDict(
@@ -205,16 +247,14 @@ def _strip_module(sd):
         for k, v in sd.items())
 
 
-def to_mmvan(state_dict, meta=None):
+def to_mmvan(state_dict: StateDict,
+             meta: Optional[dict] = None) -> Tuple[StateDict, Optional[str]]:
     """Convert a state dict of a known VAN format into mmvan's scheme.
 
     Returns:
         tuple: ``(state_dict, format name)``; the dict is returned as it is
         with format None when no VAN format is recognised.
     """
-    from mmvan.converters import FORMATS_BY_NAME, ConversionError
-    from mmvan.converters.engine import _strip, detect_format, rename_keys
-    from mmvan.converters.formats import DENSE_HEADS
     try:
         fmt = detect_format(state_dict.keys(), meta)
     except ConversionError:
@@ -224,16 +264,15 @@ def to_mmvan(state_dict, meta=None):
     for key in dropped:
         # Necks and dense heads are not the backbone's: keep them for
         # whole-model loads (detectors, segmentors).
-        short = _strip(key, spec.prefixes)
+        short = strip_prefix(key, spec.prefixes)
         if re.search(DENSE_HEADS, short) and short not in renamed:
             renamed[short] = state_dict[key]
     return renamed, fmt
 
 
-def load_source_weights(ref, progress=True):
+def load_source_weights(ref: Union[str, os.PathLike],
+                        progress: bool = True) -> SourceWeights:
     """Resolve, read and convert ``ref``; see :class:`SourceWeights`."""
-    from mmvan.converters import ConversionError
-    from mmvan.converters.engine import extract_state_dict
     path, info = resolve(ref, progress=progress)
     try:
         checkpoint = read_checkpoint(path)
@@ -296,12 +335,12 @@ def _folding_hint(tensors, shapes):
     return ''
 
 
-def check_and_load(module,
-                   source,
-                   prefix='',
-                   strict=True,
-                   what=None,
-                   logger='current'):
+def check_and_load(module: nn.Module,
+                   source: 'SourceWeights',
+                   prefix: str = '',
+                   strict: bool = True,
+                   what: Optional[str] = None,
+                   logger: Union[str, logging.Logger] = 'current') -> dict:
     """Load ``source`` (:class:`SourceWeights`) into ``module``.
 
     Returns:
@@ -312,7 +351,6 @@ def check_and_load(module,
     Raises:
         WeightsMismatchError: with ``strict`` when anything does not fit.
     """
-    from mmengine.logging import print_log
     target = module.state_dict()
     shapes = OrderedDict((k, tuple(v.shape)) for k, v in target.items())
     tensors, ignored = _fit(source, shapes, prefix)
@@ -385,11 +423,10 @@ def check_and_load(module,
     return report
 
 
-def trained_out_norm_eps(source):
+def trained_out_norm_eps(source: 'SourceWeights') -> Optional[float]:
     """The LayerNorm eps the stage norms of ``source`` were trained with:
     from a converted checkpoint's meta, else from its format's table
     entry; None when unknown (an mmvan training checkpoint)."""
-    from mmvan.converters import FORMATS_BY_NAME
     meta = source.meta if isinstance(source.meta, dict) else {}
     arch = meta.get('arch')
     if isinstance(arch, dict) and arch.get('out_norm_eps'):
@@ -404,7 +441,10 @@ def trained_out_norm_eps(source):
     return spec.out_norm_eps if spec is not None else None
 
 
-def match_out_norm_eps(module, source, logger='current'):
+def match_out_norm_eps(module: nn.Module,
+                       source: 'SourceWeights',
+                       logger: Union[str, logging.Logger] = 'current'
+                       ) -> Optional[float]:
     """Give the VAN stage norms of ``module`` the eps ``source`` was trained
     with where the config left ``out_norm_cfg`` at its default; where the
     config chose another eps, say so in one line.
@@ -412,9 +452,6 @@ def match_out_norm_eps(module, source, logger='current'):
     Returns:
         float | None: the eps adopted, or None.
     """
-    from mmengine.logging import print_log
-
-    from mmvan.models.backbones.van import VAN
     eps = trained_out_norm_eps(source)
     if eps is None:
         return None
@@ -450,7 +487,9 @@ def match_out_norm_eps(module, source, logger='current'):
     return adopted
 
 
-def load_pretrained(backbone, init_cfg, logger='current'):
+def load_pretrained(backbone: nn.Module,
+                    init_cfg: dict,
+                    logger: Union[str, logging.Logger] = 'current') -> dict:
     """Apply ``init_cfg=dict(type='Pretrained', checkpoint=...)`` to a VAN
     backbone: any reference, any known format, checked key by key.
 
@@ -480,10 +519,9 @@ def load_pretrained(backbone, init_cfg, logger='current'):
         logger=logger)
 
 
-def unwrap(model):
+def unwrap(model: nn.Module) -> nn.Module:
     """The model inside DDP-style wrappers and test-time-augmentation
     wrappers, whose checkpoints hold the inner model's keys."""
-    from mmengine.model import BaseTTAModel, is_model_wrapper
     while True:
         if is_model_wrapper(model) or isinstance(model, BaseTTAModel):
             model = model.module
@@ -491,9 +529,8 @@ def unwrap(model):
             return model
 
 
-def _van_prefix(model):
+def van_prefix(model: nn.Module) -> str:
     """Where the VAN backbone sits in ``model``'s state dict."""
-    from mmvan.models.backbones.van import VAN
     if isinstance(model, VAN):
         return ''
     for name, sub in model.named_modules():
@@ -502,24 +539,87 @@ def _van_prefix(model):
     return 'backbone.'
 
 
-def load_weights(model, ref, strict=True, what='the model', logger='current'):
+def load_weights(model: nn.Module,
+                 ref: Union[str, os.PathLike, SourceWeights],
+                 strict: bool = True,
+                 what: str = 'the model',
+                 logger: Logger = 'current') -> dict:
     """Load a whole-model checkpoint (``load_from``, ``tools/test.py``,
-    :func:`mmvan.apis.init_model`): any reference and known format.
+    :func:`mmvan.apis.init_model`): any reference and known format, or the
+    :class:`SourceWeights` read from one.
 
     Returns:
-        dict: the report of :func:`check_and_load` with ``meta`` added.
+        dict: the report of :func:`check_and_load` with the checkpoint's
+        ``meta`` added.
     """
-    source = load_source_weights(ref)
+    source = ref if isinstance(ref, SourceWeights) else \
+        load_source_weights(ref)
     model = unwrap(model)
     report = check_and_load(
         model,
         source,
-        prefix=_van_prefix(model),
+        prefix=van_prefix(model),
         strict=strict,
         what=what,
         logger=logger)
     report['meta'] = source.meta
     return report
+
+
+def save_checkpoint(obj: object,
+                    dst: Union[str, os.PathLike],
+                    src: Optional[Union[str, os.PathLike]] = None) -> str:
+    """``torch.save`` into a temporary file beside ``dst``, then rename.
+
+    Never overwrites ``src``; leaves nothing behind on failure (a
+    :class:`~mmvan.utils.atomic.SaveError` names the reason).
+    """
+    dst = osp.abspath(dst)
+    if src is not None and osp.exists(dst) and osp.samefile(dst, src):
+        raise ConversionError(
+            f'Refusing to overwrite the source checkpoint {src}.')
+    return atomic_write(dst, writer=lambda f: torch.save(obj, f))
+
+
+@WEIGHT_INITIALIZERS.register_module()
+class PretrainedVAN:
+    """Weight initializer: a strict, converting load of ``checkpoint`` (a
+    path, an URL or ``mmvan://<name>``, any known format) into the module
+    it initialises, as :func:`load_pretrained`.
+
+    A VAN backbone whose ``init_cfg`` is ``dict(type='Pretrained', ...)``
+    initialises itself with this; configs may name it directly as
+    ``dict(type='mmvan.PretrainedVAN', checkpoint=..., strict=True)``.
+
+    Args:
+        checkpoint (str): The checkpoint reference.
+        prefix (str, optional): Of a checkpoint of no known VAN format,
+            only the keys under ``prefix`` (as mmengine's ``Pretrained``).
+        strict (bool): Refuse partial loads. Defaults to True.
+        map_location (str): Accepted for mmengine's ``Pretrained``
+            arguments; tensors are read on the CPU.
+    """
+
+    def __init__(self,
+                 checkpoint: Optional[str] = None,
+                 prefix: Optional[str] = None,
+                 strict: bool = True,
+                 map_location: str = 'cpu'):
+        self.checkpoint = checkpoint
+        self.prefix = prefix
+        self.strict = strict
+        self.map_location = map_location
+
+    def __call__(self, module: nn.Module) -> None:
+        init_cfg = dict(
+            type='Pretrained',
+            checkpoint=self.checkpoint,
+            prefix=self.prefix,
+            strict=self.strict)
+        load_pretrained(module, init_cfg)
+
+    def _get_init_info(self) -> str:
+        return f'{self.__class__.__name__}: load from {self.checkpoint}'
 
 
 def _scheme_zoo(filename, map_location=None):
@@ -531,13 +631,17 @@ def _scheme_zoo(filename, map_location=None):
 
 def _scheme_http(filename, map_location=None):
     """mmengine ``CheckpointLoader`` scheme for ``http(s)://``: downloaded
-    once with a temporary file and a completeness check, loaded safely."""
+    once per node with a temporary file and a completeness check, loaded
+    safely."""
     path, _ = resolve(filename)
     return read_checkpoint(path)
 
 
-def register_schemes():
-    from mmengine.runner.checkpoint import CheckpointLoader
+def register_schemes() -> None:
+    """Make mmengine's ``CheckpointLoader`` (``load_from``, ``init_cfg`` of
+    any OpenMMLab model) resolve ``mmvan://`` names and download
+    ``http(s)://`` files through :func:`resolve`. Uses mmengine's public
+    ``CheckpointLoader.register_scheme``."""
     CheckpointLoader.register_scheme(
         prefixes=ZOO_PREFIX, loader=_scheme_zoo, force=True)
     CheckpointLoader.register_scheme(
