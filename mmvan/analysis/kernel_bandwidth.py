@@ -22,8 +22,8 @@ measured by a large device-to-device copy (:func:`copy_bandwidth`).
 ``tools/analysis_tools/kernel_bandwidth.py`` prints the table (see
 ``tools/analysis_tools/gpu_check.sh``).
 """
-import argparse
 import statistics
+from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -307,30 +307,6 @@ def format_rows(rows):
     return '\n'.join(lines)
 
 
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(
-        description='Memory-bandwidth share of every depth-wise kernel at '
-        'VAN-b2 stage-1 and stage-3 shapes (needs a CUDA GPU).')
-    p.add_argument('--batch-size', type=int, default=32)
-    p.add_argument(
-        '--dtypes',
-        nargs='+',
-        choices=sorted(DTYPES),
-        default=['fp32', 'bf16'])
-    p.add_argument('--repeats', type=int, default=20)
-    p.add_argument(
-        '--peak-gbs',
-        type=float,
-        help='the GPU\'s peak memory bandwidth in GB/s (default: from the '
-        'table by the GPU\'s name, else measured by a 1 GiB copy)')
-    args = p.parse_args(argv)
-    if args.batch_size < 1 or args.repeats < 1:
-        p.error('--batch-size and --repeats must be positive')
-    if args.peak_gbs is not None and args.peak_gbs <= 0:
-        p.error('--peak-gbs must be positive')
-    return args
-
-
 def require_cuda(what):
     """A :class:`~mmvan.utils.errors.UserError` when no CUDA GPU is
     visible."""
@@ -339,12 +315,25 @@ def require_cuda(what):
                         f'(torch.cuda.is_available() is False).')
 
 
-def main(argv=None):
-    args = parse_args(argv)
+def report(batch_size: int = 32,
+           dtypes: Sequence[str] = ('fp32', 'bf16'),
+           repeats: int = 20,
+           peak_gbs: Optional[float] = None) -> dict:
+    """Time every depth-wise kernel at VAN-b2's stage-1 and stage-3 shapes
+    (batch ``batch_size``, each of ``dtypes``, the median of ``repeats``
+    runs) and print the table of :func:`format_rows`, the GPU's name
+    first. ``peak_gbs``: the GPU's peak memory bandwidth in GB/s (default:
+    from :data:`PEAK_BANDWIDTH_GBS` by the GPU's name, else measured by
+    :func:`copy_bandwidth`).
+
+    Returns:
+        dict: ``gpu`` (its name), ``peak`` (bytes per second) and
+        ``rows`` (see :func:`kernel_rows`).
+    """
     require_cuda('the kernel bandwidth check')
     name = torch.cuda.get_device_name()
     print(f'GPU: {name}; torch {torch.__version__}')
-    peak = None if args.peak_gbs is None else args.peak_gbs * 1e9
+    peak = None if peak_gbs is None else peak_gbs * 1e9
     source = 'given'
     if peak is None:
         peak = peak_bandwidth(name)
@@ -353,8 +342,8 @@ def main(argv=None):
         peak = copy_bandwidth()
         source = 'measured: 1 GiB device-to-device copy'
     print(f'peak memory bandwidth: {peak / 1e9:.0f} GB/s ({source}); '
-          f'batch {args.batch_size}, VAN-b2 stage 1 (56x56) and stage 3 '
+          f'batch {batch_size}, VAN-b2 stage 1 (56x56) and stage 3 '
           f'(14x14); bytes = compulsory traffic of each pass')
-    rows = kernel_rows(peak, args.batch_size, args.dtypes, args.repeats)
+    rows = kernel_rows(peak, batch_size, dtypes, repeats)
     print(format_rows(rows))
     return dict(gpu=name, peak=peak, rows=rows)

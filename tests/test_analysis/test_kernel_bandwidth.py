@@ -96,13 +96,14 @@ def test_table_pairs_triton_and_torch():
 def test_needs_a_gpu():
     with mock.patch.object(torch.cuda, 'is_available', return_value=False):
         with pytest.raises(UserError, match='needs a CUDA GPU'):
-            kb.main([])
+            kb.report()
 
 
-def test_arguments_are_checked():
+def test_arguments_are_checked(tool):
+    parse_args = tool('kernel_bandwidth').parse_args
     with pytest.raises(SystemExit):
-        kb.parse_args(['--peak-gbs', '0'])
+        parse_args(['--peak-gbs', '0'])
     with pytest.raises(SystemExit):
-        kb.parse_args(['--dtypes', 'fp64'])
-    args = kb.parse_args(['--batch-size', '8', '--dtypes', 'bf16'])
+        parse_args(['--dtypes', 'fp64'])
+    args = parse_args(['--batch-size', '8', '--dtypes', 'bf16'])
     assert (args.batch_size, args.dtypes, args.peak_gbs) == (8, ['bf16'], None)

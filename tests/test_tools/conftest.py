@@ -3,11 +3,14 @@
 a two-process ``tools/dist_train.sh`` launch, and benchmark.py with a timer
 that reports given times, so that its throughputs and ratios can be
 computed by hand."""
+import functools
 import os
 import subprocess
 import sys
 
 import pytest
+
+from mmvan.analysis import speed
 
 
 def _run(root, args, env, timeout, check):
@@ -56,39 +59,24 @@ def dist_train(root, free_port):
 
 
 @pytest.fixture
-def benchmark_timed(tool):
+def benchmark_timed(tool, monkeypatch):
     """``benchmark_timed(seconds)``: tools/analysis_tools/benchmark.py (a
-    fresh module) whose timer reports ``seconds[name]`` for each call of the
-    runner ``name`` ('mmvan', 'mmpretrain' or an engine runner's name). The
-    runners still run, so their outputs are real; any other timing (the
-    dense rates of ``--ceiling``) is measured."""
+    fresh module) whose timer reports ``seconds[name]`` for each call of
+    ``name`` ('mmvan', 'mmpretrain', an engine runner's name, or 'matmul'
+    and 'conv1x1' for the dense rates of ``--ceiling``). The runners still
+    run, so their outputs are real; anything not named is measured."""
+    seconds_by_name = {}
+
+    def timer(name, fn, x):
+        if name in seconds_by_name:
+            return seconds_by_name[name], fn(x)
+        return speed.time_once(fn, x, 'cpu')
 
     def load(seconds):
-        benchmark = tool('benchmark')
-        runners = []  # (runner, name); kept alive, compared by identity
-        make_runner = benchmark.make_runner
-        build_engine_runners = benchmark.build_engine_runners
-        time_once = benchmark.time_once
-
-        def named_runner(model, args, optimise):
-            fn = make_runner(model, args, optimise)
-            runners.append((fn, 'mmvan' if optimise else 'mmpretrain'))
-            return fn
-
-        def named_engine_runners(*args, **kwargs):
-            built, labels = build_engine_runners(*args, **kwargs)
-            runners.extend((fn, name) for name, fn in built.items())
-            return built, labels
-
-        def timed(fn, x, device):
-            name = next((n for f, n in runners if f is fn), None)
-            if name is None:
-                return time_once(fn, x, device)
-            return seconds[name], fn(x)
-
-        benchmark.make_runner = named_runner
-        benchmark.build_engine_runners = named_engine_runners
-        benchmark.time_once = timed
-        return benchmark
+        seconds_by_name.clear()
+        seconds_by_name.update(seconds)
+        monkeypatch.setattr(speed, 'benchmark',
+                            functools.partial(speed.benchmark, timer=timer))
+        return tool('benchmark')
 
     return load

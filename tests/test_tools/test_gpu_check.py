@@ -9,6 +9,8 @@ from unittest import mock
 import pytest
 import torch
 
+from mmvan.analysis import train_speed
+
 CONFIG = 'configs/van/van-b0_8xb128_in1k.py'
 # Any machine, as one without a GPU.
 NO_GPU = dict(CUDA_VISIBLE_DEVICES='')
@@ -49,8 +51,8 @@ def test_cuda_device_without_gpu_is_an_error(run_tool, args):
 
 
 def test_train_speed_contenders_and_precisions(tool):
-    train_speed = tool('train_speed')
-    args = train_speed.parse_args([CONFIG, '--precisions', 'fp32', 'amp'])
+    args = tool('train_speed').parse_args(
+        [CONFIG, '--precisions', 'fp32', 'amp'])
     runs = train_speed.run_labels(['mmvan', 'mmvan-torch', 'mmpretrain'],
                                   args.precisions)
     assert runs == {
@@ -65,16 +67,17 @@ def test_train_speed_contenders_and_precisions(tool):
     assert train_speed.run_labels(['mmvan'], ['amp']) == {
         'mmvan': ('mmvan', True)
     }
-    assert train_speed.parse_args([CONFIG, '--amp']).precisions == ['amp']
+    assert tool('train_speed').parse_args([CONFIG,
+                                           '--amp']).precisions == ['amp']
     with pytest.raises(SystemExit):
-        train_speed.parse_args([CONFIG, '--amp', '--precisions', 'fp32'])
+        tool('train_speed').parse_args(
+            [CONFIG, '--amp', '--precisions', 'fp32'])
     rate = {'mmvan fp32': 100., 'mmvan amp': 130., 'mmpretrain fp32': 50.}
-    assert train_speed._amp_ratios(runs, rate) == ['amp / fp32: mmvan 1.30x']
-    assert train_speed._label_of(runs, 'mmpretrain', True) == 'mmpretrain amp'
+    assert train_speed.amp_ratios(runs, rate) == ['amp / fp32: mmvan 1.30x']
+    assert train_speed.label_of(runs, 'mmpretrain', True) == 'mmpretrain amp'
 
 
-def test_train_speed_torch_contender_config(tool, root, tmp_path):
-    train_speed = tool('train_speed')
+def test_train_speed_torch_contender_config(root, tmp_path):
     cfg = train_speed.training_config(f'{root}/{CONFIG}', 'mmvan-torch', 4,
                                       str(tmp_path), str(tmp_path), False)
     assert cfg.model.backbone.conv_impl == 'torch'
@@ -82,10 +85,11 @@ def test_train_speed_torch_contender_config(tool, root, tmp_path):
 
 
 def test_train_speed_default_contenders(tool):
-    train_speed = tool('train_speed')
+    train_speed_tool = tool('train_speed')
     with mock.patch.object(torch.cuda, 'is_available', return_value=False):
-        assert train_speed.parse_args([CONFIG]).contenders == [
+        assert train_speed_tool.parse_args([CONFIG]).contenders == [
             'mmvan', 'mmvan-plain', 'mmvan-cp', 'mmpretrain', 'mmpretrain-cl'
         ]
     with mock.patch.object(torch.cuda, 'is_available', return_value=True):
-        assert 'mmvan-torch' in train_speed.parse_args([CONFIG]).contenders
+        assert 'mmvan-torch' in train_speed_tool.parse_args([CONFIG
+                                                             ]).contenders

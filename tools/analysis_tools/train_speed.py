@@ -36,7 +36,7 @@ and batch).
 ``--precisions fp32 amp`` runs every contender both in fp32 and as
 ``tools/train.py --amp`` trains it (bf16 autocast without a loss scaler on
 a GPU with bf16 and on CPU; see
-:func:`mmvan.utils.config.apply_device_fallbacks`), alternating all of
+:func:`mmvan.cli.apply_device_fallbacks`), alternating all of
 them; ratios compare contenders of the same precision, and a last line
 gives each contender's amp / fp32 ratio. ``--amp`` is ``--precisions
 amp``. ``--device cuda`` stops with an error where there is no GPU.
@@ -51,25 +51,9 @@ the median iteration time of the run's log after the warm-up iterations.
 checkout, e.g. an older commit) on mmvan's config, as ``mmvan@DIR``.
 """
 import argparse
-import contextlib
-import copy
-import os
-import os.path as osp
-import statistics
-import sys
-import tempfile
-import time
-import warnings
 
-sys.path.insert(0,
-                osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
-warnings.filterwarnings('ignore')
-
-from mmvan import cli  # noqa: E402
-
-CONTENDERS = ('mmvan', 'mmvan-torch', 'mmvan-plain', 'mmvan-cp', 'mmpretrain',
-              'mmpretrain-cl')
-PRECISIONS = ('fp32', 'amp')
+from mmvan import cli
+from mmvan.analysis import train_speed
 
 
 def parse_args(argv=None):
@@ -82,7 +66,7 @@ def parse_args(argv=None):
     parser.add_argument(
         '--contenders',
         nargs='+',
-        choices=CONTENDERS,
+        choices=train_speed.CONTENDERS,
         help='default: all (mmvan-torch only where there is a GPU)')
     parser.add_argument('--profile', action='store_true')
     parser.add_argument(
@@ -108,7 +92,7 @@ def parse_args(argv=None):
     parser.add_argument(
         '--precisions',
         nargs='+',
-        choices=PRECISIONS,
+        choices=train_speed.PRECISIONS,
         help='run each contender in these precisions (amp: as '
         'tools/train.py --amp); default fp32, or amp with --amp')
     parser.add_argument(
@@ -119,7 +103,7 @@ def parse_args(argv=None):
         'use the GPU when there is one (as tools/train.py)')
     args = parser.parse_args(argv)
     if args.contenders is None:
-        args.contenders = default_contenders()
+        args.contenders = train_speed.default_contenders()
     if args.precisions is None:
         args.precisions = ['amp'] if args.amp else ['fp32']
     elif args.amp:
@@ -128,429 +112,25 @@ def parse_args(argv=None):
     return args
 
 
-def default_contenders():
-    """Every contender; ``mmvan-torch`` only where there is a GPU (on CPU
-    ``conv_impl='auto'`` already runs PyTorch's convolutions)."""
-    import torch
-    if torch.cuda.is_available():
-        return list(CONTENDERS)
-    return [name for name in CONTENDERS if name != 'mmvan-torch']
-
-
-def check_device(device):
-    """``--device``: 'cuda' needs a GPU; 'cpu' cannot be had where one is
-    (the Runner trains on it, as tools/train.py does)."""
-    import torch
-    if device == 'cuda' and not torch.cuda.is_available():
-        raise cli.UserError('--device cuda needs a CUDA GPU, and this '
-                            'machine has none.')
-    if device == 'cpu' and torch.cuda.is_available():
-        raise cli.UserError('--device cpu: the runs train on the GPU this '
-                            'machine has (as tools/train.py); hide it with '
-                            'CUDA_VISIBLE_DEVICES= to time the CPU.')
-
-
-def run_labels(contenders, precisions):
-    """``{label: (contender, amp)}`` for every contender in every
-    precision; labels carry the precision only when there are several."""
-    runs = {}
-    for precision in precisions:
-        for name in contenders:
-            label = name if len(precisions) == 1 else f'{name} {precision}'
-            runs[label] = (name, precision == 'amp')
-    return runs
-
-
-def training_config(config, name, batch_size, data_root, work_dir, amp):
-    """``config`` as contender ``name`` trains it on the demo textures."""
-    options = {
-        'train_dataloader.dataset.data_root': data_root,
-        'train_dataloader.batch_size': batch_size,
-        'train_dataloader.num_workers': 0,
-        'work_dir': work_dir,
-        'log_level': 'WARNING',
-    }
-    cfg = cli.load_config(config, options)
-    ds = cfg.train_dataloader.dataset
-    # The demo textures in ImageNet's on-disk layout, 5 classes.
-    ds.type = 'CustomDataset'
-    ds.pop('split', None)
-    ds.ann_file = 'meta/train.txt'
-    ds.data_prefix = 'train'
-    cfg.train_dataloader.persistent_workers = False
-    cfg.val_dataloader = cfg.val_cfg = cfg.val_evaluator = None
-    cfg.test_dataloader = cfg.test_cfg = cfg.test_evaluator = None
-    fast = name in ('mmvan', 'mmvan-cp', 'mmvan-torch')
-    cfg.train_fast_path = dict(
-        layout='auto' if fast else 'contiguous',
-        fused_optimizer='auto' if fast else False)
-    if name == 'mmpretrain-cl':
-        # The fast path's layout, forced, on mmpretrain's backbone (weights
-        # and input channels-last); torch's default optimizer loop.
-        cfg.train_fast_path.layout = 'channels_last'
-    if name == 'mmvan-cp':
-        cfg.model.backbone.with_cp = True
-    if name == 'mmvan-torch':
-        cfg.model.backbone.conv_impl = 'torch'
-    if name.startswith('mmpretrain'):
-        from mmvan.models import VAN
-        backbone = cfg.model.backbone
-        if backbone.get('attention', 'lka') != 'lka':
-            raise cli.UserError('mmpretrain\'s VAN has LKA attention only; '
-                                'compare an LKA config.')
-        # mmpretrain's names for the same sizes.
-        settings = backbone.arch if isinstance(
-            backbone.arch, dict) else VAN.arch_zoo[backbone.arch.lower()]
-        cfg.model.backbone = dict(
-            type='mmpretrain.VAN',
-            arch=dict(
-                embed_dims=settings['embed_dims'],
-                depths=settings['depths'],
-                ffn_ratios=settings['mlp_ratios']),
-            drop_path_rate=backbone.get('drop_path_rate', 0.),
-            norm_cfg=dict(type='LN', eps=1e-6))
-    cli.apply_device_fallbacks(cfg, amp=amp)
-    return cfg
-
-
-def build(config, name, batch_size, data_root, work_dir, amp):
-    from mmvan.engine.runner import Runner
-    return Runner.from_cfg(
-        training_config(config, name, batch_size, data_root, work_dir, amp))
-
-
 def main(argv=None):
     args = parse_args(argv)
-    check_device(args.device)
-    with tempfile.TemporaryDirectory(prefix='mmvan-train-speed-') as tmp:
-        if args.train_py:
-            return _measure_train_py(args, tmp)
-        return _measure(args, tmp)
-
-
-def _iteration_times(work_dir):
-    """``(seconds, data loading seconds)`` of each iteration, from the
-    newest run's ``scalars.json``."""
-    import glob
-    import json
-    files = sorted(
-        glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json')))
-    if not files:
-        return []
-    times = []
-    with open(files[-1]) as f:
-        for line in f:
-            record = json.loads(line)
-            if 'time' in record and 'step' in record:
-                times.append((record['step'], record['time'],
-                              record.get('data_time', 0.)))
-    return [t[1:] for t in sorted(times)]
-
-
-def _training_path(work_dir):
-    """The run's ``training path: ...`` log line (what it ran), if any."""
-    import glob
-    for path in sorted(glob.glob(osp.join(work_dir, '*', '*.log'))):
-        with open(path) as f:
-            for line in f:
-                if 'training path:' in line:
-                    return line.split('training path:', 1)[1].strip()
-    return None
-
-
-def _run_train_py(root, config, work_dir, amp, log):
-    """Train ``config`` with ``root``'s tools/train.py in a new process."""
-    import subprocess
-    env = dict(os.environ)
-    env['PYTHONPATH'] = root + os.pathsep + env.get('PYTHONPATH', '')
-    cmd = [
-        sys.executable,
-        osp.join(root, 'tools', 'train.py'), config, '--work-dir', work_dir,
-        '--no-validate'
-    ] + (['--amp'] if amp else [])
-    with open(log, 'a') as out:
-        done = subprocess.run(
-            cmd, cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT)
-    if done.returncode:
-        raise cli.UserError(f'tools/train.py failed for {config} '
-                            f'(exit {done.returncode}); see {log}')
-
-
-def _measure_train_py(args, tmp):
-    from mmvan.datasets import make_classification_demo
-    here = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-    iters = args.warmup + args.iters
-    runs = {
-        label: (here, name, amp)
-        for label, (
-            name, amp) in run_labels(args.contenders, args.precisions).items()
-    }
-    if args.checkout:
-        checkout = osp.abspath(args.checkout)
-        if not osp.isfile(osp.join(checkout, 'tools', 'train.py')):
-            raise cli.UserError(f'--checkout {args.checkout}: no '
-                                'tools/train.py there.')
-        label = f'mmvan@{osp.basename(checkout.rstrip(os.sep))}'
-        for precision in args.precisions:
-            suffix = '' if len(args.precisions) == 1 else f' {precision}'
-            runs[label + suffix] = (checkout, 'mmvan', precision == 'amp')
-    # One epoch of ``iters`` whole batches (5 classes).
-    per_class = -(-iters * args.batch_size // 5)
-    data_root = make_classification_demo(
-        osp.join(tmp, 'data'), num_train=per_class, num_val=1)
-    configs = {}
-    for label, (root, name, _) in runs.items():
-        cfg = training_config(args.config, name, args.batch_size, data_root,
-                              osp.join(tmp, 'unused'), False)
-        cfg.train_dataloader.num_workers = args.num_workers
-        cfg.train_dataloader.persistent_workers = args.num_workers > 0
-        cfg.train_dataloader.drop_last = True
-        cfg.train_cfg = dict(by_epoch=True, max_epochs=1)
-        cfg.default_hooks.checkpoint = None
-        cfg.default_hooks.logger = dict(type='LoggerHook', interval=1)
-        # Raw iteration times, not a moving average.
-        cfg.log_processor = dict(window_size=1)
-        cfg.log_level = 'INFO'
-        if root != here:
-            # An older checkout: its own default path.
-            cfg.pop('train_fast_path', None)
-        path = osp.join(tmp, f'{len(configs)}_{name}.py')
-        cfg.dump(path)
-        configs[label] = path
-    log = osp.join(tmp, 'train_py.log')
-    times = {label: [] for label in runs}
-    ran = {}
-    from mmengine.utils import ProgressBar
-    bar = ProgressBar(args.rounds * len(runs))
-    for r in range(args.rounds):
-        for label, (root, _, amp) in runs.items():
-            work_dir = osp.join(
-                tmp, 'runs', f'{r}_{len(times[label])}_'
-                f'{label.replace("@", "_").replace(" ", "_")}')
-            _run_train_py(root, configs[label], work_dir, amp, log)
-            got = _iteration_times(work_dir)
-            if len(got) < iters:
-                raise cli.UserError(
-                    f'{label}: {len(got)} iterations logged, expected '
-                    f'{iters}; see {log}')
-            times[label] += got[args.warmup:]
-            ran[label] = _training_path(work_dir) or 'not logged'
-            bar.update()
-    print()
-    rate = {
-        label: 1 / statistics.median(t for t, _ in got)
-        for label, got in times.items()
-    }
-    waiting = {
-        label: statistics.median(d for _, d in got) * rate[label]
-        for label, got in times.items()
-    }
-    lines = [
-        f'tools/train.py, {osp.basename(args.config)}, batch '
-        f'{args.batch_size}, {args.rounds} run(s) of {args.iters} timed '
-        f'iterations each (after {args.warmup}), {args.num_workers} data '
-        'workers',
-        f'{"path":<22} {"it/s":>7} {"img/s":>7} {"vs mmpretrain":>14} '
-        f'{"vs mmpretrain-cl":>17} {"data wait":>10}'
-    ]
-    for label, r in rate.items():
-        amp = runs[label][2]
-        base = rate.get(_label_of(runs, 'mmpretrain', amp))
-        base_cl = rate.get(_label_of(runs, 'mmpretrain-cl', amp))
-        vs = f'{r / base:.2f}x' if base else '-'
-        vs_cl = f'{r / base_cl:.2f}x' if base_cl else '-'
-        lines.append(f'{label:<22} {r:>7.3f} {r * args.batch_size:>7.2f} '
-                     f'{vs:>14} {vs_cl:>17} {waiting[label]:>9.1%}')
-    lines += _amp_ratios({k: v[1:] for k, v in runs.items()}, rate)
-    lines += [f'{label}: {path}' for label, path in ran.items()]
-    print('\n'.join(lines))
-    return dict(rate=rate)
-
-
-def _label_of(runs, name, amp):
-    """The label of contender ``name`` in the precision ``amp``, if it
-    runs (``runs``: label -> (..., name, amp))."""
-    for label, spec in runs.items():
-        if tuple(spec[-2:]) == (name, amp):
-            return label
-    return None
-
-
-def _amp_ratios(runs, rate):
-    """One line: each contender's rate with --amp over its fp32 rate."""
-    ratios = []
-    for label, (name, amp) in runs.items():
-        fp32 = _label_of(runs, name, False)
-        if amp and label in rate and fp32 in rate:
-            ratios.append(f'{name} {rate[label] / rate[fp32]:.2f}x')
-    return ['amp / fp32: ' + ', '.join(ratios)] if ratios else []
-
-
-@contextlib.contextmanager
-def _native_stderr_silenced():
-    """The profiler's native library writes start/stop lines to file
-    descriptor 2: send them to /dev/null while it runs."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-
-
-def _step_memory_mb(device, step, tmp):
-    """Run ``step()``; the memory its tensors take at the step's peak, in
-    MiB (CUDA: the allocator's peak above what was allocated before; CPU:
-    the profiler's memory timeline, which counts every tensor the step
-    allocates whatever the allocator reuses). None when not measurable."""
-    import json
-
-    import torch
-    if device.startswith('cuda'):
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-        step()
-        torch.cuda.synchronize()
-        return (torch.cuda.max_memory_allocated() - base) / 2**20
-    from torch.profiler import ProfilerActivity, profile
-    with _native_stderr_silenced(), profile(
-            activities=[ProfilerActivity.CPU],
-            profile_memory=True,
-            record_shapes=True,
-            with_stack=True) as prof:
-        step()
-    path = osp.join(tmp, 'memory_timeline.json')
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter('ignore')
-            prof.export_memory_timeline(path, device='cpu')
-        with open(path) as f:
-            _, sizes = json.load(f)
-    except Exception:  # noqa: B902 - an API that may go away
-        return None
-    return max((sum(row) for row in sizes), default=0) / 2**20
-
-
-def _measure(args, tmp):
-    import torch
-
-    from mmvan.converters import to_mmpretrain_names
-    from mmvan.datasets import make_classification_demo
-    from mmvan.engine.fast_path import describe_convolutions
-    data_root = make_classification_demo(
-        osp.join(tmp, 'data'), num_train=4 * args.batch_size, num_val=5)
-    runs = run_labels(args.contenders, args.precisions)
-    runners = {
-        label:
-        build(args.config, name, args.batch_size, data_root,
-              osp.join(tmp, label.replace(' ', '_')), amp)
-        for label, (name, amp) in runs.items()
-    }
-    # The same weights everywhere.
-    first = next(iter(runners.values()))
-    torch.manual_seed(0)
-    first.model.init_weights()
-    reference = {k: v.clone() for k, v in first.model.state_dict().items()}
-    for label, runner in runners.items():
-        sd = dict(reference)
-        if runs[label][0].startswith('mmpretrain'):
-            backbone = {
-                k[len('backbone.'):]: v
-                for k, v in reference.items() if k.startswith('backbone.')
-            }
-            sd = {
-                'backbone.' + k: v
-                for k, v in to_mmpretrain_names(backbone).items()
-            }
-            sd.update({
-                k: v
-                for k, v in reference.items() if not k.startswith('backbone.')
-            })
-        runner.model.load_state_dict(sd, strict=True)
-        runner.model.train()
-        # What runner.train() builds before its first step.
-        runner.optim_wrapper = runner.build_optim_wrapper(runner.optim_wrapper)
-    loader = first.build_dataloader(first.cfg.train_dataloader)
-    batches = [copy.deepcopy(b) for _, b in zip(range(2), loader)]
-    # The first step's loss, same weights and batch.
-    losses = {}
-    for name, runner in runners.items():
-        # Mixup / CutMix (numpy) and drop-path (torch) draw the same random
-        # numbers.
-        from mmengine.runner import set_random_seed
-        set_random_seed(0)
-        with torch.no_grad():
-            data = runner.model.data_preprocessor(
-                copy.deepcopy(batches[0]), True)
-            out = runner.model(**data, mode='loss')
-        losses[name] = float(sum(v for k, v in out.items() if 'loss' in k))
-    times = {name: [] for name in runners}
-    memory = {}
-    device = str(first.model.data_preprocessor.device)
-    rounds = args.warmup + args.iters
-    for i in range(rounds):
-        for name, runner in runners.items():
-            batch = copy.deepcopy(batches[i % len(batches)])
-            start = time.perf_counter()
-            runner.model.train_step(batch, runner.optim_wrapper)
-            elapsed = time.perf_counter() - start
-            if i >= args.warmup:
-                times[name].append(elapsed)
-    # Memory after the timings (profiling slows a step down).
-    for name, runner in runners.items():
-        batch = copy.deepcopy(batches[0])
-        memory[name] = _step_memory_mb(
-            device,
-            lambda: runner.model.train_step(batch, runner.optim_wrapper), tmp)
-    rate = {
-        name: args.batch_size / statistics.median(t)
-        for name, t in times.items()
-    }
-    peak = memory
-    lines = [
-        f'{osp.basename(args.config)}, batch {args.batch_size}, '
-        f'{args.iters} timed rounds (alternating), torch '
-        f'{torch.__version__}, {torch.get_num_threads()} threads',
-        f'{"path":<20} {"img/s":>7} {"vs mmpretrain":>14} '
-        f'{"vs mmpretrain-cl":>17} {"peak MiB":>9} {"loss diff":>10}'
-    ]
-    for label in runners:
-        amp = runs[label][1]
-        r = rate[label]
-        base = rate.get(_label_of(runs, 'mmpretrain', amp))
-        base_cl = rate.get(_label_of(runs, 'mmpretrain-cl', amp))
-        vs = f'{r / base:.2f}x' if base else '-'
-        vs_cl = f'{r / base_cl:.2f}x' if base_cl else '-'
-        diff = abs(losses[label] - losses[next(iter(runners))])
-        mib = '-' if peak[label] is None else f'{peak[label]:.0f}'
-        lines.append(f'{label:<20} {r:>7.2f} {vs:>14} {vs_cl:>17} '
-                     f'{mib:>9} {diff:>10.2e}')
-    amp = runs[next(iter(runners))][1]
-    plain, cp = (_label_of(runs, n, amp) for n in ('mmvan', 'mmvan-cp'))
-    if peak.get(plain) and peak.get(cp):
-        lines.append(
-            f'with_cp: {peak[cp] / max(peak[plain], 1e-9):.2f}x the peak '
-            f'memory at {rate[plain] / rate[cp]:.2f}x the step time')
-    lines += _amp_ratios(runs, rate)
-    lines.append('depth-wise convolutions: ' + '; '.join(
-        f'{label}: {describe_convolutions(runner.model, device)}'
-        for label, runner in runners.items()
-        if not runs[label][0].startswith('mmpretrain')))
-    print('\n'.join(lines))
-    if args.profile and plain in runners:
-        from torch.profiler import ProfilerActivity, profile
-        runner = runners[plain]
-        with profile(activities=[ProfilerActivity.CPU]) as prof:
-            runner.model.train_step(
-                copy.deepcopy(batches[0]), runner.optim_wrapper)
-        print(prof.key_averages().table(
-            sort_by='self_cpu_time_total', row_limit=15))
-    return dict(rate=rate, peak_mb=peak, loss=losses)
+    options = dict(
+        batch_size=args.batch_size,
+        iters=args.iters,
+        warmup=args.warmup,
+        contenders=args.contenders,
+        precisions=args.precisions,
+        device=args.device,
+        prepare_config=cli.apply_device_fallbacks)
+    if args.train_py:
+        return train_speed.measure_train_py(
+            args.config,
+            rounds=args.rounds,
+            num_workers=args.num_workers,
+            checkout=args.checkout,
+            **options)
+    return train_speed.measure_train_steps(
+        args.config, profile_steps=args.profile, **options)
 
 
 if __name__ == '__main__':
