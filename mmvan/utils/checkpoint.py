@@ -18,10 +18,12 @@ arbitrary class) is refused before any of it runs.
 Reading, converting and loading checkpoints into models is
 :mod:`mmvan.zoo.checkpoint`'s; this module holds what every layer may use.
 """
+import contextlib
 import os.path as osp
 import pickle
 import re
 import zipfile
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -70,6 +72,13 @@ def mmengine_safe_globals() -> list:
     ]
 
 
+def _allowed(objects):
+    """torch's ``safe_globals`` context (nothing on a torch without it)."""
+    safe = getattr(torch.serialization, 'safe_globals', None)
+    return safe(list(objects)) if safe is not None else \
+        contextlib.nullcontext()
+
+
 def register_safe_globals() -> None:
     """Allow-list the types of :func:`mmengine_safe_globals` for torch's
     ``weights_only`` unpickler. Nothing else is allowed."""
@@ -77,8 +86,14 @@ def register_safe_globals() -> None:
         torch.serialization.add_safe_globals(mmengine_safe_globals())
 
 
-def safe_torch_load(filename, map_location=None) -> object:
+def safe_torch_load(filename,
+                    map_location=None,
+                    extra_globals: Sequence = ()) -> object:
     """``torch.load`` with the safe loader forced on and clear errors.
+
+    The objects of :func:`mmengine_safe_globals` (and ``extra_globals``) are
+    allowed for this load only, whether or not :func:`setup_safe_loading`
+    ran.
 
     Raises:
         CheckpointError: when the file is missing, truncated, not a PyTorch
@@ -95,8 +110,9 @@ def safe_torch_load(filename, map_location=None) -> object:
             f'Checkpoint {filename} does not exist. Check the path, or '
             f'download the checkpoint first.')
     try:
-        return torch.load(
-            filename, map_location=map_location, weights_only=True)
+        with _allowed([*mmengine_safe_globals(), *extra_globals]):
+            return torch.load(
+                filename, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
         first = str(e).strip().splitlines()
         detail = next((line.strip() for line in first

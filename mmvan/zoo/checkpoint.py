@@ -200,11 +200,8 @@ def read_checkpoint(path: Union[str, os.PathLike]) -> object:
             raise CheckpointError(
                 f'Checkpoint {path} is truncated or not a safetensors file '
                 f'({e}). Download or copy it again.') from None
-    safe = getattr(torch.serialization, 'safe_globals', None)
-    if safe is None:
-        return safe_torch_load(path, map_location='cpu')
-    with safe([argparse.Namespace]):
-        return safe_torch_load(path, map_location='cpu')
+    return safe_torch_load(
+        path, map_location='cpu', extra_globals=[argparse.Namespace])
 
 
 @dataclass
