@@ -2,22 +2,33 @@
 """Small helpers the analysis tools share."""
 import contextlib
 import logging
+import warnings
 
 import torch
+from mmengine.logging import MMLogger
+
+# What mmseg says whenever a segmentor is built (its loss builder and the
+# cross-entropy default); nothing the user of an analysis tool can act on.
+_BUILD_NOTES = (r'``build_loss`` would be deprecated soon',
+                r'Default ``avg_non_ignore`` is False')
 
 
 @contextlib.contextmanager
 def quiet_mmengine(level=logging.WARNING):
     """Raise mmengine's loggers to ``level`` for the duration (e.g. to skip
-    the per-parameter report of ``init_weights``)."""
-    from mmengine.logging import MMLogger
+    the per-parameter report of ``init_weights``), without mmseg's notes on
+    building a segmentor."""
     loggers = [MMLogger.get_current_instance()]
     loggers += list(MMLogger._instance_dict.values())
     saved = [(lg, lg.level) for lg in loggers]
     for lg in loggers:
         lg.setLevel(level)
     try:
-        yield
+        with warnings.catch_warnings():
+            for message in _BUILD_NOTES:
+                warnings.filterwarnings(
+                    'ignore', message=message, category=UserWarning)
+            yield
     finally:
         for lg, old in saved:
             lg.setLevel(old)

@@ -19,13 +19,25 @@ Images are labelled by the WordNet id of their class folder, so a partial
 copy of a data set is labelled correctly. Reference tables (WordNet ids,
 AlexNet errors) are in ``mmvan/analysis/data`` with their sources.
 """
+import copy
 import functools
+import json
 import os
 import os.path as osp
 import re
+import tempfile
 
 import numpy as np
 import torch
+from mmengine.config import Config
+from mmengine.registry import DefaultScope
+from mmengine.runner import Runner
+from tqdm import tqdm
+
+from mmvan.analysis.common import quiet_mmengine
+from mmvan.apis import init_model
+from mmvan.utils.config import load_config
+from mmvan.utils.errors import UserError
 
 DATA_DIR = osp.join(osp.dirname(osp.abspath(__file__)), 'data')
 
@@ -294,8 +306,6 @@ def predict(model,
         tuple[Tensor, Tensor]: The (reduced) logits of every image, in
         order, and the ``N`` labels.
     """
-    from mmengine.registry import DefaultScope
-    from mmengine.runner import Runner
     loader_cfg = dict(
         batch_size=batch_size,
         num_workers=num_workers,
@@ -330,9 +340,9 @@ CUE_CONFLICT_NAME = re.compile(r'^([a-z]+)\d+-([a-z]+)\d+\.\w+$')
 def cue_conflict_indices():
     """``{category: ImageNet-1k indices}`` of the 16 categories (Geirhos et
     al.'s WordNet mapping, as mmpretrain's ``ShapeBiasMetric`` holds it)."""
-    from mmpretrain.evaluation.metrics.shape_bias_label import ShapeBiasMetric
+    from mmpretrain.evaluation import metrics  # optional: classification
     return {
-        c: list(getattr(ShapeBiasMetric, f'{c}_indices'))
+        c: list(getattr(metrics.ShapeBiasMetric, f'{c}_indices'))
         for c in CUE_CONFLICT_CATEGORIES
     }
 
@@ -414,3 +424,310 @@ def shape_bias(decisions, shapes, textures):
         num_conflict=n_conflict,
         num_shape=n_shape,
         num_texture=n_texture)
+
+
+# ----------------------------------------------------- running a benchmark
+# mmvan's configs (the package's copy, as mmengine's ``mmvan::`` finds it).
+CONFIG_DIR = osp.join(
+    osp.dirname(osp.dirname(osp.abspath(__file__))), '.mim', 'configs')
+DATASET_CONFIGS = {
+    'imagenet-c': 'imagenet_c.py',
+    'imagenet-a': 'imagenet_a.py',
+    'imagenet-r': 'imagenet_r.py',
+    'imagenet-sketch': 'imagenet_sketch.py',
+}
+DOWNLOAD = {
+    'imagenet-c':
+    'https://github.com/hendrycks/robustness',
+    'imagenet-a':
+    'https://github.com/hendrycks/natural-adv-examples',
+    'imagenet-r':
+    'https://github.com/hendrycks/imagenet-r',
+    'imagenet-sketch':
+    'https://github.com/HaohanWang/ImageNet-Sketch',
+    'cue-conflict':
+    'https://github.com/bethgelab/model-vs-human (release '
+    'v0.1, cue-conflict.tar.gz)',
+}
+
+
+def _dataset_config(benchmark, path=None):
+    """``(dataset cfg template, loader settings, benchmark config)`` of
+    ``benchmark``, from ``path`` or mmvan's
+    ``configs/_base_/datasets/<benchmark>.py``; cue-conflict without a
+    ``path`` has none (the model config's test pipeline is used)."""
+    if benchmark == 'cue-conflict' and not path:
+        return None, {}, None
+    path = path or osp.join(CONFIG_DIR, '_base_', 'datasets',
+                            DATASET_CONFIGS[benchmark])
+    if not osp.isfile(path):
+        raise UserError(f'Dataset config {path} does not exist.')
+    bench = Config.fromfile(path)
+    loader = bench.test_dataloader
+    return (copy.deepcopy(loader.dataset.to_dict()),
+            dict(
+                batch_size=loader.get('batch_size', 32),
+                num_workers=loader.get('num_workers', 2)), bench)
+
+
+def check_classifier(model):
+    """Refuse a model that is not a 1000-way ImageNet classifier."""
+    if getattr(model, 'task', None) != 'cls' or not hasattr(model, 'head'):
+        raise UserError('The robustness benchmarks need an ImageNet-1k '
+                        'classifier config (default_scope mmpretrain '
+                        'with a head).')
+    num = getattr(model.head, 'num_classes', None)
+    if num != 1000:
+        raise UserError(f'The benchmarks score 1000-way ImageNet '
+                        f'predictions; this head has {num} classes.')
+
+
+def build_splits(benchmark,
+                 bench,
+                 data_root,
+                 corruptions=None,
+                 severities=None):
+    """``[(key, folder, samples)]``; samples ``[(rel path, label)]``."""
+    hint = (f'Expected the {benchmark} data under {data_root} '
+            f'(download: {DOWNLOAD[benchmark]}; layout in '
+            f'configs/_base_/datasets/ and docs/analysis.md).')
+    if not osp.isdir(data_root):
+        raise UserError(f'{data_root}: no such folder. {hint}')
+    try:
+        if benchmark == 'imagenet-c':
+            return _imagenet_c_splits(bench, data_root, hint, corruptions,
+                                      severities)
+        if benchmark == 'cue-conflict':
+            samples = cue_conflict_samples(data_root)
+            if not samples:
+                raise UserError(f'{data_root}: no stimuli. {hint}')
+            return [('cue-conflict', data_root, samples)]
+        folder = find_class_root(data_root)
+        if folder is None:
+            raise UserError(f'{data_root}: no <wnid>/ class folders. {hint}')
+        allowed = (
+            subset_wnids(benchmark) if benchmark in ('imagenet-a',
+                                                     'imagenet-r') else None)
+        samples = wnid_samples(folder, allowed)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    if not samples:
+        raise UserError(f'{folder}: no images. {hint}')
+    return [(benchmark, folder, samples)]
+
+
+def _imagenet_c_splits(bench, data_root, hint, corruptions, severities):
+    known = list(
+        bench.get('corruptions', IMAGENET_C_CORRUPTIONS + IMAGENET_C_EXTRA))
+    wanted = corruptions or known
+    unknown = sorted(set(wanted) - set(known))
+    if unknown:
+        raise UserError(f'--corruptions {" ".join(unknown)}: not '
+                        f'ImageNet-C corruptions ({", ".join(known)}).')
+    severities = severities or list(bench.get('severities', SEVERITIES))
+    splits = []
+    for name in wanted:
+        for s in severities:
+            folder = osp.join(data_root, name, str(s))
+            if osp.isdir(folder):
+                samples = wnid_samples(folder)
+                if samples:
+                    splits.append(((name, s), folder, samples))
+    if not splits:
+        raise UserError(f'{data_root}: no <corruption>/<severity>/ '
+                        f'folders with images. {hint}')
+    return splits
+
+
+def evaluate_splits(model, splits, template, loader, benchmark, data_root,
+                    tmp):
+    """``{key: (predictions, labels)}`` of every split. All splits are
+    listed in one annotation file and run as one data set (full batches,
+    one progress bar), then cut apart again."""
+    rows = []
+    for _, folder, samples in splits:
+        prefix = osp.relpath(folder, data_root).replace(os.sep, '/')
+        prefix = '' if prefix == '.' else prefix + '/'
+        for rel, label, *_ in samples:
+            rows.append((prefix + rel, label if isinstance(label, int) else 0))
+    ds = copy.deepcopy(template)
+    ds.update(
+        data_root=data_root,
+        ann_file=write_annotation(rows, osp.join(tmp, 'samples.txt')),
+        data_prefix='',
+        with_label=True)
+    ds.pop('classes', None)
+    ds.pop('metainfo', None)
+    with tqdm(
+            total=len(rows), desc=benchmark, unit='img', leave=False,
+            disable=None) as bar:
+        preds, labels = predict(
+            model,
+            ds,
+            batch_size=loader['batch_size'],
+            num_workers=loader['num_workers'],
+            progress=bar.update,
+            reduce=reducer(benchmark))
+    results, start = {}, 0
+    for key, _, samples in splits:
+        end = start + len(samples)
+        results[key] = (preds[start:end], labels[start:end])
+        start = end
+    return results
+
+
+def reducer(benchmark):
+    """What is kept of each batch's logits: the predicted ImageNet-1k class
+    (restricted to the 200 classes of ImageNet-A / -R), or the cue-conflict
+    category."""
+    if benchmark == 'cue-conflict':
+        return category_predictions
+    indices = (
+        subset_indices(benchmark) if benchmark in ('imagenet-a',
+                                                   'imagenet-r') else None)
+    return lambda logits: top1_predictions(logits, indices)
+
+
+def summarise(benchmark, splits, outputs, clean_acc=None):
+    """The summary of a benchmark's ``outputs`` (of
+    :func:`evaluate_splits`): ImageNet-C's table with the relative CE when
+    ``clean_acc`` (top-1 %) is given, cue-conflict's shape bias, or the
+    top-1 error."""
+    if benchmark == 'imagenet-c':
+        errors = {}
+        for (name, s), (preds, labels) in outputs.items():
+            errors.setdefault(name, {})[s] = prediction_error(preds, labels)
+        clean = None
+        if clean_acc is not None:
+            if not 0 < clean_acc <= 100:
+                raise UserError('--clean-acc is a top-1 accuracy in %.')
+            clean = 1 - clean_acc / 100
+        summary = imagenet_c_summary(errors, clean)
+        summary['num_images'] = sum(len(s) for _, _, s in splits)
+        return summary
+    if benchmark == 'cue-conflict':
+        _, _, samples = splits[0]
+        preds, _ = outputs['cue-conflict']
+        decisions = [CUE_CONFLICT_CATEGORIES[i] for i in preds.tolist()]
+        summary = shape_bias(decisions, [s[1] for s in samples],
+                             [s[2] for s in samples])
+        summary['decisions'] = {s[0]: d for s, d in zip(samples, decisions)}
+        return summary
+    preds, labels = outputs[benchmark]
+    indices = (
+        subset_indices(benchmark) if benchmark in ('imagenet-a',
+                                                   'imagenet-r') else None)
+    error = prediction_error(preds, labels, indices)
+    return dict(
+        top1_error=100 * error,
+        top1_accuracy=100 * (1 - error),
+        num_images=len(labels),
+        num_classes=len(indices) if indices else 1000)
+
+
+def _fmt(value, width=7, digits=1):
+    if value is None:
+        return f'{"-":>{width}}'
+    return f'{value:>{width}.{digits}f}'
+
+
+def print_table(benchmark, summary):
+    """Print ``summary`` as a table."""
+    if benchmark == 'imagenet-c':
+        sev = SEVERITIES
+        print(f'ImageNet-C, {summary["num_images"]} images: top-1 error (%) '
+              f'per severity; CE and relative CE normalised by AlexNet (%)')
+        head = (f'  {"corruption":<18}' + ''.join(f'{"s" + str(s):>7}'
+                                                  for s in sev) +
+                f'{"mean":>7}{"CE":>7}{"rel.CE":>8}')
+        print(head)
+        order = list(IMAGENET_C_CORRUPTIONS + IMAGENET_C_EXTRA)
+        rows = summary['corruptions']
+        for name in sorted(rows, key=order.index):
+            r = rows[name]
+            print(f'  {name:<18}' +
+                  ''.join(_fmt(r['errors'].get(s)) for s in sev) +
+                  _fmt(r['error']) + _fmt(r['ce']) + _fmt(r['relative_ce'], 8))
+        print(f'  mCE (15 standard)   {_fmt(summary["mce_15"], 6)}   '
+              f'relative {_fmt(summary["relative_mce_15"], 6)}')
+        print(f'  mCE (all 19, LSKA)  {_fmt(summary["mce_19"], 6)}   '
+              f'relative {_fmt(summary["relative_mce_19"], 6)}')
+        if summary['mce_15'] is None and summary['mce_evaluated'] is not None:
+            print(f'  mCE (evaluated)     {_fmt(summary["mce_evaluated"], 6)}'
+                  f'   (missing: {", ".join(summary["missing"])})')
+        print(f'  mean top-1 error    {_fmt(summary["mean_error"], 6)}')
+    elif benchmark == 'cue-conflict':
+        print(f'cue-conflict, {summary["num_images"]} images '
+              f'({summary["num_conflict"]} with conflicting cues)')
+        bias = summary['shape_bias']
+        print(f'  shape bias      {_fmt(bias, 6, 3)}  '
+              f'(shape {summary["num_shape"]}, texture '
+              f'{summary["num_texture"]} decisions)')
+        print(f'  shape accuracy  {_fmt(summary["accuracy"], 6)} %')
+    else:
+        print(f'{benchmark}, {summary["num_images"]} images, '
+              f'{summary["num_classes"]} classes')
+        print(f'  top-1 accuracy {summary["top1_accuracy"]:6.2f} %   '
+              f'error {summary["top1_error"]:6.2f} %')
+
+
+def run_benchmark(config,
+                  checkpoint,
+                  benchmark,
+                  data_root=None,
+                  dataset_config=None,
+                  clean_acc=None,
+                  corruptions=None,
+                  severities=None,
+                  batch_size=None,
+                  num_workers=None,
+                  out=None,
+                  device='cpu',
+                  no_deploy=False,
+                  cfg_options=None):
+    """Evaluate a classifier on a robustness benchmark as
+    ``tools/analysis_tools/robustness.py`` does: the summary is printed as a
+    table, written as JSON to ``out`` (default:
+    ``work_dirs/robustness/<config>_<benchmark>.json``) and returned."""
+    template, loader, bench = _dataset_config(benchmark, dataset_config)
+    cfg = load_config(config, cfg_options)
+    if template is None:  # cue-conflict: the model's own test pipeline
+        template = dict(
+            type='CustomDataset',
+            pipeline=copy.deepcopy(
+                cfg.test_dataloader.dataset.pipeline.to_list() if hasattr(
+                    cfg.test_dataloader.dataset.pipeline, 'to_list'
+                ) else list(cfg.test_dataloader.dataset.pipeline)))
+        loader = dict(batch_size=32, num_workers=2)
+    if batch_size:
+        loader['batch_size'] = batch_size
+    if num_workers is not None:
+        loader['num_workers'] = num_workers
+    data_root = data_root or (bench.get('data_root')
+                              if bench is not None else 'data/cue-conflict')
+    splits = build_splits(benchmark, bench or {}, data_root, corruptions,
+                          severities)
+    with quiet_mmengine():
+        model = init_model(
+            cfg, checkpoint, device=device, deploy=not no_deploy)
+    check_classifier(model)
+    with tempfile.TemporaryDirectory(prefix='mmvan-robustness-') as tmp:
+        outputs = evaluate_splits(model, splits, template, loader, benchmark,
+                                  data_root, tmp)
+    summary = summarise(benchmark, splits, outputs, clean_acc)
+    summary.update(
+        benchmark=benchmark,
+        config=config,
+        checkpoint=checkpoint,
+        data_root=data_root)
+    out = out or osp.join(
+        'work_dirs', 'robustness',
+        f'{osp.splitext(osp.basename(config))[0]}_{benchmark}'
+        '.json')
+    if osp.dirname(out):
+        os.makedirs(osp.dirname(out), exist_ok=True)
+    with open(out, 'w') as f:
+        json.dump(summary, f, indent=2)
+    print_table(benchmark, summary)
+    print(f'saved {out}')
+    return summary

@@ -71,14 +71,14 @@ def test_vis_cam_overlays_a_real_image(tmp_path, tool, root, demo_config):
 @pytest.mark.parametrize('layer_name,channels_last',
                          [('backbone.block4.0', False),
                           ('backbone.norm3', True)])
-def test_grad_cam_matches_its_definition(root, tool, demo_config, layer_name,
+def test_grad_cam_matches_its_definition(root, demo_config, layer_name,
                                          channels_last):
-    from mmvan.analysis.cam import compute_cams
+    from mmvan.analysis.cam import compute_cams, prepare
     from mmvan.analysis.common import random_init
     from mmvan.apis import init_model, load_image
     model = random_init(init_model(demo_config, deploy=False))
-    inputs, shown = tool('vis_cam').prepare(
-        model, load_image(osp.join(root, 'demo', 'cat.jpg')))
+    inputs, shown = prepare(model,
+                            load_image(osp.join(root, 'demo', 'cat.jpg')))
     assert shown.shape == (64, 64, 3) and inputs.shape == (1, 3, 64, 64)
     for category in (None, 3):
         maps, logits = compute_cams(

@@ -81,6 +81,7 @@ def test_erf_tool(tmp_path, tool, tiny, demo_images):
     assert [m['label'] for m in saved['models']] == ['LKA k=21', 'LSKA k=53']
     assert saved['models'][1]['kernel_size'] == 53
     assert saved['shape'] == [128, 128]
+    assert saved['data'] == demo_images
     for r in results:
         assert r['num_images'] == 2
         assert np.isfinite(r['map']).all() and r['map'].max() == 1.0

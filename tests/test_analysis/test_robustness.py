@@ -206,39 +206,39 @@ def test_robustness_tool_imagenet_c(tmp_path, tool, classifier, capsys):
             GOLDFISH: 2
         }, 50.0),
     ])
-def test_robustness_tool_subsets(tmp_path, tool, classifier, benchmark, counts,
-                                 error):
+def test_robustness_subsets(tmp_path, classifier, benchmark, counts, error):
     config, ckpt = classifier
-    # The archives unpack into one folder; the tool finds it.
+    # The archives unpack into one folder; it is found.
     _class_tree(str(tmp_path / 'data' / 'release'), counts)
-    res = tool('robustness').main([
-        config, ckpt, '--benchmark', benchmark, '--data-root',
-        str(tmp_path / 'data'), '--out',
-        str(tmp_path / 'out.json'), '--num-workers', '0'
-    ])
+    res = rb.run_benchmark(
+        config,
+        ckpt,
+        benchmark,
+        data_root=str(tmp_path / 'data'),
+        out=str(tmp_path / 'out.json'),
+        num_workers=0)
     assert res['top1_error'] == pytest.approx(error)
     assert res['num_images'] == sum(counts.values())
     assert res['num_classes'] == (1000
                                   if benchmark == 'imagenet-sketch' else 200)
 
 
-def test_robustness_tool_refuses_foreign_classes(tmp_path, tool, classifier):
+def test_robustness_refuses_foreign_classes(tmp_path, classifier):
     config, ckpt = classifier
     _class_tree(str(tmp_path / 'r'), {TENCH: 1})  # tench is not in -R
     with pytest.raises(UserError, match='not a class folder'):
-        tool('robustness').main([
-            config, ckpt, '--benchmark', 'imagenet-r', '--data-root',
-            str(tmp_path / 'r'), '--out',
-            str(tmp_path / 'o.json')
-        ])
+        rb.run_benchmark(
+            config,
+            ckpt,
+            'imagenet-r',
+            data_root=str(tmp_path / 'r'),
+            out=str(tmp_path / 'o.json'))
     with pytest.raises(UserError, match='no such folder'):
-        tool('robustness').main([
-            config, ckpt, '--benchmark', 'imagenet-a', '--data-root',
-            str(tmp_path / 'missing')
-        ])
+        rb.run_benchmark(
+            config, ckpt, 'imagenet-a', data_root=str(tmp_path / 'missing'))
 
 
-def test_robustness_tool_cue_conflict(tmp_path, tool, classifier):
+def test_robustness_cue_conflict(tmp_path, classifier):
     config, ckpt = classifier
     root = tmp_path / 'cue-conflict'
     for rel in [
@@ -246,11 +246,13 @@ def test_robustness_tool_cue_conflict(tmp_path, tool, classifier):
             'dog/dog1-cat3.png', 'dog/dog2-bear1.png'
     ]:
         _image(str(root / rel), 128)
-    res = tool('robustness').main([
-        config, ckpt, '--benchmark', 'cue-conflict', '--data-root',
-        str(root), '--out',
-        str(tmp_path / 'cue.json'), '--num-workers', '0'
-    ])
+    res = rb.run_benchmark(
+        config,
+        ckpt,
+        'cue-conflict',
+        data_root=str(root),
+        out=str(tmp_path / 'cue.json'),
+        num_workers=0)
     # Every decision is "cat": shape decisions cat1-dog2, cat2-elephant1;
     # texture decision dog1-cat3; cat3-cat1 has no conflict.
     assert set(res['decisions'].values()) == {'cat'}

@@ -13,22 +13,9 @@ size, and classifiers, detectors and segmentors alike (the backbone is run
 on the image as the test pipeline prepares it).
 """
 import argparse
-import os
-import os.path as osp
-import sys
-import warnings
 
-import numpy as np
-import torch
-import torch.nn.functional as F
-
-sys.path.insert(0,
-                osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
-warnings.filterwarnings('ignore')
-
-from mmvan import cli  # noqa: E402
-
-REDUCTIONS = ('mean-abs', 'mean', 'max')
+from mmvan import cli
+from mmvan.analysis.attention import REDUCTIONS, visualize_attention
 
 
 def parse_args(argv=None):
@@ -50,129 +37,8 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def find_backbone(model):
-    from mmvan.models import VAN
-    for module in model.modules():
-        if isinstance(module, VAN):
-            return module
-    raise cli.UserError('The model has no mmvan VAN backbone.')
-
-
-def capture_attention(backbone,
-                      image_tensor,
-                      stages,
-                      block=-1,
-                      reduce='mean-abs'):
-    """Attention maps of ``backbone`` for one normalised input.
-
-    Returns:
-        dict[int, np.ndarray]: stage -> HxW map at the stage's resolution.
-    """
-    if backbone.deploy:
-        raise cli.UserError('Attention maps need the unfolded model; do not '
-                            'call switch_to_deploy() first.')
-    captured, handles = {}, []
-    for stage in stages:
-        if not 0 <= stage < backbone.num_stages:
-            raise cli.UserError(f'--stages: {stage} is not in 0..3.')
-        blocks = backbone.stage_modules(stage)[1]
-        try:
-            target = blocks[block]
-        except IndexError:
-            raise cli.UserError(
-                f'--block {block}: stage {stage} has {len(blocks)} '
-                f'blocks.') from None
-        conv1 = target.attn.spatial_gating_unit.conv1
-
-        def hook(module, inputs, output, stage=stage):
-            attn = output.detach().float()[0]
-            if reduce == 'mean-abs':
-                attn = attn.abs().mean(0)
-            elif reduce == 'mean':
-                attn = attn.mean(0)
-            else:
-                attn = attn.max(0).values
-            captured[stage] = attn.cpu().numpy()
-
-        handles.append(conv1.register_forward_hook(hook))
-    try:
-        with torch.no_grad():
-            backbone(image_tensor)
-    finally:
-        for handle in handles:
-            handle.remove()
-    return captured
-
-
-def normalise_input(model, image_bgr):
-    """The image as the model's data preprocessor normalises it."""
-    pre = model.data_preprocessor
-    x = torch.from_numpy(np.ascontiguousarray(image_bgr[..., ::-1]))
-    x = x.permute(2, 0, 1).float()[None]
-    mean = getattr(pre, 'mean', None)
-    std = getattr(pre, 'std', None)
-    if mean is not None:
-        x = (x - mean.view(1, -1, 1, 1).cpu()) / std.view(1, -1, 1, 1).cpu()
-    return x
-
-
-def draw(image_rgb, maps, out_file, title):
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    h, w = image_rgb.shape[:2]
-    n = len(maps)
-    fig, axes = plt.subplots(
-        1, n + 1, figsize=(3.2 * (n + 1) + 0.6, 3.4 * h / max(w, 1) + 0.6))
-    axes[0].imshow(image_rgb)
-    axes[0].set_title('input')
-    axes[0].axis('off')
-    for ax, (stage, attn) in zip(axes[1:], sorted(maps.items())):
-        up = F.interpolate(
-            torch.from_numpy(attn)[None, None],
-            size=(h, w),
-            mode='bilinear',
-            align_corners=False)[0, 0].numpy()
-        lo, hi = float(up.min()), float(up.max())
-        up = (up - lo) / (hi - lo) if hi > lo else np.zeros_like(up)
-        ax.imshow(image_rgb)
-        overlay = ax.imshow(up, cmap='jet', alpha=0.5, vmin=0, vmax=1)
-        ax.set_title(f'stage {stage + 1} ({attn.shape[0]}x{attn.shape[1]})')
-        ax.axis('off')
-    fig.colorbar(
-        overlay, ax=list(axes[1:]), fraction=0.02,
-        pad=0.01).set_label('attention (normalised)')
-    fig.suptitle(title)
-    folder = osp.dirname(out_file)
-    if folder:
-        os.makedirs(folder, exist_ok=True)
-    fig.savefig(out_file, dpi=100)
-    plt.close(fig)
-
-
 def main(argv=None):
-    args = parse_args(argv)
-    from mmvan.apis import init_model, load_image
-    image_bgr = load_image(args.img)
-    if args.checkpoint:
-        from mmvan.zoo import resolve
-        resolve(args.checkpoint)  # a path, an URL or mmvan://<name>
-    if not args.out_file.lower().endswith('.png'):
-        raise cli.UserError('--out-file must be a .png file.')
-    model = init_model(
-        args.config, args.checkpoint, device=args.device, deploy=False)
-    if args.shape:
-        import mmcv
-        image_bgr = mmcv.imresize(image_bgr, (args.shape[1], args.shape[0]))
-    backbone = find_backbone(model)
-    x = normalise_input(model, image_bgr).to(args.device)
-    maps = capture_attention(backbone, x, args.stages, args.block, args.reduce)
-    title = (f'{backbone.attention.upper()} k={backbone.kernel_size} '
-             f'attention, {args.reduce} over channels')
-    draw(image_bgr[..., ::-1], maps, args.out_file, title)
-    print(f'attention maps of stages {sorted(maps)} saved to '
-          f'{args.out_file}')
-    return maps
+    return visualize_attention(**vars(parse_args(argv)))
 
 
 if __name__ == '__main__':
