@@ -21,6 +21,7 @@ import torch
 import torch.distributed as dist
 from mmengine.config import DictAction
 
+from mmvan.apis.setup import register_all_modules
 from mmvan.datasets.loading import dataset_pipelines, is_image_loader
 from mmvan.utils.config import (RUNTIME_KEYS, load_config, set_work_dir,
                                 sync_bn_to_bn)
@@ -87,6 +88,7 @@ def run_cli(main):
     _ignore_known_upstream_warnings()
     ended = _NOT_ENDED
     try:
+        register_all_modules()
         result = main()
     except SystemExit as e:
         # A tool that ends the run itself (PreemptionHook after a stop

@@ -23,16 +23,31 @@ dumped by the run it continues.
 The console is short unless ``--verbose`` (``MMVAN_VERBOSE=1``) or a
 ``log_level`` of DEBUG asks for mmengine's full output: the config, the
 model size, the work dir, the data, one line per epoch and the metrics (see
-:func:`mmvan.utils.quiet.short_console`). The log file keeps everything.
+:mod:`mmvan.utils.quiet`: the config's ``log_processor`` of mmengine's type
+is built as :class:`mmvan.utils.quiet.ShortLogProcessor`, whose lines carry
+the values the console shows). The log file keeps everything. mmengine's
+per-parameter initialisation report goes to the log file only
+(:class:`mmvan.utils.quiet.InitReportFilter` on the Runner's logger).
+
+The config copies are written atomically, as the checkpoints are (see
+:class:`mmvan.engine.hooks.SafeCheckpointHook`).
 """
 import difflib
 import os.path as osp
 
 import torch
 from mmengine.hooks import CheckpointHook
+from mmengine.runner import LogProcessor
 from mmengine.runner import Runner as MMEngineRunner
 
+from mmvan.converters import nonfinite_keys
+from mmvan.utils.atomic import atomic_write
 from mmvan.utils.errors import ConfigError
+from mmvan.utils.quiet import (ShortLogProcessor, console_is_verbose,
+                               quiet_init_report, short_console, stdout_to_log)
+from mmvan.zoo import load_source_weights, load_weights
+from .fast_path import (apply_layout, choose_layout, describe_convolutions,
+                        describe_precision, fuse_optimizer)
 from .hooks import SafeCheckpointHook
 from .resume import checkpoint_dir, find_resume_checkpoint
 
@@ -94,7 +109,6 @@ def _quiet_evaluation(loop):
         return loop
 
     def quiet_evaluate(*args, **kwargs):
-        from mmvan.utils.quiet import stdout_to_log
         with stdout_to_log():
             return evaluate(*args, **kwargs)
 
@@ -114,12 +128,22 @@ class Runner(MMEngineRunner):
         """mmengine's logger; its console is short (see the module)."""
         logger = super().build_logger(
             log_level=log_level, log_file=log_file, **kwargs)
-        from mmvan.utils.quiet import console_is_verbose, short_console
+        quiet_init_report(logger)
         if not console_is_verbose(log_level):
             train_cfg = self.cfg.get('train_cfg') or {}
             self._consoles = short_console(
                 logger, max_epochs=train_cfg.get('max_epochs'))
         return logger
+
+    def build_log_processor(self, log_processor):
+        """mmengine's; a config's ``LogProcessor`` (the default) becomes
+        :class:`mmvan.utils.quiet.ShortLogProcessor` (same arguments)."""
+        if isinstance(log_processor, dict) and log_processor.get(
+                'type',
+                'LogProcessor') in ('LogProcessor', 'mmengine.LogProcessor',
+                                    LogProcessor):
+            log_processor = dict(log_processor, type=ShortLogProcessor)
+        return super().build_log_processor(log_processor)
 
     def register_default_hooks(self, hooks=None):
         check_default_hooks(hooks)
@@ -158,18 +182,15 @@ class Runner(MMEngineRunner):
 
     @staticmethod
     def build_dataloader(dataloader, seed=None, diff_rank_seed=False):
-        from mmvan.utils.quiet import stdout_to_log
         with stdout_to_log():  # pycocotools' "loading annotations"
             return MMEngineRunner.build_dataloader(
                 dataloader, seed=seed, diff_rank_seed=diff_rank_seed)
 
     def build_val_loop(self, loop):
-        from mmvan.utils.quiet import stdout_to_log
         with stdout_to_log():  # a COCO metric loads its annotations
             return _quiet_evaluation(super().build_val_loop(loop))
 
     def build_test_loop(self, loop):
-        from mmvan.utils.quiet import stdout_to_log
         with stdout_to_log():
             return _quiet_evaluation(super().build_test_loop(loop))
 
@@ -225,9 +246,6 @@ class Runner(MMEngineRunner):
         self._log_setup(model)
         settings = self.cfg.get('train_fast_path')
         if settings is not None:
-            from .fast_path import (apply_layout, choose_layout,
-                                    describe_convolutions, describe_precision,
-                                    fuse_optimizer)
             device = 'cuda' if torch.cuda.is_available() else 'cpu'
             requested = settings.get('layout', 'auto')
             layout = choose_layout(device, requested)
@@ -253,35 +271,32 @@ class Runner(MMEngineRunner):
         name = (
             osp.basename(self.cfg.filename)
             if self.cfg.filename is not None else f'{self.timestamp}.py')
-        self.cfg.dump(osp.join(self.log_dir, name))
+        # What Config.dump writes into a file of that name.
+        text = self.cfg.dump()
+        atomic_write(
+            osp.join(self.log_dir, name), text, mode='w', encoding='utf-8')
         top = osp.join(self.work_dir, name)
         if not (self._resume and osp.exists(top)):
-            self.cfg.dump(top)
+            atomic_write(top, text, mode='w', encoding='utf-8')
 
     def load_checkpoint(self,
                         filename,
                         map_location='cpu',
                         strict=None,
                         revise_keys=None):
-        from mmvan.zoo.loader import (_van_prefix, check_and_load,
-                                      load_source_weights, unwrap)
         if strict is None:
             strict = bool(self.cfg.get('load_from_strict', True))
-        model = unwrap(self.model)
         source = load_source_weights(filename)
         # A training checkpoint keeps its optimizer, message hub and
         # scheduler states for resume(); the weights are the converted ones.
-        checkpoint = dict(source.raw) if isinstance(source.raw, dict) else {}
-        checkpoint.update(state_dict=source.state_dict, meta=source.meta)
+        checkpoint = source.as_checkpoint()
         self.call_hook('after_load_checkpoint', checkpoint=checkpoint)
-        check_and_load(
-            model,
+        load_weights(
+            self.model,
             source,
-            prefix=_van_prefix(model),
             strict=strict,
             what='the model',
             logger=self.logger.instance_name)
-        from mmvan.converters.engine import nonfinite_keys
         bad = nonfinite_keys(source.state_dict)
         if bad:
             self.logger.warning(

@@ -13,9 +13,21 @@ Inheriting another package's experiment config (``mmdet::retinanet/...``)
 makes mmengine read all of that package's metafiles (about 100 YAML files
 for mmdet, over a second) for every config loaded; the answer is a path
 that does not change while the process runs, so it is kept.
+
+mmengine offers no public way to add a package to this lookup: its
+``MODULE2PACKAGE`` table is a module constant, and ``get_installed_path``
+cannot find an editable install (the ``.mim`` folder of mmvan's setup.py
+lies in the source tree, not in site-packages). So
+:func:`register_config_package` adds mmvan to the table and wraps the two
+functions mmengine's ``Config`` calls; it is called only by
+:func:`mmvan.apis.register_all_modules`, never on import.
 """
 import functools
 import os.path as osp
+
+from mmengine.config import config as config_module
+from mmengine.config import utils as config_utils
+from mmengine.fileio import load
 
 
 def _mmvan_aware(get_installed_path):
@@ -31,13 +43,11 @@ def _mmvan_aware(get_installed_path):
 
 
 def register_config_package():
-    from mmengine.config import config as config_module
-    from mmengine.config.utils import MODULE2PACKAGE
-    MODULE2PACKAGE.setdefault('mmvan', 'mmvan')
+    """Make ``_base_ = 'mmvan::<path>'`` resolve (see the module)."""
+    config_utils.MODULE2PACKAGE.setdefault('mmvan', 'mmvan')
     current = config_module.get_installed_path
     if not getattr(current, '__mmvan_wrapped__', False):
         config_module.get_installed_path = _mmvan_aware(current)
-    from mmengine.config import utils as config_utils
     original = config_utils._get_cfg_metainfo
     if not getattr(original, '__mmvan_wrapped__', False):
         _cfg_metainfo.mmengine_original = original
@@ -48,7 +58,6 @@ def register_config_package():
 def _package_configs(package_path):
     """Every experiment config a package's metafiles list, by name (the
     first entry of each), read once per process."""
-    from mmengine.fileio import load
     mim = osp.join(package_path, '.mim')
     configs = {}
     for meta_path in load(osp.join(mim, 'model-index.yml'))['Import']:

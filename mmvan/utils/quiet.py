@@ -1,90 +1,55 @@
 # Copyright (c) mmvan contributors. All rights reserved.
-"""Keep mmengine's per-parameter initialisation report out of the console.
+"""A short console for training and testing runs; the log file keeps all.
 
-``BaseModule.init_weights`` reports how every parameter was initialised.
-In a training run the report goes to the log file, where it belongs; without
-a log file (a model built in a script, a benchmark, a test) mmengine prints
-one INFO line per parameter, hundreds of lines before any result. Here the
-report still goes to every log file, and without one it is logged at DEBUG
-level, so it shows only when asked for.
+mmengine's Runner logs its environment, its whole config, the hook table,
+one line per parameter group option and one line per ``interval``
+iterations, to the console and to the log file alike. The log file keeps
+all of it. The console (mmengine's ``StreamHandler`` of the Runner's
+``MMLogger``) gets :class:`ShortConsole`, a filter with a shorter formatter
+(:func:`short_console`), and shows:
 
-A Runner's console is shortened too (:func:`short_console`): the log file
-keeps everything.
+- what mmvan and the user's own code log, and every warning and error;
+- one line per epoch (or per tenth of an iteration-based run), and every
+  metrics line, built from the values :class:`ShortLogProcessor` collects
+  (the Runner's ``log_processor``), never from mmengine's text; on a
+  terminal the iterations in between are a progress line that is
+  overwritten in place.
+
+The INFO records of the OpenMMLab libraries themselves (mmengine, mmcv,
+mmpretrain, mmdet, mmseg, mmpose) are told apart by the module that logs
+them, and go to the log file only.
+
+The per-parameter initialisation report of mmengine's ``BaseModule`` goes to
+the log file; without one (a model built in a script, a benchmark, a test)
+:class:`InitReportFilter` logs it at DEBUG level, so it shows only when asked
+for (:func:`quiet_init_report`).
 """
 import contextlib
+import datetime
 import logging
 import os
-import re
+import shutil
 import sys
 
-
-def _dump_init_info(self):
-    from mmengine.logging import MMLogger
-    logger = MMLogger.get_current_instance()
-    files = [h for h in logger.handlers if isinstance(h, logging.FileHandler)]
-    for handler in files:
-        handler.stream.write(
-            'Name of parameter - Initialization information\n')
-        for name, param in self.named_parameters():
-            handler.stream.write(
-                f'\n{name} - {param.shape}: '
-                f"\n{self._params_init_info[param]['init_info']} \n")
-        handler.stream.flush()
-    if not files and logger.isEnabledFor(logging.DEBUG):
-        for name, param in self.named_parameters():
-            logger.debug(f'{name} - {tuple(param.shape)}: '
-                         f"{self._params_init_info[param]['init_info']}")
-
-
-def quiet_init_report():
-    from mmengine.model import BaseModule
-    BaseModule._dump_init_info = _dump_init_info
-
-
-# --- The console of a Runner -------------------------------------------------
-#
-# mmengine's Runner logs its environment, its whole config, the hook table,
-# one line per parameter group option and one line per ``interval``
-# iterations, to the console and to the log file alike. The log file keeps
-# all of it; the console (mmengine's ``StreamHandler`` of the Runner's
-# ``MMLogger``) gets a filter and a shorter formatter: mmvan's own lines,
-# warnings and errors, one line per epoch (or per tenth of an iteration-based
-# run) and every metrics line. On a terminal the iterations in between are a
-# progress line that is overwritten in place.
+from mmengine.logging import MMLogger
+from mmengine.logging.logger import MMFormatter
+from mmengine.runner import LogProcessor
 
 VERBOSE_ENV = 'MMVAN_VERBOSE'
 
-# mmengine's INFO records shown only in the log file (message prefixes).
-_FILE_ONLY = (
-    'Config:\n',
-    'Hooks will be executed in the following order',
-    'paramwise_options -- ',
-    'Distributed training is not used',
-    'Exp name: ',
-    'Saving checkpoint at ',
-    'The previous best checkpoint ',
-    'Checkpoints will be saved to ',
-    'Loads checkpoint by ',
-    'per class results:',
-    'Converting ground truth to coco format',
-    'Panoptic Evaluation Results:',
-    'Classwise Panoptic Evaluation Results:',
-)
-# mmdet's (and mmpose's) COCO metrics around pycocotools' summary, and
-# tables (mmseg's per-class IoU).
-_FILE_ONLY_RE = re.compile(
-    r'^(Evaluating \S+\.\.\.$|\S+_copypaste: |\n\+[-+]+\+\n)')
-# Warnings mmengine gives on every run, about its own internals.
+# The libraries whose INFO records are for the log file only (by the top
+# package of the module that logs them).
+_LIBRARIES = ('mmengine', 'mmcv', 'mmpretrain', 'mmdet', 'mmseg', 'mmpose')
+# Warnings mmengine gives on every run about its own internals (the
+# deprecated ``FileClient`` that its checkpoint saving still creates, a
+# metric without a prefix), by the module and function that give them.
 _FILE_ONLY_WARNINGS = (
-    '"FileClient" will be deprecated',
-    '"HardDiskBackend" is the alias of "LocalBackend"',
-    'The prefix is not set in metric class',
+    ('mmengine.fileio.file_client', '__new__'),
+    ('mmengine.fileio.file_client', '__init__'),
+    ('mmengine.evaluator.metric', '__init__'),
 )
-_LOOP_LINE = re.compile(
-    r'^(Epoch|Iter)\((train|val|test)\)\s*((?:\[\s*[^\]]*\])+)\s*(.*)$', re.S)
-# Fields of mmengine's loop lines the console leaves to the log file.
-_TRAIN_DROP = ('base_lr', 'data_time', 'memory')
-_METRIC_DROP = ('data_time', 'time', 'memory')
+# Where a record is logged from is the first frame outside these modules.
+_LOGGING_MODULES = ('logging', 'mmengine.logging.logger', __name__)
 
 
 def console_is_verbose(log_level='INFO'):
@@ -98,32 +63,127 @@ def console_is_verbose(log_level='INFO'):
     return isinstance(level, int) and level <= logging.DEBUG
 
 
-def _fields(rest):
-    """``"a: 1  b: 2 c: 3"`` -> ``[('a', '1'), ('b', '2'), ('c', '3')]``:
-    mmengine joins fields with two spaces, learning rates with one; a
-    name or a value may hold single spaces (``coco/AP (M)``)."""
-    fields = []
-    for item in re.split(r'\s{2,}', rest.strip()):
-        if not item:
-            continue
-        if re.fullmatch(r'\S+: \S+(?: \S+: \S+)+', item):
-            parts = re.findall(r'(\S+): (\S+)', item)
-        elif ': ' in item:
-            parts = [tuple(item.split(': ', 1))]
+# --- The values of a loop line -----------------------------------------------
+
+
+class LogLine(str):
+    """A line of mmengine's log, as its ``LogProcessor`` wrote it (the log
+    file shows this text), with the values the console shows.
+
+    Attributes:
+        mode (str): ``'train'``, ``'val'`` or ``'test'``.
+        epoch (int, optional): The epoch of a training or validation line
+            of an epoch-based run.
+        step (tuple, optional): ``(i, n)``: iteration ``i`` of ``n`` (an
+            iteration line), None for a metrics line.
+        fields (list): ``(name, text)`` pairs in the console's order.
+        timing (bool): Whether ``fields`` hold the estimated time left.
+    """
+
+    def __new__(cls, text, mode, epoch, step, fields, timing=False):
+        line = super().__new__(cls, text)
+        line.mode = mode
+        line.epoch = epoch
+        line.step = step
+        line.fields = fields
+        line.timing = timing
+        return line
+
+
+class ShortLogProcessor(LogProcessor):
+    """mmengine's ``LogProcessor`` (same arguments and log text) whose lines
+    carry the values that :class:`ShortConsole` shows (:class:`LogLine`).
+
+    An iteration line: the losses, the learning rates (not ``base_lr``),
+    the other values (``grad_norm``), then the time left and the time per
+    iteration; a metrics line: the metrics without the timing.
+    """
+
+    def _text(self, value, lr=False):
+        if isinstance(value, float):
+            return f'{value:.{self.num_digits}{"e" if lr else "f"}}'
+        return str(value)
+
+    def get_log_after_iter(self, runner, batch_idx, mode):
+        tag, text = super().get_log_after_iter(runner, batch_idx, mode)
+        values = {
+            self._remove_prefix(key, f'{mode}/'): value
+            for key, value in tag.items()
+            if key not in ('epoch', 'iter', 'memory')
+        }
+        timing = ('time' in values and 'data_time' in values
+                  and 'eta' in runner.message_hub.runtime_info)
+        losses, lrs, others = [], [], []
+        for name, value in values.items():
+            if name in ('time', 'data_time', 'base_lr'):
+                continue
+            if name.endswith('lr'):
+                lrs.append((name, self._text(value, lr=True)))
+            elif name.startswith('loss') or name.startswith('val/loss'):
+                losses.append((name, self._text(value)))
+            elif mode == 'train':
+                others.append((name, self._text(value)))
+        fields = losses + lrs + others
+        if timing:
+            eta = int(runner.message_hub.get_info('eta'))
+            fields += [('eta', str(datetime.timedelta(seconds=eta))),
+                       ('time', self._text(values['time']))]
+        epoch = None
+        if mode == 'train' and self.by_epoch:
+            epoch = self._get_epoch(runner, mode)
+            step = (self._get_iter(runner, batch_idx),
+                    self._get_dataloader_size(runner, mode))
+        elif mode == 'train':
+            step = (self._get_iter(runner, batch_idx), runner.max_iters)
         else:
-            parts = [(item, None)]
-        fields.extend(parts)
-    return fields
+            if self.by_epoch and mode == 'val':
+                epoch = self._get_epoch(runner, mode)
+            step = (batch_idx + 1, self._get_dataloader_size(runner, mode))
+        return tag, LogLine(text, mode, epoch, step, fields, timing)
+
+    def get_log_after_epoch(self,
+                            runner,
+                            batch_idx,
+                            mode,
+                            with_non_scalar=False):
+        tag, text = super().get_log_after_epoch(
+            runner, batch_idx, mode, with_non_scalar=with_non_scalar)
+        values = dict(tag)
+        if not with_non_scalar:
+            values.update(self._collect_non_scalars(runner, mode))
+        fields = [
+            (name, self._text(value)) for name, value in values.items()
+            if isinstance(value, (int, float, str))
+            and self._remove_prefix(name, f'{mode}/') not in
+            ('time', 'data_time', 'memory') and not name.endswith('_copypaste')
+        ]
+        epoch = None
+        if self.by_epoch and mode == 'val':
+            epoch = self._get_epoch(runner, mode)
+        return tag, LogLine(text, mode, epoch, None, fields)
 
 
-def _join(fields, drop):
-    return '  '.join(name if value is None else f'{name}: {value}'
-                     for name, value in fields
-                     if name not in drop and not name.endswith('_copypaste'))
+# --- The console of a Runner -------------------------------------------------
+
+
+def _origin(skip=_LOGGING_MODULES):
+    """``(module, function)`` of the code that is logging now (called from
+    a filter, which runs inside the logging call)."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        module = frame.f_globals.get('__name__', '')
+        if module not in skip:
+            return module, frame.f_code.co_name
+        frame = frame.f_back
+    return '', ''
+
+
+def _join(fields):
+    return '  '.join(f'{name}: {value}' for name, value in fields)
 
 
 class ShortConsole(logging.Filter):
-    """The filter of a Runner's console handler (see above).
+    """The filter of a Runner's console handler (see the module).
 
     mmengine logs the last iteration of an epoch only when the logging
     interval divides the epoch; the epoch's line is its last logged
@@ -174,49 +234,40 @@ class ShortConsole(logging.Filter):
     def _console_text(self, record):
         """``None``: not on the console; ``True``: as it is; else the
         shorter text to show."""
-        if record.levelno > logging.INFO:
-            if record.levelno == logging.WARNING and str(
-                    record.msg).startswith(_FILE_ONLY_WARNINGS):
-                return None
-            return True
         if getattr(record, 'mmvan_stdout', False):
             return None
-        message = record.getMessage()
-        if message.startswith(_FILE_ONLY) or _FILE_ONLY_RE.match(message) or (
-                message.startswith('\n---')
-                and 'System environment:' in message[:200]):
-            return None
-        match = _LOOP_LINE.match(message)
-        if match is None:
+        if record.levelno > logging.INFO:
+            if record.levelno == logging.WARNING and \
+                    _origin() in _FILE_ONLY_WARNINGS:
+                return None
             return True
-        unit, mode, brackets, rest = match.groups()
-        counts = re.findall(r'\[\s*([^\]]*?)\s*\]', brackets)
-        fields = _fields(rest)
-        if mode == 'train':
-            return self._train_line(record, unit, counts, fields)
-        return self._eval_line(unit, mode, counts, fields)
+        line = record.msg
+        if isinstance(line, LogLine):
+            if line.mode == 'train':
+                return self._train_line(record, line)
+            return self._eval_line(line)
+        module, _ = _origin()
+        if module.partition('.')[0] in _LIBRARIES:
+            return None
+        return True
 
     def _epoch(self, epoch):
         if self.max_epochs:
             return f'epoch {epoch}/{self.max_epochs}'
         return f'epoch {epoch}'
 
-    def _train_line(self, record, unit, counts, fields):
-        i, n = (int(x) for x in counts[-1].split('/'))
-        # The losses first, the timing last.
-        fields.sort(key=lambda f: 0 if f[0].startswith('loss') else 2
-                    if f[0] in ('time', 'eta') else 1)
-        text = _join(fields, _TRAIN_DROP)
-        if unit == 'Epoch':
-            where = self._epoch(counts[0])
+    def _train_line(self, record, line):
+        i, n = line.step
+        text = _join(line.fields)
+        if line.epoch is not None:
+            where = self._epoch(line.epoch)
             pending = self._pending
-            if pending is not None and pending.mmvan_epoch != counts[0]:
+            if pending is not None and pending.msg.epoch != line.epoch:
                 self.end_epoch()
             if i >= n:
                 self._pending = None
                 return f'{where}  {text}'
             record.mmvan_console = f'{where}  {text}'
-            record.mmvan_epoch = counts[0]
             self._pending = record
             return self.show_progress(f'{where} [{i}/{n}]  {text}')
         # An iteration-based run: a line per tenth of it.
@@ -227,23 +278,23 @@ class ShortConsole(logging.Filter):
             return f'{self._train_iter}  {text}'
         return self.show_progress(f'{self._train_iter}  {text}')
 
-    def _eval_line(self, unit, mode, counts, fields):
-        name = 'validation' if mode == 'val' else 'test'
-        if unit == 'Epoch' and mode == 'val' and len(counts) > 1:
-            where = f'{self._epoch(counts[0])}  {name}'
-        elif unit == 'Iter' and mode == 'val' and self._train_iter:
+    def _eval_line(self, line):
+        name = 'validation' if line.mode == 'val' else 'test'
+        if line.epoch is not None:
+            where = f'{self._epoch(line.epoch)}  {name}'
+        elif line.mode == 'val' and self._train_iter:
             where = f'{self._train_iter}  {name}'
         else:
             where = name
-        if any(key == 'eta' for key, _ in fields):
-            return self.show_progress(f'{where} [{counts[-1]}]  ' +
-                                      _join(fields, _TRAIN_DROP))
-        return f'{where}  {_join(fields, _METRIC_DROP) or "no metrics"}'
+        if line.step is not None:
+            i, n = line.step
+            return self.show_progress(f'{where} [{i}/{n}]  ' +
+                                      _join(line.fields))
+        return f'{where}  {_join(line.fields) or "no metrics"}'
 
     def show_progress(self, text):
         """Overwrite the progress line (on a terminal); never a record."""
         if self.live:
-            import shutil
             width = shutil.get_terminal_size().columns - 1
             try:
                 self.handler.stream.write('\r' + text[:width] + '\033[K')
@@ -262,38 +313,34 @@ class ShortConsole(logging.Filter):
                 pass
 
 
-def _short_formatter():
-    from mmengine.logging.logger import MMFormatter
+class ShortFormatter(MMFormatter):
+    """``HH:MM:SS message``; the level is named from WARNING on."""
 
-    class ShortFormatter(MMFormatter):
-        """``HH:MM:SS message``; the level is named from WARNING on."""
+    def __init__(self):
+        super().__init__(color=True, datefmt='%H:%M:%S')
+        self.info_format = self.debug_format = '%(asctime)s %(message)s'
+        for level in ('WARNING', 'ERROR'):
+            prefix = self._get_prefix(level, True)
+            fmt = f'%(asctime)s {prefix}: %(message)s'
+            if level == 'ERROR':
+                self.err_format = fmt
+            else:
+                self.warn_format = fmt
 
-        def __init__(self):
-            super().__init__(color=True, datefmt='%H:%M:%S')
-            self.info_format = self.debug_format = '%(asctime)s %(message)s'
-            for level in ('WARNING', 'ERROR'):
-                prefix = self._get_prefix(level, True)
-                fmt = f'%(asctime)s {prefix}: %(message)s'
-                if level == 'ERROR':
-                    self.err_format = fmt
-                else:
-                    self.warn_format = fmt
-
-        def format(self, record):
-            text = getattr(record, 'mmvan_console', None)
-            if text is not None:
-                # A copy: the log file formats the record as it came.
-                record = logging.makeLogRecord(
-                    dict(record.__dict__, msg=text, args=None))
-            return super().format(record)
-
-    return ShortFormatter()
+    def format(self, record):
+        text = getattr(record, 'mmvan_console', None)
+        if text is not None:
+            # A copy: the log file formats the record as it came.
+            record = logging.makeLogRecord(
+                dict(record.__dict__, msg=text, args=None))
+        return super().format(record)
 
 
 def short_console(logger, max_epochs=None):
     """Give ``logger``'s console handlers (not its file handlers) the
-    :class:`ShortConsole` filter and a short formatter; the log file keeps
-    every record as mmengine writes it. Returns the filters installed."""
+    :class:`ShortConsole` filter and a :class:`ShortFormatter`; the log
+    file keeps every record as mmengine writes it. Returns the filters
+    installed."""
     installed = []
     for handler in logger.handlers:
         if not isinstance(handler, logging.StreamHandler) or isinstance(
@@ -303,9 +350,42 @@ def short_console(logger, max_epochs=None):
             continue
         console = ShortConsole(handler, max_epochs=max_epochs)
         handler.addFilter(console)
-        handler.setFormatter(_short_formatter())
+        handler.setFormatter(ShortFormatter())
         installed.append(console)
     return installed
+
+
+# --- The initialisation report -----------------------------------------------
+
+
+class InitReportFilter(logging.Filter):
+    """A logger filter that turns the INFO records of mmengine's
+    per-parameter initialisation report into DEBUG records.
+
+    ``BaseModule.init_weights`` writes its report straight into the
+    logger's log files; without one it logs an INFO record per parameter,
+    which this filter lowers to DEBUG (shown only at ``log_level='DEBUG'``).
+    """
+
+    def filter(self, record):
+        if record.levelno == logging.INFO and \
+                _origin()[1] == '_dump_init_info':
+            # The handlers compare their level with the record's.
+            record.levelno, record.levelname = logging.DEBUG, 'DEBUG'
+        return True
+
+
+def quiet_init_report(logger=None):
+    """Add :class:`InitReportFilter` to ``logger`` (by default the current
+    ``MMLogger``, the one mmengine's report goes to); again, it changes
+    nothing."""
+    logger = logger or MMLogger.get_current_instance()
+    if not any(isinstance(f, InitReportFilter) for f in logger.filters):
+        logger.addFilter(InitReportFilter())
+    return logger
+
+
+# --- What third-party code prints --------------------------------------------
 
 
 class _LogWriter:
@@ -345,7 +425,6 @@ class _LogWriter:
 def stdout_to_log():
     """With a short console (:func:`short_console`), what is printed
     meanwhile (pycocotools' index and summary) goes to the log file only."""
-    from mmengine.logging import MMLogger
     logger = MMLogger.get_current_instance()
     if not any(
             isinstance(f, ShortConsole) for h in logger.handlers

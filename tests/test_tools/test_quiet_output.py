@@ -2,13 +2,22 @@
 """The tools' console is short; the log file keeps mmengine's full output."""
 import glob
 import io
+import itertools
 import logging
 import re
+import statistics
+from types import SimpleNamespace
 
 import pytest
+import torch
+from mmengine.fileio import FileClient
+from mmengine.logging import MessageHub, MMLogger, print_log
+from mmengine.model import BaseModule
+from mmengine.runner.checkpoint import load_checkpoint
 
+from mmvan.apis import register_all_modules
 from mmvan.datasets import make_classification_demo
-from mmvan.utils.quiet import short_console
+from mmvan.utils.quiet import ShortLogProcessor, short_console
 
 EPOCHS = 2
 
@@ -83,6 +92,10 @@ def test_train_console_is_short(trained):
         assert ' lr: ' in train[0] and ' time: ' in train[0]
         assert f'epoch {epoch}/{EPOCHS}  validation  accuracy/top1: ' in \
             out.stdout
+    # The best checkpoint, named with its score.
+    assert re.search(
+        r'best accuracy/top1: \d+\.\d{4}, saved to '
+        r'best_accuracy_top1_epoch_1\.pth', out.stdout), out.stdout
 
 
 @pytest.mark.slow
@@ -133,14 +146,19 @@ def test_benchmark_prints_no_init_report(run_tool, trained, config):
     assert 'img/s' in out.stdout and len(lines) < 10, out.stdout
 
 
+_names = (f'quiet-test-{i}' for i in itertools.count())
+
+
 def _console(log_file, max_epochs=3):
-    """A logger like the Runner's: a console (made short) and a file."""
-    logger = logging.Logger('quiet-test')
+    """An ``MMLogger`` as the Runner builds it (the current one: mmengine's
+    ``print_log(logger='current')`` goes to it), its console made short and
+    written into a string."""
+    logger = MMLogger.get_instance(
+        next(_names), log_file=str(log_file), log_level='INFO')
     console = io.StringIO()
-    for handler in (logging.StreamHandler(console),
-                    logging.FileHandler(log_file)):
-        handler.setLevel(logging.INFO)
-        logger.addHandler(handler)
+    for handler in logger.handlers:
+        if not isinstance(handler, logging.FileHandler):
+            handler.setStream(console)
     [filt] = short_console(logger, max_epochs=max_epochs)
     return logger, filt, console
 
@@ -154,51 +172,77 @@ def _shown(console):
     ]
 
 
-def test_short_console_lines(tmp_path):
+class _Run:
+    """What mmengine's ``LogProcessor`` reads of a Runner, with a real
+    ``MessageHub`` that the test fills as mmengine's hooks do."""
+
+    def __init__(self, train_len=5, val_len=2, max_epochs=3, max_iters=None):
+        self.message_hub = MessageHub(next(_names))
+        self.train_loop = SimpleNamespace(dataloader=[None] * train_len)
+        self.val_loop = SimpleNamespace(dataloader=[None] * val_len)
+        self.test_loop = SimpleNamespace(dataloader=[None] * val_len)
+        self._train_loop = self.train_loop
+        self.max_epochs = max_epochs
+        self.max_iters = max_iters or max_epochs * train_len
+        self.epoch = self.iter = 0
+        self.model = None
+
+    def train_iter(self, loss, time=0.5, lr=1e-3, grad_norm=2.0):
+        hub = self.message_hub
+        hub.update_scalar('train/base_lr', lr)
+        hub.update_scalar('train/lr', lr)
+        hub.update_scalar('train/time', time)
+        hub.update_scalar('train/data_time', 0.01)
+        hub.update_scalar('train/grad_norm', grad_norm)
+        hub.update_scalar('train/loss', loss)
+        hub.update_info('eta', 9.7)
+
+
+def _log_iter(logger, processor, run, batch_idx, mode='train'):
+    """What mmengine's LoggerHook does after a logged iteration."""
+    _, line = processor.get_log_after_iter(run, batch_idx, mode)
+    logger.info(line)
+    return line
+
+
+def test_short_console_lines_from_the_log_processor(tmp_path):
+    """A training epoch logged at iterations 2 and 4 of 5 and a COCO-style
+    validation: the console's lines come from the values, the log file has
+    mmengine's lines."""
     log_file = tmp_path / 'run.log'
     logger, filt, console = _console(log_file)
-    records = [
-        '\n' + '-' * 60 + '\nSystem environment:\n    Python: 3',
-        'Config:\nmodel = dict()',
-        'Hooks will be executed in the following order:\nbefore_run:',
-        'paramwise_options -- backbone.norm1.bias:weight_decay=0.0',
-        'training path: layout: contiguous, precision: fp32',
-        'Epoch(train) [1][2/5]  base_lr: 1.0e-03 lr: 1.0e-03  eta: 0:00:09  '
-        'time: 0.5  data_time: 0.01  grad_norm: 2.0  loss: 1.5',
-        'Epoch(train) [1][4/5]  base_lr: 1.0e-03 lr: 1.0e-03  eta: 0:00:08  '
-        'time: 0.5  data_time: 0.01  grad_norm: 2.0  loss: 1.4',
-    ]
-    for msg in records:
-        logger.info(msg)
+    processor = ShortLogProcessor(window_size=10)
+    run = _Run()
+    losses = [1.5, 1.4, 1.3, 1.2]
+    for batch_idx, loss in enumerate(losses):
+        run.train_iter(loss)
+        if batch_idx in (1, 3):
+            line = _log_iter(logger, processor, run, batch_idx)
+        run.iter += 1
     filt.end_epoch()
-    logger.info('Epoch(val) [1][2/2]    eta: 0:00:00  time: 0.2  '
-                'data_time: 0.01  ')
-    logger.info('Epoch(val) [1][2/2]    coco/AP: 0.5000  coco/AP (M): '
-                '0.2500  coco/bbox_mAP_copypaste: 0.1 0.2 0.3  '
-                'data_time: 0.0100  time: 0.2000')
-    logger.warning('"FileClient" will be deprecated in future.')
-    logger.warning('Something the user should know.')
-    logger.info('Iter(train) [ 5/50]  lr: 1e-3  eta: 0:01:00  time: 1.0  '
-                'loss: 2.0')
-    logger.info('Iter(train) [ 7/50]  lr: 1e-3  eta: 0:01:00  time: 1.0  '
-                'loss: 1.9')
-    logger.info('Epoch(test) [2/2]    accuracy/top1: 20.0000  '
-                'data_time: 0.0100  time: 0.2000')
+    mean = statistics.mean(losses)
+    # The epoch's line: its last logged iteration, losses first, timing
+    # last; base_lr and data_time only in the file.
     assert _shown(console) == [
-        'training path: layout: contiguous, precision: fp32',
-        'epoch 1/3  loss: 1.4  lr: 1.0e-03  grad_norm: 2.0  eta: 0:00:08  '
-        'time: 0.5',
-        'epoch 1/3  validation  coco/AP: 0.5000  coco/AP (M): 0.2500',
-        'Something the user should know.',
-        'iter 5/50  loss: 2.0  lr: 1e-3  eta: 0:01:00  time: 1.0',
-        'test  accuracy/top1: 20.0000',
+        f'epoch 1/3  loss: {mean:.4f}  lr: 1.0000e-03  grad_norm: 2.0000  '
+        f'eta: 0:00:09  time: 0.5000'
     ], console.getvalue()
-    # The file has every record as it came.
+    run.epoch = 1
+    hub = run.message_hub
+    hub.update_scalar('val/coco/AP', 0.5)
+    hub.update_scalar('val/coco/AP (M)', 0.25)
+    hub.update_info('val/coco/bbox_mAP_copypaste', '0.500 0.250 0.100')
+    hub.update_scalar('val/time', 0.2)
+    hub.update_scalar('val/data_time', 0.01)
+    _, metrics = processor.get_log_after_epoch(run, 2, 'val')
+    logger.info(metrics)
+    assert _shown(console)[1:] == [
+        'epoch 1/3  validation  coco/AP: 0.5000  coco/AP (M): 0.2500'
+    ]
     full = log_file.read_text()
-    for msg in records:
-        assert msg in full
-    assert 'coco/bbox_mAP_copypaste: 0.1 0.2 0.3' in full
-    assert 'Iter(train) [ 7/50]' in full
+    assert str(line) in full and str(metrics) in full
+    assert 'Epoch(train) [1][4/5]  base_lr: 1.0000e-03 lr: 1.0000e-03' in full
+    assert 'coco/bbox_mAP_copypaste: 0.500 0.250 0.100' in full
 
 
 def test_next_epoch_shows_the_previous_one(tmp_path):
@@ -206,10 +250,93 @@ def test_next_epoch_shows_the_previous_one(tmp_path):
     the next epoch starts; an epoch whose last iteration is logged shows at
     once, and only once."""
     logger, filt, console = _console(tmp_path / 'run.log', max_epochs=None)
-    logger.info('Epoch(train) [1][2/4]  lr: 1e-3  loss: 1.0')
-    logger.info('Epoch(train) [2][2/4]  lr: 1e-3  loss: 0.9')
-    logger.info('Epoch(train) [2][4/4]  lr: 1e-3  loss: 0.8')
+    processor = ShortLogProcessor(window_size=1)
+    run = _Run(train_len=4)
+    for epoch, batches in ((0, (1, )), (1, (1, 3))):
+        run.epoch = epoch
+        for batch_idx in range(4):
+            run.train_iter(1.0 - 0.1 * epoch)
+            if batch_idx in batches:
+                _log_iter(logger, processor, run, batch_idx)
+            run.iter += 1
     filt.end_epoch()
+    assert [line.split('  ')[:2] for line in _shown(console)
+            ] == [['epoch 1', 'loss: 1.0000'],
+                  ['epoch 2', 'loss: 0.9000']], console.getvalue()
+
+
+def test_iteration_based_run_shows_a_line_per_tenth(tmp_path):
+    logger, _, console = _console(tmp_path / 'run.log')
+    processor = ShortLogProcessor(by_epoch=False, window_size=1)
+    run = _Run(max_iters=50)
+    for i in range(50):
+        run.train_iter(2.0)
+        if (i + 1) % 5 == 0 or (i + 1) == 7:
+            _log_iter(logger, processor, run, i)
+        run.iter += 1
+    # The evaluation of an iteration-based run names the iteration.
+    run.message_hub.update_scalar('val/accuracy/top1', 20.0)
+    logger.info(processor.get_log_after_epoch(run, 2, 'val')[1])
+    shown = _shown(console)
+    assert [line.split('  ')[0] for line in shown
+            ] == [f'iter {i}/50'
+                  for i in range(5, 51, 5)] + ['iter 50/50'], shown
+    assert shown[-1] == 'iter 50/50  validation  accuracy/top1: 20.0000'
+
+
+def test_libraries_info_goes_to_the_log_file(tmp_path):
+    """mmengine's INFO records and its warnings about its own internals
+    stay in the file; mmvan's and the user's records and other warnings
+    show."""
+    log_file = tmp_path / 'run.log'
+    logger, _, console = _console(log_file)
+    path = tmp_path / 'weights.pth'
+    torch.save(dict(state_dict=torch.nn.Linear(1, 1).state_dict()), path)
+    load_checkpoint(torch.nn.Linear(1, 1), str(path), logger='current')
+    FileClient.infer_client(None, str(tmp_path))  # deprecated on every save
+    print_log('one of ours', logger='current')
+    logger.warning('Something the user should know.')
     assert _shown(console) == [
-        'epoch 1  loss: 1.0  lr: 1e-3', 'epoch 2  loss: 0.8  lr: 1e-3'
+        'one of ours', 'Something the user should know.'
+    ], console.getvalue()
+    full = log_file.read_text()
+    assert f'from path: {path}' in full
+    assert '"FileClient" will be deprecated' in full
+
+
+class _Inited(BaseModule):
+
+    def __init__(self):
+        super().__init__(init_cfg=dict(type='Constant', layer='Linear', val=1))
+        self.fc = torch.nn.Linear(2, 2)
+
+
+def test_init_report_is_debug_outside_a_run(capsys):
+    """Without a log file, mmengine's per-parameter report is DEBUG: not
+    on the console at INFO level, shown at DEBUG level."""
+    # A script's logger: mmengine's report goes to the newest one.
+    logger = MMLogger.get_instance(next(_names))
+    register_all_modules()
+    console = io.StringIO()
+    handlers = [
+        h for h in logger.handlers if not isinstance(h, logging.FileHandler)
     ]
+    streams = [h.setStream(console) for h in handlers]
+    try:
+        _Inited().init_weights()
+        assert 'fc.weight' not in console.getvalue()
+        level = logger.level
+        logger.setLevel(logging.DEBUG)
+        for h in handlers:
+            h.setLevel(logging.DEBUG)
+        try:
+            _Inited().init_weights()
+        finally:
+            logger.setLevel(level)
+            for h in handlers:
+                h.setLevel(level)
+        assert 'fc.weight' in console.getvalue()
+        assert 'ConstantInit' in console.getvalue()
+    finally:
+        for h, stream in zip(handlers, streams):
+            h.setStream(stream)

@@ -4,10 +4,12 @@
 mmengine removes the oldest epoch checkpoint (``max_keep_ckpts``) and the
 previous ``best_*.pth`` *before* it writes the new one, so a process killed
 during the write leaves no checkpoint at all. Here the new file is written
-first (to a temporary name, fsynced, renamed: :mod:`mmvan.utils.atomic`),
-then ``last_checkpoint``, and only then are the outdated files removed: at
-every moment the work dir holds at least one complete checkpoint and the
-latest best one.
+first (to a temporary name, fsynced, renamed: mmengine's checkpoint saving
+is given the atomic local file backend of :mod:`mmvan.utils.atomic` through
+``backend_args``, when the checkpoints go to a local folder and the config
+names no backend of its own), then ``last_checkpoint``, and only then are
+the outdated files removed: at every moment the work dir holds at least one
+complete checkpoint and the latest best one.
 
 ``last_checkpoint`` holds the checkpoint's path relative to the work dir
 (a renamed or copied work dir still names its own files), written
@@ -39,12 +41,13 @@ from torch import nn
 
 from mmvan.models.backbones.van import VAN
 from mmvan.registry import HOOKS
-from mmvan.utils.atomic import atomic_write
+from mmvan.utils.atomic import atomic_backend_args, atomic_write
 
 LAST_CHECKPOINT = 'last_checkpoint'
 # What mmvan.utils.atomic.atomic_write names its temporary files:
 # '.' + final name + '.' + 8 random characters + '.tmp' (the final name may
-# itself be such a temporary name: PreemptionHook's).
+# itself be such a temporary name: what a stop signal's save of earlier mmvan
+# versions left).
 _TEMPORARY = re.compile(
     r'^\.(?:.*\.pth(?:\.\w{8}\.tmp)?|last_checkpoint)\.\w{8}\.tmp$')
 
@@ -118,6 +121,10 @@ class SafeCheckpointHook(CheckpointHook):
 
     def before_train(self, runner):
         super().before_train(runner)
+        if self.backend_args is None and self.file_client_args is None and \
+                type(self.file_backend) is LocalBackend:
+            # runner.save_checkpoint writes through this backend.
+            self.backend_args = atomic_backend_args()
         self._own_best_paths()
         if not is_main_process():
             return
@@ -205,6 +212,7 @@ class SafeCheckpointHook(CheckpointHook):
         # records it) has been written.
         backend = self.file_backend
         deferred = _DeferredRemovals(backend)
+        before = self._best_paths()
         self.file_backend = deferred
         try:
             super()._save_best_checkpoint(runner, metrics)
@@ -212,6 +220,21 @@ class SafeCheckpointHook(CheckpointHook):
             self.file_backend = backend
         for path in deferred.pending:
             self._remove(path)
+        # mmengine's own line goes to the log file; this one to the console.
+        for key, path in self._best_paths().items():
+            if path and path != before.get(key) and key in metrics:
+                runner.logger.info(f'best {key}: {metrics[key]:.4f}, saved '
+                                   f'to {osp.basename(path)}')
+
+    def _best_paths(self):
+        """The best checkpoint's path, by metric."""
+        if not getattr(self, 'key_indicators', None):
+            return {}
+        if len(self.key_indicators) == 1:
+            return {
+                self.key_indicators[0]: getattr(self, 'best_ckpt_path', None)
+            }
+        return dict(getattr(self, 'best_ckpt_path_dict', {}))
 
     def _remove(self, path):
         if self.file_backend.isfile(path):

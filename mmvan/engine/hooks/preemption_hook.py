@@ -17,7 +17,6 @@ sees the same images in the same order but other random augmentations.
 import os
 import os.path as osp
 import random
-import secrets
 import signal
 import threading
 
@@ -28,7 +27,7 @@ from mmengine.dist import (all_gather_object, all_reduce, barrier, get_rank,
 from mmengine.hooks import Hook
 
 from mmvan.registry import HOOKS
-from mmvan.utils.atomic import atomic_write
+from mmvan.utils.atomic import atomic_backend_args, atomic_write
 
 #: What a job stopped by a signal exits with (128 + SIGTERM).
 EXIT_STATUS = 143
@@ -264,26 +263,19 @@ class PreemptionHook(Hook):
             f'--resume continues from it.')
 
     def _write(self, runner, filename, meta):
-        """``runner.save_checkpoint`` into a temporary file, then renamed:
-        the path holds the whole checkpoint or nothing."""
+        """``runner.save_checkpoint`` through the atomic local file backend
+        (a temporary file, fsynced, renamed): the path holds the whole
+        checkpoint or nothing, and a save killed half-way leaves a
+        temporary file that the next run removes."""
         work_dir = runner.work_dir
-        # Named as mmvan.utils.atomic names its temporary files, so that a
-        # save killed half-way is cleaned up by the next run.
-        tmp = f'.{filename}.{secrets.token_hex(4)}.tmp'
-        tmp_path = osp.join(work_dir, tmp)
-        try:
-            runner.save_checkpoint(
-                work_dir,
-                tmp,
-                meta=meta,
-                by_epoch=False,
-                save_optimizer=True,
-                save_param_scheduler=True)
-            _fsync(tmp_path)
-            os.replace(tmp_path, osp.join(work_dir, filename))
-        finally:
-            if osp.exists(tmp_path):
-                os.remove(tmp_path)
+        runner.save_checkpoint(
+            work_dir,
+            filename,
+            meta=meta,
+            by_epoch=False,
+            save_optimizer=True,
+            save_param_scheduler=True,
+            backend_args=atomic_backend_args())
         # Relative to the work dir, as the checkpoint hook writes it.
         atomic_write(
             osp.join(work_dir, 'last_checkpoint'),
