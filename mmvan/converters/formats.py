@@ -11,7 +11,7 @@ backbone keys. Adding a format is adding an entry here.
 """
 import re
 from dataclasses import dataclass, field
-from typing import Callable, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 Replacement = Union[str, Callable[[re.Match], str]]
 
@@ -85,7 +85,7 @@ _TO_MM_RULES = [
 ]
 
 
-def to_mmpretrain_names(state_dict):
+def to_mmpretrain_names(state_dict: Dict[str, Any]) -> Dict[str, Any]:
     """A backbone state dict in mmvan's (official) names renamed to
     mmpretrain's VAN (or the LSKA repository's) names."""
     out = {}

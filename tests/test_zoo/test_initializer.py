@@ -2,6 +2,10 @@
 """The registered weight initializer ``mmvan.PretrainedVAN``: what a VAN
 backbone's ``init_cfg=dict(type='Pretrained', ...)`` becomes, found by
 mmengine from the scope of any library whose config names ``mmvan.VAN``."""
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 from mmengine.model import initialize
@@ -109,3 +113,38 @@ def test_initializer_by_name(source, tmp_path):
         dict(type='mmvan.PretrainedVAN', checkpoint=str(path), strict=False))
     assert torch.equal(wider.patch_embed1.proj.weight,
                        expected.patch_embed1.proj.weight)
+
+
+FRESH = """
+import sys
+import torch
+from mmengine.registry import MODELS, DefaultScope
+import mmdet.registry  # noqa: F401
+with DefaultScope.overwrite_default_scope('mmdet'):
+    van = MODELS.build(dict(type='mmvan.VAN', arch=dict(
+        embed_dims=[8, 16, 24, 32], depths=[1, 1, 1, 1],
+        mlp_ratios=[2, 2, 2, 2]), init_cfg=dict(type='Pretrained',
+                                                checkpoint=sys.argv[1])))
+    assert 'mmvan.zoo' not in sys.modules, 'the model imported the zoo'
+    van.init_weights()
+saved = torch.load(sys.argv[1], weights_only=True)['state_dict']
+assert all(torch.equal(v, saved[k]) for k, v in van.state_dict().items())
+print('loaded', len(saved))
+"""
+
+
+@pytest.mark.slow
+def test_fresh_interpreter_finds_the_initializer(source, root):
+    """Nothing imported but mmdet's registry: building ``mmvan.VAN`` does
+    not import the zoo, and its ``init_weights`` finds the initializer
+    through the registry's location."""
+    pytest.importorskip('mmdet')
+    _, path = source
+    out = subprocess.run([sys.executable, '-c', FRESH, path],
+                         cwd=root,
+                         capture_output=True,
+                         text=True,
+                         timeout=300,
+                         env=dict(os.environ, OMP_NUM_THREADS='1'))
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert 'loaded 148' in out.stdout
