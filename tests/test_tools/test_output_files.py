@@ -8,6 +8,7 @@ import zipfile
 
 import pytest
 
+from mmvan.cli.pytorch2onnx import pytorch2onnx
 from mmvan.utils.errors import CheckpointError, UserError
 
 
@@ -78,19 +79,16 @@ def test_test_py_prints_one_error_line(run_tool, tiny, tmp_path,
     assert not work.exists()
 
 
-def test_onnx_out_folder_is_refused_before_export(tool, tiny, tmp_path,
-                                                  monkeypatch):
-    pytorch2onnx = tool('pytorch2onnx', 'deployment')
-    exported = []
-    monkeypatch.setattr(pytorch2onnx, 'build',
-                        lambda args: exported.append(args))
+def test_onnx_out_folder_is_refused_before_export(tmp_path):
+    # A config that does not exist: the refusal comes before it is read.
+    config = str(tmp_path / 'missing_config.py')
     with pytest.raises(UserError, match='is a folder; give a file name'):
-        pytorch2onnx.main([tiny(), '--out', str(tmp_path)])
+        pytorch2onnx(config, str(tmp_path))
     blocker = tmp_path / 'file'
     blocker.write_text('')
     with pytest.raises(UserError, match='is a file, not a folder'):
-        pytorch2onnx.main([tiny(), '--out', str(blocker / 'van.onnx')])
-    assert exported == []
+        pytorch2onnx(config, str(blocker / 'van.onnx'))
+    assert sorted(os.listdir(tmp_path)) == ['file']
 
 
 def test_onnx_out_follows_the_umask(tool, tiny, tmp_path):
