@@ -10,7 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from mmvan.apis import inference_model, init_model, task_of
+from mmvan.apis import (inference_model, init_model, register_all_modules,
+                        task_of)
 from mmvan.testing import randomize_statistics
 from mmvan.utils.errors import UserError
 from mmvan.zoo import WeightsMismatchError
@@ -96,6 +97,9 @@ def test_pose_matches_mmpose_init_model(pose):
     from mmpose.apis import init_model as mmpose_init_model
     config, checkpoint, img, _ = pose
     ours = inference_model(init_model(config, checkpoint, deploy=False), img)
+    # mmpose loads mmengine's checkpoint with torch's safe loader once
+    # mmvan's extension points are on.
+    register_all_modules()
     theirs = inference_topdown(
         mmpose_init_model(config, checkpoint, device='cpu'), img)[0]
     np.testing.assert_array_equal(ours.pred_instances.keypoints,

@@ -8,6 +8,7 @@ in two ways: a save that stops halfway with an exception (in this process),
 and a real process killed with SIGKILL while it is writing.
 """
 import io
+import itertools
 import os
 import os.path as osp
 import signal
@@ -25,12 +26,16 @@ from mmvan.engine.hooks import SafeCheckpointHook
 from mmvan.engine.resume import resume_problem
 from mmvan.engine.runner import Runner, check_default_hooks
 from mmvan.engine.work_dir_lock import WorkDirInUseError, WorkDirLock
-from mmvan.utils.atomic import atomic_write
+from mmvan.utils.atomic import (AtomicLocalBackend, atomic_backend_args,
+                                atomic_write)
 from mmvan.utils.errors import ConfigError
 
 
 class Died(BaseException):
     """The process ends here (nothing after this line runs)."""
+
+
+_RUNNERS = itertools.count()
 
 
 class StandInRunner:
@@ -45,11 +50,13 @@ class StandInRunner:
         self.epoch = 0
         self.iter = 0
         self.max_epochs = max_epochs
-        name = f'ckpt-safety-{id(self)}'
+        # A new message hub each time (an id can be reused).
+        name = f'ckpt-safety-{next(_RUNNERS)}'
         self.message_hub = MessageHub.get_instance(name)
         self.logger = MMLogger.get_instance(name, log_level='INFO')
         self.stop_at = stop_at
         self.on_stop = on_stop or self._die
+        self.backend_args = []
 
     @staticmethod
     def _die():
@@ -71,8 +78,10 @@ class StandInRunner:
         if save_optimizer:
             state['optimizer'] = dict(state={}, param_groups=[dict(lr=0.1)])
         path = osp.join(out_dir, filename)
+        self.backend_args.append(backend_args)
         if filename != self.stop_at:
-            save_checkpoint(state, path)
+            # As mmengine's Runner.save_checkpoint writes.
+            save_checkpoint(state, path, backend_args=backend_args)
             return
         buffer = io.BytesIO()
         torch.save(state, buffer)
@@ -145,6 +154,37 @@ def test_a_whole_run_keeps_what_it_should(tmp_path):
     assert hub['keep_ckpt_ids'] == [3, 4]
     assert hub['best_score'] == 0.8
     assert hub['best_ckpt'] == str(tmp_path / 'best_acc_epoch_4.pth')
+
+
+def test_checkpoints_are_written_through_the_atomic_backend(
+        tmp_path, monkeypatch):
+    """Every save (epoch and best checkpoints) asks mmengine for mmvan's
+    atomic local backend, and so goes to a temporary file renamed into
+    place."""
+    runner = StandInRunner(tmp_path, max_epochs=2)
+    hook = SafeCheckpointHook(interval=1, save_best='acc')
+    written = []
+    put = AtomicLocalBackend.put
+    monkeypatch.setattr(
+        AtomicLocalBackend, 'put', lambda self, obj, path: written.append(
+            osp.basename(path)) or put(self, obj, path))
+    run_epochs(hook, runner, [0.5, 0.7])
+    assert runner.backend_args and all(args == atomic_backend_args()
+                                       for args in runner.backend_args)
+    assert sorted(set(written)) == [
+        'best_acc_epoch_1.pth', 'best_acc_epoch_2.pth', 'epoch_1.pth',
+        'epoch_2.pth'
+    ]
+    assert not [n for n in names(tmp_path) if n.endswith('.tmp')]
+
+
+def test_a_configured_backend_is_kept(tmp_path):
+    """A config that names its own backend (or a remote out_dir) keeps
+    it."""
+    runner = StandInRunner(tmp_path, max_epochs=1)
+    hook = SafeCheckpointHook(interval=1, backend_args=dict(backend='local'))
+    run_epochs(hook, runner, [0.5])
+    assert runner.backend_args == [dict(backend='local')]
 
 
 def test_stale_temporaries_are_removed_on_the_next_start(tmp_path):

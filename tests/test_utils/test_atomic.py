@@ -8,15 +8,21 @@ import stat
 
 import pytest
 import torch
+from mmengine.fileio import get_file_backend
 from mmengine.runner.checkpoint import save_checkpoint
 
-import mmvan  # noqa: F401  (patches mmengine's writer)
-from mmvan.utils.atomic import SaveError, atomic_write
+from mmvan.utils.atomic import (AtomicLocalBackend, SaveError,
+                                atomic_backend_args, atomic_write)
 
 
 def test_mmengine_checkpoint_on_a_full_disk(tmp_path, monkeypatch):
+    """mmengine's save_checkpoint with the atomic backend (as mmvan's
+    checkpoint hooks call it)."""
     path = tmp_path / 'epoch_1.pth'
-    save_checkpoint({'state_dict': {'w': torch.ones(3)}}, str(path))
+    atomic = atomic_backend_args()
+    save_checkpoint({'state_dict': {'w': torch.ones(3)}},
+                    str(path),
+                    backend_args=atomic)
     good = path.read_bytes()
 
     # mmengine writes through a Python file object: make it fail.
@@ -42,19 +48,33 @@ def test_mmengine_checkpoint_on_a_full_disk(tmp_path, monkeypatch):
 
     monkeypatch.setattr(os, 'fdopen', lambda fd, *a, **k: Full(fd))
     with pytest.raises(SaveError, match='no space left.*needs') as err:
-        save_checkpoint({'state_dict': {'w': torch.zeros(1000)}}, str(path))
+        save_checkpoint({'state_dict': {'w': torch.zeros(1000)}},
+                        str(path),
+                        backend_args=atomic)
     assert 'earlier files are intact' in str(err.value)
     monkeypatch.undo()
     assert path.read_bytes() == good
     assert sorted(p.name for p in tmp_path.iterdir()) == ['epoch_1.pth']
 
 
-def test_last_checkpoint_text_is_atomic(tmp_path):
-    from mmengine.fileio import get_file_backend
+def test_atomic_backend_writes_text_by_rename(tmp_path, monkeypatch):
     target = tmp_path / 'last_checkpoint'
-    backend = get_file_backend(str(target))
-    backend.put_text('epoch_1.pth', str(target))
-    assert target.read_text() == 'epoch_1.pth'
+    target.write_text('epoch_1.pth')
+    backend = get_file_backend(str(target), backend_args=atomic_backend_args())
+    assert isinstance(backend, AtomicLocalBackend)
+    renames = []
+    replace = os.replace
+    monkeypatch.setattr(
+        os, 'replace',
+        lambda src, dst: renames.append((src, dst)) or replace(src, dst))
+    backend.put_text('epoch_2.pth', str(target))
+    assert target.read_text() == 'epoch_2.pth'
+    [(src, dst)] = renames
+    assert dst == str(target)
+    assert os.path.basename(src).startswith('.last_checkpoint.')
+    # mmengine's own local backend is left as it is.
+    assert type(get_file_backend(str(target))).put is not \
+        AtomicLocalBackend.put
 
 
 def test_mode_follows_umask(tmp_path):
