@@ -8,6 +8,5 @@ from .setup import register_all_modules
 
 __all__ = [
     'fuse_model', 'optimize_for_inference', 'init_model', 'inference_model',
-    'load_image', 'task_of', 'get_model', 'list_models',
-    'register_all_modules'
+    'load_image', 'task_of', 'get_model', 'list_models', 'register_all_modules'
 ]

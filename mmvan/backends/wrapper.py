@@ -109,14 +109,12 @@ class ModuleGraph(nn.Module):
 def exported_part(model):
     """``'model'`` for a classifier whose head is a linear layer on the
     last feature (exported whole), ``'backbone'`` otherwise."""
-    from mmpretrain.models import (
-        ClsHead,  # optional: mmpretrain classifiers
-        ImageClassifier,
-        LinearClsHead)
+    import mmpretrain.models as mmpretrain_models  # optional: classifiers
     head = getattr(model, 'head', None)
-    last_feature = (ClsHead.pre_logits, LinearClsHead.pre_logits)
+    last_feature = (mmpretrain_models.ClsHead.pre_logits,
+                    mmpretrain_models.LinearClsHead.pre_logits)
     task = getattr(model, 'task', None)
-    if task is None and isinstance(model, ImageClassifier):
+    if task is None and isinstance(model, mmpretrain_models.ImageClassifier):
         task = 'cls'
     if (task == 'cls' and head is not None
             and isinstance(getattr(head, 'fc', None), nn.Linear)

@@ -11,9 +11,9 @@ import torch
 from mmengine.config import Config
 
 from mmvan.apis import inference_model, init_model, load_image
+from mmvan.cli import set_image_policy
 from mmvan.datasets import make_classification_demo
 from mmvan.datasets.loading import LoadImageFromFile, is_image_loader
-from mmvan.cli import set_image_policy
 
 
 @pytest.mark.parametrize('kind, loader',
