@@ -8,16 +8,17 @@ all of it. The console (mmengine's ``StreamHandler`` of the Runner's
 ``MMLogger``) gets :class:`ShortConsole`, a filter with a shorter formatter
 (:func:`short_console`), and shows:
 
-- what mmvan and the user's own code log, and every warning and error;
 - one line per epoch (or per tenth of an iteration-based run), and every
   metrics line, built from the values :class:`ShortLogProcessor` collects
   (the Runner's ``log_processor``), never from mmengine's text; on a
   terminal the iterations in between are a progress line that is
-  overwritten in place.
-
-The INFO records of the OpenMMLab libraries themselves (mmengine, mmcv,
-mmpretrain, mmdet, mmseg, mmpose) are told apart by the module that logs
-them, and go to the log file only.
+  overwritten in place;
+- every other record, except the set-up report of mmengine's Runner (its
+  environment, config and hook table, the optimizer's per-parameter
+  options, where checkpoints go and each save) and the detail the metrics
+  of mmpretrain, mmdet, mmseg and mmpose log beside their figures. Those
+  are told apart by the code that logs them (module and function,
+  :data:`FILE_ONLY`), not by their text.
 
 The per-parameter initialisation report of mmengine's ``BaseModule`` goes to
 the log file; without one (a model built in a script, a benchmark, a test)
@@ -37,17 +38,37 @@ from mmengine.runner import LogProcessor
 
 VERBOSE_ENV = 'MMVAN_VERBOSE'
 
-# The libraries whose INFO records are for the log file only (by the top
-# package of the module that logs them).
-_LIBRARIES = ('mmengine', 'mmcv', 'mmpretrain', 'mmdet', 'mmseg', 'mmpose')
+#: The code (module, function) whose INFO records only the log file shows.
+FILE_ONLY = frozenset([
+    # The environment and the whole config; the hook table; SyncBatchNorm
+    # left as it is without distributed training.
+    ('mmengine.runner.runner', '_log_env'),
+    ('mmengine.runner.runner', '__init__'),
+    ('mmengine.runner.runner', 'wrap_model'),
+    # One line per parameter group option.
+    ('mmengine.optim.optimizer.default_constructor', 'add_params'),
+    # The experiment name beside the loop lines.
+    ('mmengine.hooks.logger_hook', 'after_train_iter'),
+    # Where checkpoints go, each save, each best checkpoint (the
+    # checkpoint hook logs a short line of its own).
+    ('mmengine.hooks.checkpoint_hook', 'before_train'),
+    ('mmengine.hooks.checkpoint_hook', 'after_train_epoch'),
+    ('mmengine.hooks.checkpoint_hook', 'after_train_iter'),
+    ('mmengine.hooks.checkpoint_hook', '_save_best_checkpoint'),
+    ('mmengine.runner.checkpoint', 'load_checkpoint'),
+])
+#: The packages whose INFO records only the log file shows: the metrics'
+#: tables and summaries (the metrics line has their figures).
+FILE_ONLY_PACKAGES = ('mmpretrain.evaluation', 'mmdet.evaluation',
+                      'mmseg.evaluation', 'mmpose.evaluation')
 # Warnings mmengine gives on every run about its own internals (the
 # deprecated ``FileClient`` that its checkpoint saving still creates, a
 # metric without a prefix), by the module and function that give them.
-_FILE_ONLY_WARNINGS = (
+_FILE_ONLY_WARNINGS = frozenset([
     ('mmengine.fileio.file_client', '__new__'),
     ('mmengine.fileio.file_client', '__init__'),
     ('mmengine.evaluator.metric', '__init__'),
-)
+])
 # Where a record is logged from is the first frame outside these modules.
 _LOGGING_MODULES = ('logging', 'mmengine.logging.logger', __name__)
 
@@ -246,8 +267,8 @@ class ShortConsole(logging.Filter):
             if line.mode == 'train':
                 return self._train_line(record, line)
             return self._eval_line(line)
-        module, _ = _origin()
-        if module.partition('.')[0] in _LIBRARIES:
+        origin = _origin()
+        if origin in FILE_ONLY or origin[0].startswith(FILE_ONLY_PACKAGES):
             return None
         return True
 

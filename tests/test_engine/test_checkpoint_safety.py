@@ -9,6 +9,7 @@ and a real process killed with SIGKILL while it is writing.
 """
 import io
 import itertools
+import logging
 import os
 import os.path as osp
 import signal
@@ -176,6 +177,24 @@ def test_checkpoints_are_written_through_the_atomic_backend(
         'epoch_2.pth'
     ]
     assert not [n for n in names(tmp_path) if n.endswith('.tmp')]
+
+
+def test_each_new_best_is_named_once(tmp_path):
+    """One short line per new best checkpoint (mmengine's own lines go to
+    the log file), none when the score does not improve."""
+    runner = StandInRunner(tmp_path, max_epochs=3)
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    runner.logger.addHandler(handler)
+    hook = SafeCheckpointHook(interval=1, save_best='auto')
+    run_epochs(hook, runner, [0.5, 0.5, 0.75])
+    assert [
+        r.getMessage() for r in records if r.getMessage().startswith('best ')
+    ] == [
+        'best acc: 0.5000, saved to best_acc_epoch_1.pth',
+        'best acc: 0.7500, saved to best_acc_epoch_3.pth'
+    ]
 
 
 def test_a_configured_backend_is_kept(tmp_path):

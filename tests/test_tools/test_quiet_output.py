@@ -11,8 +11,11 @@ from types import SimpleNamespace
 import pytest
 import torch
 from mmengine.fileio import FileClient
+from mmengine.hooks import CheckpointHook
 from mmengine.logging import MessageHub, MMLogger, print_log
 from mmengine.model import BaseModule
+from mmengine.optim import OptimWrapper
+from mmengine.runner import Runner
 from mmengine.runner.checkpoint import load_checkpoint
 
 from mmvan.apis import register_all_modules
@@ -284,24 +287,39 @@ def test_iteration_based_run_shows_a_line_per_tenth(tmp_path):
     assert shown[-1] == 'iter 50/50  validation  accuracy/top1: 20.0000'
 
 
-def test_libraries_info_goes_to_the_log_file(tmp_path):
-    """mmengine's INFO records and its warnings about its own internals
-    stay in the file; mmvan's and the user's records and other warnings
-    show."""
+def test_set_up_report_goes_to_the_log_file(tmp_path):
+    """The INFO records of mmengine's set-up report and its warnings about
+    its own internals stay in the file; other records of mmengine, mmvan's
+    and the user's records and other warnings show."""
     log_file = tmp_path / 'run.log'
     logger, _, console = _console(log_file)
     path = tmp_path / 'weights.pth'
     torch.save(dict(state_dict=torch.nn.Linear(1, 1).state_dict()), path)
     load_checkpoint(torch.nn.Linear(1, 1), str(path), logger='current')
     FileClient.infer_client(None, str(tmp_path))  # deprecated on every save
+    hook = CheckpointHook(interval=1)
+    hook.before_train(SimpleNamespace(work_dir=str(tmp_path), logger=logger))
+    # The Runner's learning rate scaling shows.
+    linear = torch.nn.Linear(1, 1)
+    Runner.scale_lr(
+        SimpleNamespace(
+            _train_dataloader=dict(batch_size=8),
+            world_size=1,
+            logger=logger,
+            param_schedulers=None),
+        OptimWrapper(torch.optim.SGD(linear.parameters(), lr=0.1)),
+        dict(enable=True, base_batch_size=16))
     print_log('one of ours', logger='current')
     logger.warning('Something the user should know.')
     assert _shown(console) == [
-        'one of ours', 'Something the user should know.'
+        'LR is set based on batch size of 16 and the current batch size is '
+        '8. Scaling the original LR by 0.5.', 'one of ours',
+        'Something the user should know.'
     ], console.getvalue()
     full = log_file.read_text()
     assert f'from path: {path}' in full
     assert '"FileClient" will be deprecated' in full
+    assert f'Checkpoints will be saved to {tmp_path}' in full
 
 
 class _Inited(BaseModule):

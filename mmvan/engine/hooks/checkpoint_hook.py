@@ -221,8 +221,9 @@ class SafeCheckpointHook(CheckpointHook):
         for path in deferred.pending:
             self._remove(path)
         # mmengine's own line goes to the log file; this one to the console.
+        # (With save_best='auto' the metric is named at the first call.)
         for key, path in self._best_paths().items():
-            if path and path != before.get(key) and key in metrics:
+            if path and path not in before.values() and key in metrics:
                 runner.logger.info(f'best {key}: {metrics[key]:.4f}, saved '
                                    f'to {osp.basename(path)}')
 
