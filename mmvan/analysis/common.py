@@ -14,6 +14,17 @@ _BUILD_NOTES = (r'``build_loss`` would be deprecated soon',
 
 
 @contextlib.contextmanager
+def ignore_build_notes():
+    """Without mmseg's notes on building a segmentor (its loss builder and
+    the cross-entropy default) for the duration."""
+    with warnings.catch_warnings():
+        for message in _BUILD_NOTES:
+            warnings.filterwarnings(
+                'ignore', message=message, category=UserWarning)
+        yield
+
+
+@contextlib.contextmanager
 def quiet_mmengine(level=logging.WARNING):
     """Raise mmengine's loggers to ``level`` for the duration (e.g. to skip
     the per-parameter report of ``init_weights``), without mmseg's notes on
@@ -24,10 +35,7 @@ def quiet_mmengine(level=logging.WARNING):
     for lg in loggers:
         lg.setLevel(level)
     try:
-        with warnings.catch_warnings():
-            for message in _BUILD_NOTES:
-                warnings.filterwarnings(
-                    'ignore', message=message, category=UserWarning)
+        with ignore_build_notes():
             yield
     finally:
         for lg, old in saved:
