@@ -16,8 +16,9 @@ all of it. The console (mmengine's ``StreamHandler`` of the Runner's
 - every other record, except the set-up report of mmengine's Runner (its
   environment, config and hook table, the optimizer's per-parameter
   options, where checkpoints go and each save) and the detail the metrics
-  of mmpretrain, mmdet, mmseg and mmpose log beside their figures. Those
-  are told apart by the code that logs them (module and function,
+  of mmpretrain, mmdet, mmseg and mmpose log beside their figures, and
+  mmengine's warnings about its own deprecated file API. Those are told
+  apart by the code that logs them (module and function,
   :data:`FILE_ONLY`), not by their text.
 
 The per-parameter initialisation report of mmengine's ``BaseModule`` goes to
@@ -98,16 +99,14 @@ class LogLine(str):
         step (tuple, optional): ``(i, n)``: iteration ``i`` of ``n`` (an
             iteration line), None for a metrics line.
         fields (list): ``(name, text)`` pairs in the console's order.
-        timing (bool): Whether ``fields`` hold the estimated time left.
     """
 
-    def __new__(cls, text, mode, epoch, step, fields, timing=False):
+    def __new__(cls, text, mode, epoch, step, fields):
         line = super().__new__(cls, text)
         line.mode = mode
         line.epoch = epoch
         line.step = step
         line.fields = fields
-        line.timing = timing
         return line
 
 
@@ -132,6 +131,7 @@ class ShortLogProcessor(LogProcessor):
             for key, value in tag.items()
             if key not in ('epoch', 'iter', 'memory')
         }
+        # mmengine's condition for its eta and time fields.
         timing = ('time' in values and 'data_time' in values
                   and 'eta' in runner.message_hub.runtime_info)
         losses, lrs, others = [], [], []
@@ -160,7 +160,7 @@ class ShortLogProcessor(LogProcessor):
             if self.by_epoch and mode == 'val':
                 epoch = self._get_epoch(runner, mode)
             step = (batch_idx + 1, self._get_dataloader_size(runner, mode))
-        return tag, LogLine(text, mode, epoch, step, fields, timing)
+        return tag, LogLine(text, mode, epoch, step, fields)
 
     def get_log_after_epoch(self,
                             runner,
