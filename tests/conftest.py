@@ -13,23 +13,10 @@ import pytest
 from mmvan.testing import TINY
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-# The one tiny VAN (one block per stage) and the one BatchNorm randomiser
-# (``randomize_statistics`` / ``randomized``) live in mmvan.testing, where
-# test modules and the scripts that tests start can import them.
-TINY_ARCH = TINY
-
-
-def load_tool(name, folder='analysis_tools', base='tools'):
-    """A tool script as a module (no ``sys.path`` edits): ``name`` in
-    ``tools/<folder>``; ``folder=''`` for ``tools/`` itself; ``base='demo'``
-    (with ``folder=''``) for the scripts in ``demo/``."""
-    path = osp.join(ROOT, base, folder, f'{name}.py')
-    prefix = 'mmvan_tool' if base == 'tools' else f'mmvan_{base}'
-    spec = importlib.util.spec_from_file_location(f'{prefix}_{folder}_{name}',
-                                                  path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+# The one tiny VAN (``TINY``, one block per stage) and the one BatchNorm
+# randomiser (``randomize_statistics`` / ``randomized``) live in
+# mmvan.testing, where test modules and the scripts that tests start can
+# import them.
 
 
 def tiny_config(folder, attention='lka', kernel_size=None, base=None):
@@ -41,7 +28,7 @@ def tiny_config(folder, attention='lka', kernel_size=None, base=None):
     k = '' if kernel_size is None else f', kernel_size={kernel_size}'
     name = f'tiny_{attention}{kernel_size or ""}_{base}'
     path = osp.join(str(folder), name)
-    arch = dict(_delete_=True, **TINY_ARCH)
+    arch = dict(_delete_=True, **TINY)
     with open(path, 'w') as f:
         f.write(f"_base_ = {osp.join(ROOT, 'configs', 'van', base)!r}\n"
                 f'model = dict(backbone=dict(arch={arch!r}{k}), '
@@ -78,14 +65,27 @@ def root():
 
 @pytest.fixture(scope='session')
 def tool():
-    """``tool('erf')``: a tool script as a module."""
-    return load_tool
+    """``tool(name, folder='analysis_tools', base='tools')``: the script
+    ``<base>/<folder>/<name>.py`` as a module, without ``sys.path`` edits
+    (``folder=''`` for ``tools/`` itself; ``base='demo'`` with
+    ``folder=''`` for the scripts in ``demo/``)."""
+
+    def load(name, folder='analysis_tools', base='tools'):
+        path = osp.join(ROOT, base, folder, f'{name}.py')
+        prefix = 'mmvan_tool' if base == 'tools' else f'mmvan_{base}'
+        spec = importlib.util.spec_from_file_location(
+            f'{prefix}_{folder}_{name}', path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load
 
 
 @pytest.fixture
 def tiny_arch():
-    """``TINY_ARCH`` (a copy): VAN's ``arch`` for a CPU test."""
-    return copy.deepcopy(TINY_ARCH)
+    """``TINY`` (a copy): VAN's ``arch`` for a CPU test."""
+    return copy.deepcopy(TINY)
 
 
 @pytest.fixture(scope='session')
