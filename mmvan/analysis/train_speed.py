@@ -324,6 +324,10 @@ def _measure_train_py(config, batch_size, iters, warmup, contenders,
                       precisions, rounds, num_workers, checkout,
                       prepare_config, tmp):
     here = CHECKOUT
+    if not osp.isfile(osp.join(here, 'tools', 'train.py')):
+        raise UserError(f'whole tools/train.py runs need the mmvan checkout '
+                        f'this package lives in; there is no tools/train.py '
+                        f'in {here}.')
     timed = iters
     iters = warmup + timed
     runs = {
