@@ -7,6 +7,13 @@ turned into one clear message.
 This is the top layer of the package: it may use every other one (see
 :mod:`mmvan`). The config and data helpers of :mod:`mmvan.utils.config` and
 :mod:`mmvan.utils.data_check` are named here too, for the tools.
+
+What one tool runs is a module of its own, named after the tool, which a
+tool imports itself (this package does not import them: they use it):
+:mod:`.train`, :mod:`.test`, :mod:`.demo` (``tools/demo.py``),
+:mod:`.image_demo` (``demo/image_demo.py``), :mod:`.pytorch2onnx`,
+:mod:`.fold_van` and :mod:`.van2mmvan`. The analysis tools call
+:mod:`mmvan.analysis`.
 """
 import gc
 import logging

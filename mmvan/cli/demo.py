@@ -182,8 +182,10 @@ def run_demo(root,
     py = sys.executable
 
     # Before training.
-    untrained = osp.join(abs_work_dir, 'untrained.pth')
-    os.makedirs(abs_work_dir, exist_ok=True)
+    # In a folder of its own: training refuses a work dir that holds a
+    # checkpoint at its top level (it would be an earlier run's).
+    untrained = osp.join(abs_work_dir, 'untrained', 'untrained.pth')
+    os.makedirs(osp.dirname(untrained), exist_ok=True)
     save_untrained(osp.join(root, config), task['scope'], untrained)
     test_options = options + eval_options(config)
     before = evaluate(py, config, untrained, work_dir, test_options,
