@@ -164,21 +164,20 @@ def run_demo(root,
     model misses the task's target or is no better than the untrained
     one."""
     set_verbose(verbose)
-    task_name = task
-    task = TASKS[task_name]
-    config = config or task['config']
+    spec = TASKS[task]
+    config = config or spec['config']
     name = osp.splitext(osp.basename(config))[0]
     work_dir = work_dir or osp.join('work_dirs', name)
     abs_work_dir = osp.join(root, work_dir)
     start = time.time()
 
-    maker = getattr(demo_data, task['maker'], None) or getattr(
-        demo_data_paper, task['maker'])
-    maker(osp.join(root, task['data_root']))
-    print(f'Demo data: {task["data_root"]}')
+    maker = getattr(demo_data, spec['maker'], None) or getattr(
+        demo_data_paper, spec['maker'])
+    maker(osp.join(root, spec['data_root']))
+    print(f'Demo data: {spec["data_root"]}')
     if osp.isdir(abs_work_dir):
         shutil.rmtree(abs_work_dir)
-    options = data_options(task_name, task['data_root'])
+    options = data_options(task, spec['data_root'])
     py = sys.executable
 
     # Before training.
@@ -186,14 +185,14 @@ def run_demo(root,
     # checkpoint at its top level (it would be an earlier run's).
     untrained = osp.join(abs_work_dir, 'untrained', 'untrained.pth')
     os.makedirs(osp.dirname(untrained), exist_ok=True)
-    save_untrained(osp.join(root, config), task['scope'], untrained)
+    save_untrained(osp.join(root, config), spec['scope'], untrained)
     test_options = options + eval_options(config)
     before = evaluate(py, config, untrained, work_dir, test_options,
-                      task['metric'], 'the untrained model', root)
+                      spec['metric'], 'the untrained model', root)
 
     train_options = list(options)
     if epochs:
-        key = 'max_iters' if task_name in ITER_BASED else 'max_epochs'
+        key = 'max_iters' if task in ITER_BASED else 'max_epochs'
         train_options.append(f'train_cfg.{key}={epochs}')
     train_start = time.time()
     run([
@@ -205,16 +204,16 @@ def run_demo(root,
     if not best:
         sys.exit(f'error: no best checkpoint in {work_dir}')
     after = evaluate(py, config, best[-1], work_dir, test_options,
-                     task['metric'], 'the best checkpoint', root)
+                     spec['metric'], 'the best checkpoint', root)
 
     runs = sorted(
         d for d in glob.glob(osp.join(abs_work_dir, '2*')) if osp.isdir(d))
     run_dir = runs[-1] if runs else abs_work_dir
     logs = glob.glob(osp.join(run_dir, '*.log'))
-    scale = task['scale']
+    scale = spec['scale']
     unit = ' %' if scale == 1.0 else ''
     print('\n' + '=' * 72)
-    print(f'{name}: {task["metric"]} on the held-out split')
+    print(f'{name}: {spec["metric"]} on the held-out split')
     print(f'  untrained model: {before * scale:6.2f}{unit}')
     print(f'  trained model:   {after * scale:6.2f}{unit}'
           f'   ({train_time:.0f} s of training, {time.time() - start:.0f} s '
@@ -225,12 +224,12 @@ def run_demo(root,
     vis = osp.join(run_dir, 'vis_data')
     print(f'  scalars:         {osp.relpath(vis, root)} '
           f'(TensorBoard: tensorboard --logdir {osp.relpath(vis, root)})')
-    if task_name == 'cls':
+    if task == 'cls':
         print(f'  sample predictions: {osp.relpath(vis, root)}/vis_image/')
     print('=' * 72)
-    if task['target'] is not None and after < task['target']:
-        sys.exit(f'error: {task["metric"]} {after:.2f} is below the '
-                 f'target {task["target"]}')
+    if spec['target'] is not None and after < spec['target']:
+        sys.exit(f'error: {spec["metric"]} {after:.2f} is below the '
+                 f'target {spec["target"]}')
     if after <= before:
         sys.exit('error: the trained model is no better than the untrained '
                  'one')
