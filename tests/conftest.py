@@ -10,6 +10,7 @@ import socket
 
 import pytest
 
+from mmvan.apis import register_all_modules
 from mmvan.testing import TINY
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -56,6 +57,16 @@ def pytest_generate_tests(metafunc):
     ]
     assert paths, f'no config matches {marker.args}'
     metafunc.parametrize('path', paths, ids=osp.basename)
+
+
+@pytest.fixture(autouse=True, scope='session')
+def mmvan_extension_points():
+    """Tests run as the tools do (``run_cli``): with mmvan's extension
+    points switched on (the safe loader's allow-list that reading
+    mmengine's checkpoints with ``torch.load`` needs, the ``mmvan://``
+    scheme, ``mmvan::`` configs). Importing mmvan alone switches nothing
+    on (tests/test_import_side_effects.py)."""
+    register_all_modules()
 
 
 @pytest.fixture(scope='session')
