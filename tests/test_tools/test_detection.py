@@ -11,6 +11,7 @@ from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
 import mmvan  # noqa: F401
+from mmvan.apis import register_all_modules
 from mmvan.datasets import make_detection_demo
 from mmvan.models import VAN
 
@@ -124,6 +125,10 @@ def test_train_val_test_and_inference(tmp_path, det_root, config, metric,
     assert metric in result and 0.0 <= result[metric] <= 1.0
 
     from mmdet.apis import inference_detector, init_detector
+
+    # mmdet loads the training checkpoint with torch's safe loader, which
+    # mmvan's extension points teach mmengine's objects.
+    register_all_modules()
     cfg = Config.fromfile(osp.join(root, config))
     model = init_detector(cfg, str(ckpt), device='cpu')
     img = glob.glob(osp.join(det_root, 'val', '*.png'))[0]

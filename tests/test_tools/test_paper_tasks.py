@@ -20,11 +20,12 @@ from mmengine.registry import DefaultScope, init_default_scope
 from PIL import Image
 
 import mmvan  # noqa: F401
+from mmvan.apis import register_all_modules
+from mmvan.cli import sync_bn_to_bn
 from mmvan.datasets import make_detection_demo
 from mmvan.datasets.demo_data_paper import (make_cub_demo, make_keypoint_demo,
                                             make_panoptic_demo)
 from mmvan.models import VAN
-from mmvan.cli import sync_bn_to_bn
 
 
 @pytest.fixture(scope='session')
@@ -291,6 +292,10 @@ def test_detector_train_val_inference(tmp_path, det_root, name, cfg_path,
     assert 0.0 <= metrics['coco/bbox_mAP'] <= 1.0
 
     from mmdet.apis import inference_detector, init_detector
+
+    # The training checkpoint holds mmengine's objects: torch's safe loader
+    # accepts them once mmvan's extension points are on.
+    register_all_modules()
     model = init_detector(cfg, str(tmp_path / 'epoch_1.pth'), device='cpu')
     img = sorted(glob.glob(osp.join(det_root, 'val', '*.png')))[0]
     sample = inference_detector(model, img)
@@ -340,6 +345,7 @@ def test_mask2former_train_val_panoptic_quality_inference(
     assert 'coco_panoptic/PQ_st' in metrics
 
     from mmdet.apis import inference_detector, init_detector
+    register_all_modules()  # the training checkpoint: see above
     model = init_detector(
         cfg, str(tmp_path / 'work' / 'iter_1.pth'), device='cpu')
     img = sorted(glob.glob(osp.join(root, 'val', '*.jpg')))[0]
@@ -372,6 +378,7 @@ def test_pose_train_val_keypoint_ap_inference(tmp_path, cfg_path, tool):
     assert 0.0 <= metrics['coco/AP'] <= 1.0
 
     from mmpose.apis import inference_topdown, init_model
+    register_all_modules()  # the training checkpoint: see above
     model = init_model(
         cfg, str(tmp_path / 'work' / 'epoch_1.pth'), device='cpu')
     img = sorted(glob.glob(osp.join(root, 'val', '*.jpg')))[0]
