@@ -20,7 +20,9 @@ def test_mmengine_checkpoint_on_a_full_disk(tmp_path, monkeypatch):
     checkpoint hooks call it)."""
     path = tmp_path / 'epoch_1.pth'
     atomic = atomic_backend_args()
-    save_checkpoint({'state_dict': {'w': torch.ones(3)}},
+    save_checkpoint({'state_dict': {
+        'w': torch.ones(3)
+    }},
                     str(path),
                     backend_args=atomic)
     good = path.read_bytes()
@@ -48,7 +50,9 @@ def test_mmengine_checkpoint_on_a_full_disk(tmp_path, monkeypatch):
 
     monkeypatch.setattr(os, 'fdopen', lambda fd, *a, **k: Full(fd))
     with pytest.raises(SaveError, match='no space left.*needs') as err:
-        save_checkpoint({'state_dict': {'w': torch.zeros(1000)}},
+        save_checkpoint({'state_dict': {
+            'w': torch.zeros(1000)
+        }},
                         str(path),
                         backend_args=atomic)
     assert 'earlier files are intact' in str(err.value)
@@ -65,8 +69,8 @@ def test_atomic_backend_writes_text_by_rename(tmp_path, monkeypatch):
     renames = []
     replace = os.replace
     monkeypatch.setattr(
-        os, 'replace',
-        lambda src, dst: renames.append((src, dst)) or replace(src, dst))
+        os, 'replace', lambda src, dst: renames.append(
+            (src, dst)) or replace(src, dst))
     backend.put_text('epoch_2.pth', str(target))
     assert target.read_text() == 'epoch_2.pth'
     [(src, dst)] = renames
