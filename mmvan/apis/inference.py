@@ -32,6 +32,7 @@ from mmvan.datasets.loading import load_image, test_pipeline_after_loader
 from mmvan.utils.config import load_config, sync_bn_to_bn
 from mmvan.utils.errors import UserError
 from mmvan.zoo import load_weights
+from .setup import register_all_modules
 
 TASKS = {'mmpretrain': 'cls', 'mmdet': 'det', 'mmseg': 'seg', 'mmpose': 'pose'}
 
@@ -84,7 +85,12 @@ def init_model(config: Union[str, Config],
     Returns:
         nn.Module: in eval mode, with ``cfg``, ``dataset_meta``, ``task``,
         ``backend`` and ``precision`` set.
+
+    Like the tools, it first calls :func:`mmvan.apis.register_all_modules`
+    (``mmvan::`` configs, ``mmvan://`` weights), which :func:`get_model`
+    goes through too.
     """
+    register_all_modules()
     if deploy:
         check_request(backend, precision, device)
     if isinstance(config, Config):

@@ -21,6 +21,13 @@ def load_config(path, cfg_options=None):
 
     A ``--cfg-options`` key whose first part is not in the config is an
     error with suggestions (a typo would otherwise be silently ignored).
+
+    A config may inherit mmvan's with ``_base_ = 'mmvan::...'``. mmengine
+    then marks the inherited dicts with ``_scope_='mmvan'``, but mmvan's
+    configs name their task library's types (``ImageClassifier``,
+    ``RetinaNet``, ...) under that library's ``default_scope`` and mmvan's
+    own with the ``mmvan.`` prefix: the mark is removed, so the types are
+    found where the config means them.
     """
     if not osp.isfile(path):
         hint = ''
@@ -36,6 +43,7 @@ def load_config(path, cfg_options=None):
     except (SyntaxError, NameError, FileNotFoundError, KeyError) as e:
         raise UserError(f'Cannot read config {path}: '
                         f'{type(e).__name__}: {e}') from None
+    _drop_mmvan_scope(cfg._cfg_dict)
     if cfg_options:
         for key in cfg_options:
             top = key.split('.', 1)[0]
@@ -47,6 +55,17 @@ def load_config(path, cfg_options=None):
                     f'{path}.{hint}')
         cfg.merge_from_dict(cfg_options)
     return cfg
+
+
+def _drop_mmvan_scope(node):
+    if isinstance(node, dict):
+        if node.get('_scope_') == 'mmvan':
+            del node['_scope_']
+        for value in node.values():
+            _drop_mmvan_scope(value)
+    elif isinstance(node, (list, tuple)):
+        for value in node:
+            _drop_mmvan_scope(value)
 
 
 def sync_bn_to_bn(node):

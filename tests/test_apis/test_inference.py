@@ -258,3 +258,40 @@ def test_large_image_demo_memory(tmp_path, checkpoints, root):
     peak_kib = int(out.stdout.split('PEAK_KIB')[-1].split()[0])
     assert peak_kib <= 1.5 * 2**20, f'{peak_kib / 2**20:.2f} GiB'
     assert max(Image.open(out_file).size) == 1280
+
+
+@pytest.mark.slow
+def test_init_model_needs_no_setup_call(tmp_path, root):
+    # A Python user who only imports mmvan.apis: init_model reads a config
+    # that inherits mmvan's with ``mmvan::`` and builds it, because it makes
+    # the set-up call itself (importing mmvan makes none).
+    cfg = tmp_path / 'mine.py'
+    cfg.write_text("_base_ = 'mmvan::van/van-b0_8xb128_in1k.py'\n"
+                   'model = dict(head=dict(num_classes=7))\n')
+    script = (
+        'from mmvan.apis import init_model\n'
+        f'model = init_model({str(cfg)!r}, deploy=False)\n'
+        'print(model.head.fc.out_features, type(model.backbone).__name__,'
+        ' model.backbone.embed_dims)\n')
+    out = subprocess.run([sys.executable, '-c', script],
+                         cwd=str(tmp_path),
+                         capture_output=True,
+                         text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split()[-6:] == [
+        '7', 'VAN', '[32,', '64,', '160,', '256]'
+    ]
+
+
+def test_config_inheriting_mmvan_builds_in_its_own_scope(tmp_path):
+    # mmengine marks the dicts of a ``mmvan::`` base with the scope 'mmvan',
+    # where mmpretrain's ImageClassifier and LinearClsHead do not exist.
+    cfg = tmp_path / 'mine.py'
+    cfg.write_text("_base_ = 'mmvan::van/van-b0_8xb128_in1k.py'\n"
+                   'model = dict(head=dict(num_classes=7))\n')
+    model = init_model(str(cfg), deploy=False)
+    assert type(model).__name__ == 'ImageClassifier'
+    assert type(model).__module__.startswith('mmpretrain.')
+    assert type(model.backbone).__module__ == 'mmvan.models.backbones.van'
+    assert model.head.fc.out_features == 7
