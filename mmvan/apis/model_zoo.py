@@ -10,7 +10,7 @@ from typing import List, Optional, Union
 
 import torch.nn as nn
 
-from mmvan.utils.checkpoint import CheckpointError
+from mmvan.utils.errors import CheckpointError
 from mmvan.zoo.index import find_model
 from mmvan.zoo.index import list_models as _list_models
 from .inference import init_model
