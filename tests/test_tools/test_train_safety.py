@@ -367,6 +367,7 @@ def test_config_mistakes_in_hooks_and_loop(capsys):
 # closes the process group. At exit, which of gloo's threads still run?
 _DDP_TOOL = '''
 import atexit, os, sys
+import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from mmvan.cli import run_cli
