@@ -22,6 +22,7 @@ import contextlib
 import os.path as osp
 import pickle
 import re
+import struct
 import zipfile
 from typing import Sequence
 
@@ -137,6 +138,14 @@ def safe_torch_load(filename,
     except (EOFError, zipfile.BadZipFile) as e:
         raise CheckpointError(
             f'Checkpoint {filename} is truncated or corrupt ({e}). '
+            f'Download or copy it again.') from None
+    except (IndexError, KeyError, UnicodeDecodeError, ValueError,
+            OverflowError, struct.error) as e:
+        # Bytes that are no pickle at all reach torch's unpickler's
+        # bookkeeping (its memo, its stack, a string it decodes) first.
+        raise CheckpointError(
+            f'Checkpoint {filename} is unreadable: it is truncated, corrupt '
+            f'or not a PyTorch checkpoint ({type(e).__name__}: {e}). '
             f'Download or copy it again.') from None
     except OSError as e:
         raise CheckpointError(

@@ -1,7 +1,9 @@
 # Copyright (c) mmvan contributors. All rights reserved.
 import os
 import os.path as osp
+import warnings
 
+import numpy as np
 import pytest
 import torch
 import torch.nn as nn
@@ -138,6 +140,21 @@ def test_truncated_and_missing_checkpoint(tmp_path):
         safe_torch_load(path)
     with pytest.raises(CheckpointError, match='does not exist'):
         safe_torch_load(tmp_path / 'missing.pth')
+
+
+def test_random_bytes_are_an_unreadable_checkpoint(tmp_path):
+    # Bytes that are no checkpoint at all make torch's unpickler fail in
+    # many ways (its memo, its stack, a string it decodes); each must end
+    # in the one message, whatever the bytes are.
+    rng = np.random.default_rng(0)
+    path = tmp_path / 'random.pth'
+    for _ in range(400):
+        path.write_bytes(rng.integers(0, 256, 4096, dtype=np.uint8).tobytes())
+        with warnings.catch_warnings():
+            # torch notes the odd pickle protocol number it read first.
+            warnings.simplefilter('ignore', UserWarning)
+            with pytest.raises(CheckpointError, match='corrupt'):
+                safe_torch_load(str(path))
 
 
 def test_force_no_weights_only_never_set():
