@@ -31,10 +31,8 @@ included. In both, every contender runs in each precision asked for:
 ``'fp32'`` and ``'amp'`` (as ``tools/train.py --amp`` trains). Measured
 figures are in ``docs/benchmark.md``.
 
-The config changes ``tools/train.py`` makes for the machine and ``--amp``
-come in as ``prepare_config(cfg, amp=...)`` (the tools pass
-``mmvan.cli.apply_device_fallbacks``); without it a config is used as it
-is, in fp32.
+Each contender's config gets the changes ``tools/train.py`` makes for the
+machine and ``--amp`` (:func:`mmvan.engine.device.apply_device_fallbacks`).
 """
 import contextlib
 import copy
@@ -48,7 +46,7 @@ import sys
 import tempfile
 import time
 import warnings
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from mmengine.config import Config
@@ -58,6 +56,7 @@ from torch.profiler import ProfilerActivity, profile
 
 from mmvan.converters import to_mmpretrain_names
 from mmvan.datasets import make_classification_demo
+from mmvan.engine.device import apply_device_fallbacks
 from mmvan.engine.fast_path import describe_convolutions
 from mmvan.engine.runner import Runner
 from mmvan.models import VAN
@@ -75,9 +74,6 @@ CONTENDERS = ('mmvan', 'mmvan-torch', 'mmvan-plain', 'mmvan-cp', 'mmpretrain',
 PRECISIONS = ('fp32', 'amp')
 # The mmvan checkout this package lives in (its tools/train.py).
 CHECKOUT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-
-# ``prepare_config(cfg, amp=...)``: the config as tools/train.py adapts it.
-PrepareConfig = Callable[..., Any]
 
 
 def default_contenders() -> List[str]:
@@ -133,13 +129,8 @@ def amp_ratios(runs: Dict[str, Tuple[str, bool]],
     return ['amp / fp32: ' + ', '.join(ratios)] if ratios else []
 
 
-def training_config(config: str,
-                    name: str,
-                    batch_size: int,
-                    data_root: str,
-                    work_dir: str,
-                    amp: bool,
-                    prepare_config: Optional[PrepareConfig] = None) -> Config:
+def training_config(config: str, name: str, batch_size: int, data_root: str,
+                    work_dir: str, amp: bool) -> Config:
     """``config`` as contender ``name`` trains it on the demo textures at
     ``data_root`` (ImageNet's on-disk layout, see
     :func:`~mmvan.datasets.make_classification_demo`)."""
@@ -188,11 +179,7 @@ def training_config(config: str,
                 ffn_ratios=settings['mlp_ratios']),
             drop_path_rate=backbone.get('drop_path_rate', 0.),
             norm_cfg=dict(type='LN', eps=1e-6))
-    if prepare_config is not None:
-        prepare_config(cfg, amp=amp)
-    elif amp:
-        raise UserError('amp: pass prepare_config (the config changes of '
-                        'tools/train.py --amp).')
+    apply_device_fallbacks(cfg, amp=amp)
     return cfg
 
 
@@ -210,9 +197,7 @@ def measure_train_steps(config: str,
                         contenders: Optional[Sequence[str]] = None,
                         precisions: Sequence[str] = ('fp32', ),
                         profile_steps: bool = False,
-                        device: str = 'auto',
-                        prepare_config: Optional[PrepareConfig] = None
-                        ) -> Dict[str, Dict[str, Any]]:
+                        device: str = 'auto') -> Dict[str, Dict[str, Any]]:
     """Time ``train_step`` of every contender (default:
     :func:`default_contenders`) in every precision, alternating, and print
     the table.
@@ -227,7 +212,6 @@ def measure_train_steps(config: str,
             mmvan's step.
         device: ``'cuda'`` (an error without a GPU), ``'cpu'`` (an error
             with one: the Runner trains on it) or ``'auto'``.
-        prepare_config: see the module's docstring.
 
     Returns:
         dict: ``rate`` (img/s), ``peak_mb`` (the step's peak memory, None
@@ -237,7 +221,7 @@ def measure_train_steps(config: str,
     contenders, precisions = _resolve(contenders, precisions, device)
     with tempfile.TemporaryDirectory(prefix='mmvan-train-speed-') as tmp:
         return _measure(config, batch_size, iters, warmup, contenders,
-                        precisions, profile_steps, prepare_config, tmp)
+                        precisions, profile_steps, tmp)
 
 
 def measure_train_py(config: str,
@@ -249,9 +233,7 @@ def measure_train_py(config: str,
                      rounds: int = 1,
                      num_workers: int = 2,
                      checkout: Optional[str] = None,
-                     device: str = 'auto',
-                     prepare_config: Optional[PrepareConfig] = None
-                     ) -> Dict[str, Dict[str, float]]:
+                     device: str = 'auto') -> Dict[str, Dict[str, float]]:
     """Time whole ``tools/train.py`` runs: each contender's config (one
     epoch of ``warmup + iters`` iterations on the demo textures, no
     validation or checkpoints) is written to a file and trained by
@@ -273,7 +255,7 @@ def measure_train_py(config: str,
     with tempfile.TemporaryDirectory(prefix='mmvan-train-speed-') as tmp:
         return _measure_train_py(config, batch_size, iters, warmup, contenders,
                                  precisions, rounds, num_workers, checkout,
-                                 prepare_config, tmp)
+                                 tmp)
 
 
 def _iteration_times(work_dir):
@@ -321,8 +303,7 @@ def _run_train_py(root, config, work_dir, amp, log):
 
 
 def _measure_train_py(config, batch_size, iters, warmup, contenders,
-                      precisions, rounds, num_workers, checkout,
-                      prepare_config, tmp):
+                      precisions, rounds, num_workers, checkout, tmp):
     here = CHECKOUT
     if not osp.isfile(osp.join(here, 'tools', 'train.py')):
         raise UserError(f'whole tools/train.py runs need the mmvan checkout '
@@ -350,7 +331,7 @@ def _measure_train_py(config, batch_size, iters, warmup, contenders,
     configs = {}
     for label, (root, name, _) in runs.items():
         cfg = training_config(config, name, batch_size, data_root,
-                              osp.join(tmp, 'unused'), False, prepare_config)
+                              osp.join(tmp, 'unused'), False)
         cfg.train_dataloader.num_workers = num_workers
         cfg.train_dataloader.persistent_workers = num_workers > 0
         cfg.train_dataloader.drop_last = True
@@ -508,7 +489,7 @@ def _first_losses(runners, batch):
 
 
 def _measure(config, batch_size, iters, warmup, contenders, precisions,
-             profile_steps, prepare_config, tmp):
+             profile_steps, tmp):
     data_root = make_classification_demo(
         osp.join(tmp, 'data'), num_train=4 * batch_size, num_val=5)
     runs = run_labels(contenders, precisions)
@@ -516,7 +497,7 @@ def _measure(config, batch_size, iters, warmup, contenders, precisions,
     for label, (name, amp) in runs.items():
         folder = label.replace(' ', '_')
         cfg = training_config(config, name, batch_size, data_root,
-                              osp.join(tmp, folder), amp, prepare_config)
+                              osp.join(tmp, folder), amp)
         # A name of its own: mmengine names a run by its config and the
         # second it starts, and runners built within one second would share
         # their logger and visualizer (with a warning for each).

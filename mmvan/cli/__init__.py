@@ -24,12 +24,12 @@ import sys
 import traceback
 import warnings
 
-import torch
 import torch.distributed as dist
 from mmengine.config import DictAction
 
 from mmvan.apis.setup import register_all_modules
 from mmvan.datasets.loading import dataset_pipelines, is_image_loader
+from mmvan.engine.device import apply_device_fallbacks
 from mmvan.utils.config import (RUNTIME_KEYS, load_config, set_work_dir,
                                 sync_bn_to_bn)
 from mmvan.utils.data_check import check_data
@@ -221,77 +221,6 @@ def check_pretrained(cfg):
             f'format loads; mmvan.apis.list_models() lists the names), or '
             f'train from scratch with --cfg-options '
             f'model.backbone.init_cfg=None.')
-
-
-def apply_device_fallbacks(cfg, launcher='none', amp=False):
-    """Adapt a recipe to the machine: gloo for distributed runs without
-    GPUs, and the mixed precision of ``--amp``.
-
-    ``--amp`` on a GPU with bfloat16 (Ampere or later) trains under
-    bfloat16 autocast without a loss scaler
-    (:class:`mmvan.engine.optimizers.BF16AutocastOptimWrapper`); with
-    ``optim_wrapper.dtype='float16'`` in the config, or on an older GPU,
-    under float16 autocast with mmengine's dynamic loss scaling; on CPU
-    under bfloat16 autocast (:class:`mmvan.engine.optimizers.
-    CPUAmpOptimWrapper`).
-
-    mmengine's ``init_dist`` selects a CUDA device unconditionally, so on a
-    machine without GPUs the process group of a ``--launcher pytorch`` run
-    (``tools/dist_train.sh``) is created here, with gloo; the Runner then
-    uses it as it is.
-    """
-    has_cuda = torch.cuda.is_available()
-    if launcher != 'none' and not has_cuda:
-        if launcher != 'pytorch':
-            raise UserError(
-                f'--launcher {launcher} needs GPUs; on a machine without '
-                f'them use tools/dist_train.sh (--launcher pytorch).')
-        cfg.setdefault('env_cfg', {})
-        cfg.env_cfg.setdefault('dist_cfg', {})
-        cfg.env_cfg.dist_cfg['backend'] = 'gloo'
-        # On CPU each process normalises its own batch.
-        sync_bn_to_bn(cfg.model)
-        # DistributedDataParallel takes no device ids for CPU modules.
-        wrapper = cfg.get('model_wrapper_cfg') or dict(
-            type='MMDistributedDataParallel',
-            broadcast_buffers=False,
-            find_unused_parameters=cfg.get('find_unused_parameters', False))
-        wrapper['device_ids'] = None
-        cfg.model_wrapper_cfg = wrapper
-        if not dist.is_initialized():
-            dist.init_process_group(backend='gloo')
-    if amp:
-        optim_wrapper = cfg.optim_wrapper
-        if optim_wrapper.get('type', 'OptimWrapper') in ('OptimWrapper',
-                                                         'AmpOptimWrapper'):
-            dtype = str(optim_wrapper.get('dtype')
-                        or 'auto').replace('torch.', '')
-            if dtype not in ('auto', 'bfloat16', 'float16'):
-                raise UserError(f"--amp: optim_wrapper.dtype must be "
-                                f"'bfloat16' or 'float16', got {dtype!r}.")
-            if has_cuda and dtype != 'float16' and (
-                    torch.cuda.is_bf16_supported()):
-                optim_wrapper['type'] = 'mmvan.BF16AutocastOptimWrapper'
-                optim_wrapper.pop('loss_scale', None)
-                optim_wrapper.pop('dtype', None)
-            elif has_cuda:
-                if dtype == 'bfloat16':
-                    raise UserError(
-                        f'--amp: optim_wrapper.dtype=bfloat16, but '
-                        f'{torch.cuda.get_device_name()} has no bfloat16; '
-                        f'use float16.')
-                optim_wrapper['type'] = 'AmpOptimWrapper'
-                optim_wrapper['dtype'] = 'float16'
-                optim_wrapper.setdefault('loss_scale', 'dynamic')
-            else:
-                optim_wrapper['type'] = 'mmvan.CPUAmpOptimWrapper'
-                optim_wrapper.pop('loss_scale', None)
-                optim_wrapper['dtype'] = 'bfloat16'
-        else:
-            raise UserError(
-                f'--amp: the config already uses optim wrapper '
-                f'{optim_wrapper.type!r}; set mixed precision there.')
-    return cfg
 
 
 def set_image_policy(cfg, train=True):

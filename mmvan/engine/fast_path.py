@@ -17,7 +17,7 @@ model before wrapping it (DDP sees the final parameter layout):
 - precision follows the optimizer wrapper (``--amp``: bf16 autocast
   without a loss scaler on a GPU with bf16, fp16 with a loss scaler on
   older GPUs or with ``optim_wrapper.dtype='float16'``, bf16 autocast on
-  CPU; see :func:`mmvan.cli.apply_device_fallbacks`);
+  CPU; see :func:`mmvan.engine.device.apply_device_fallbacks`);
 - the depth-wise convolutions follow the backbone's ``conv_impl``
   (``'auto'``: the Triton kernels of :mod:`mmvan.ops` on CUDA, with the
   MLP's convolution and GELU fused, and the existing paths on CPU);

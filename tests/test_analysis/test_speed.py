@@ -152,9 +152,9 @@ def test_devices_are_checked():
 
 def test_contender_configs(tiny, tmp_path):
 
-    def config(name, amp=False, prepare=None):
+    def config(name, amp=False):
         return train_speed.training_config(tiny(), name, 4, 'data',
-                                           str(tmp_path), amp, prepare)
+                                           str(tmp_path), amp)
 
     ours = config('mmvan')
     assert ours.train_fast_path == dict(layout='auto', fused_optimizer='auto')
@@ -176,13 +176,14 @@ def test_contender_configs(tiny, tmp_path):
     with pytest.raises(UserError, match='LKA attention only'):
         train_speed.training_config(
             tiny('lska'), 'mmpretrain', 4, 'data', str(tmp_path), False)
-    # Mixed precision is what the caller's preparation makes of the config.
-    seen = []
-    config('mmvan', True, lambda cfg, amp: seen.append(amp))
-    config('mmvan', False, lambda cfg, amp: seen.append(amp))
-    assert seen == [True, False]
-    with pytest.raises(UserError, match='prepare_config'):
-        config('mmvan', True)
+    # Mixed precision as tools/train.py --amp trains on this machine.
+    amp = config('mmvan', True).optim_wrapper
+    if not torch.cuda.is_available():
+        assert amp.type == 'mmvan.CPUAmpOptimWrapper'
+        assert amp.dtype == 'bfloat16'
+    assert config('mmvan',
+                  False).optim_wrapper.get('type',
+                                           'OptimWrapper') == 'OptimWrapper'
 
 
 def test_train_py_checkout_must_hold_train_py(tiny, tmp_path):

@@ -140,8 +140,7 @@ def main(argv=None):
             iters=args.repeats,
             warmup=args.warmup,
             precisions=args.precisions,
-            device='cuda' if args.device.startswith('cuda') else 'cpu',
-            prepare_config=cli.apply_device_fallbacks)
+            device='cuda' if args.device.startswith('cuda') else 'cpu')
     if args.precisions != ['fp32']:
         raise cli.UserError('--precisions goes with --train; inference in '
                             'bf16 is --bf16 with --compare engines.')

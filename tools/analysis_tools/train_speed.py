@@ -120,8 +120,7 @@ def main(argv=None):
         warmup=args.warmup,
         contenders=args.contenders,
         precisions=args.precisions,
-        device=args.device,
-        prepare_config=cli.apply_device_fallbacks)
+        device=args.device)
     if args.train_py:
         return train_speed.measure_train_py(
             args.config,
