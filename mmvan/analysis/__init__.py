@@ -1,10 +1,16 @@
 # Copyright (c) mmvan contributors. All rights reserved.
-"""What large kernels do: effective receptive fields, Grad-CAM and the
-robustness benchmarks (ImageNet-C, -A, -R, -Sketch, cue-conflict).
+"""Measuring models: what large kernels do (effective receptive fields,
+Grad-CAM, attention maps, the robustness benchmarks ImageNet-C, -A, -R,
+-Sketch and cue-conflict), what they cost (:mod:`.flops`, :mod:`.speed`,
+:mod:`.train_speed`, :mod:`.kernel_scaling`, :mod:`.kernel_bandwidth`) and
+checks of data and released weights (:mod:`.dataset_check`,
+:mod:`.zoo_validation`).
 
-The command-line tools are ``tools/analysis_tools/erf.py``,
-``tools/analysis_tools/vis_cam.py`` and
-``tools/analysis_tools/robustness.py``; see ``docs/analysis.md``.
+Each tool in ``tools/analysis_tools/`` and ``tools/visualization/`` is
+argument parsing and one call into these modules; see ``docs/analysis.md``
+and ``docs/benchmark.md``. Only the ERF and robustness helpers are imported
+here: the others are imported by name, so that ``import mmvan.analysis``
+stays light (the kernel-scaling workers start from it).
 """
 from .erf import (ERF_THRESHOLDS, area_ratios, central_input_gradient,
                   effective_receptive_field, log_scaled)

@@ -12,6 +12,7 @@ from mmvan.cli.train import set_verbose
 from mmvan.engine.hooks import BackendHook, DeployHook
 from mmvan.engine.runner import Runner
 from mmvan.engine.scale import configure_evaluation
+from mmvan.utils.atomic import atomic_backend_args
 from mmvan.utils.errors import UserError
 from mmvan.zoo import load_source_weights
 
@@ -77,5 +78,6 @@ def test(args):
             DumpResults(out_file_path=args.out))
     metrics = runner.test()
     if args.out and args.out_item == 'metrics':
-        mmengine.dump(metrics, args.out)
+        # Written whole or not at all, like the checkpoints.
+        mmengine.dump(metrics, args.out, backend_args=atomic_backend_args())
     return metrics
