@@ -9,11 +9,11 @@ import torch
 from mmengine.config import Config
 from mmengine.optim import OptimWrapper
 
+from mmvan.cli import apply_device_fallbacks
 from mmvan.engine.fast_path import describe_convolutions, describe_precision
 from mmvan.engine.optimizers import BF16AutocastOptimWrapper
 from mmvan.models import VAN
 from mmvan.testing import TINY
-from mmvan.cli import apply_device_fallbacks
 from mmvan.utils.errors import UserError
 
 

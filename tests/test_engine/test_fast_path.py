@@ -22,8 +22,8 @@ def build_runner(config, tmp_path, data_root, layout='default'):
     """A runner built as tools/train.py builds it."""
     import sys
     sys.argv = ['train.py']
-    from mmvan.engine.runner import Runner
     from mmvan import cli
+    from mmvan.engine.runner import Runner
     options = {
         'train_dataloader.dataset.data_root': data_root,
         'train_dataloader.num_workers': 0,

@@ -606,9 +606,8 @@ class VAN(BaseModule):
         then, and a second call loads nothing.
         """
         pretrained = (
-            isinstance(self.init_cfg, dict)
-            and self.init_cfg.get('type') in ('Pretrained',
-                                              PRETRAINED_INITIALIZER))
+            isinstance(self.init_cfg, dict) and self.init_cfg.get('type')
+            in ('Pretrained', PRETRAINED_INITIALIZER))
         if pretrained:
             if getattr(self, '_is_init', False):
                 return
