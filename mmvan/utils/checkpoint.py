@@ -23,6 +23,7 @@ import os.path as osp
 import pickle
 import re
 import struct
+import threading
 import zipfile
 from typing import Sequence
 
@@ -73,11 +74,33 @@ def mmengine_safe_globals() -> list:
     ]
 
 
+# One load at a time changes torch's allow-list (a process-wide list).
+_ALLOW_LOCK = threading.RLock()
+
+
+@contextlib.contextmanager
 def _allowed(objects):
-    """torch's ``safe_globals`` context (nothing on a torch without it)."""
+    """Allow ``objects`` for the loads inside, and leave torch's allow-list
+    as it was found afterwards.
+
+    torch's ``safe_globals`` context removes what it lists when it exits,
+    even entries that were allowed before it (by
+    :func:`register_safe_globals`, or by the user): only the missing ones
+    are listed, under a lock.
+    """
     safe = getattr(torch.serialization, 'safe_globals', None)
-    return safe(list(objects)) if safe is not None else \
-        contextlib.nullcontext()
+    listed = getattr(torch.serialization, 'get_safe_globals', None)
+    if safe is None or listed is None:
+        yield
+        return
+    with _ALLOW_LOCK:
+        present = listed()
+        missing = [obj for obj in objects if obj not in present]
+        if not missing:
+            yield
+            return
+        with safe(missing):
+            yield
 
 
 def register_safe_globals() -> None:

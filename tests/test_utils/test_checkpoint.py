@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
+from mmengine.logging import HistoryBuffer
 from mmengine.model import BaseModel
 from mmengine.runner import Runner, load_checkpoint
 
@@ -140,6 +141,30 @@ def test_truncated_and_missing_checkpoint(tmp_path):
         safe_torch_load(path)
     with pytest.raises(CheckpointError, match='does not exist'):
         safe_torch_load(tmp_path / 'missing.pth')
+
+
+def test_loading_leaves_torchs_allow_list_as_it_was(tmp_path):
+    # register_all_modules (here: the session fixture) allow-lists
+    # mmengine's objects for every torch.load; mmvan's own loads allow them
+    # for themselves and must not take the process-wide entries away (nor
+    # leave their own behind).
+    path = tmp_path / 'history.pth'
+    torch.save({'message_hub': HistoryBuffer([1.0, 2.0], [1, 1])}, path)
+    listed = torch.serialization.get_safe_globals
+    assert HistoryBuffer in listed()
+    before = list(listed())
+    assert isinstance(safe_torch_load(str(path))['message_hub'], HistoryBuffer)
+    assert list(listed()) == before
+    assert isinstance(
+        torch.load(path, weights_only=True)['message_hub'], HistoryBuffer)
+    with torch.serialization.safe_globals([]):
+        # Nothing allowed globally: the load still allows what it needs,
+        # then nothing is left behind.
+        torch.serialization.clear_safe_globals()
+        safe_torch_load(str(path))
+        assert listed() == []
+    register_all_modules()
+    assert HistoryBuffer in listed()
 
 
 def test_random_bytes_are_an_unreadable_checkpoint(tmp_path):
