@@ -8,6 +8,8 @@ import os.path as osp
 
 from mmengine.config import Config
 
+from mmvan.registry import (HOOKS, LOOPS, MODELS, OPTIM_WRAPPERS, TRANSFORMS,
+                            WEIGHT_INITIALIZERS)
 from .errors import UserError
 
 # Top-level settings a config may leave out that the tools still read.
@@ -26,8 +28,8 @@ def load_config(path, cfg_options=None):
     then marks the inherited dicts with ``_scope_='mmvan'``, but mmvan's
     configs name their task library's types (``ImageClassifier``,
     ``RetinaNet``, ...) under that library's ``default_scope`` and mmvan's
-    own with the ``mmvan.`` prefix: the mark is removed, so the types are
-    found where the config means them.
+    own with the ``mmvan.`` prefix: the mark is removed where mmvan has no
+    such type, so the types are found where the config means them.
     """
     if not osp.isfile(path):
         hint = ''
@@ -57,9 +59,20 @@ def load_config(path, cfg_options=None):
     return cfg
 
 
+def _mmvan_type(name):
+    """Whether ``name`` is a type mmvan's registries (or mmengine's, their
+    parents) build."""
+    return any(
+        registry.get(name) is not None
+        for registry in (MODELS, HOOKS, LOOPS, OPTIM_WRAPPERS, TRANSFORMS,
+                         WEIGHT_INITIALIZERS))
+
+
 def _drop_mmvan_scope(node):
     if isinstance(node, dict):
-        if node.get('_scope_') == 'mmvan':
+        kind = node.get('type')
+        if node.get('_scope_') == 'mmvan' and not (isinstance(kind, str)
+                                                   and _mmvan_type(kind)):
             del node['_scope_']
         for value in node.values():
             _drop_mmvan_scope(value)

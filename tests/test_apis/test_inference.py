@@ -10,6 +10,7 @@ from PIL import Image
 
 from mmvan.apis import inference_model, init_model, load_image
 from mmvan.cli import UserError
+from mmvan.utils.config import load_config
 from mmvan.zoo import WeightsMismatchError
 
 CONFIGS = {
@@ -295,3 +296,15 @@ def test_config_inheriting_mmvan_builds_in_its_own_scope(tmp_path):
     assert type(model).__module__.startswith('mmpretrain.')
     assert type(model.backbone).__module__ == 'mmvan.models.backbones.van'
     assert model.head.fc.out_features == 7
+
+
+def test_config_inheriting_mmvan_keeps_scopes_the_user_wrote(tmp_path):
+    cfg = tmp_path / 'mine.py'
+    cfg.write_text(
+        "_base_ = 'mmvan::van/van-b0_8xb128_in1k.py'\n"
+        "custom_hooks = [dict(type='EpochSeedHook', _scope_='mmvan')]\n")
+    loaded = load_config(str(cfg))
+    # The mark mmengine put on the inherited model is gone; the one written
+    # on a hook that mmvan registers stays.
+    assert '_scope_' not in loaded.model
+    assert loaded.custom_hooks == [dict(type='EpochSeedHook', _scope_='mmvan')]
