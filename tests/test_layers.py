@@ -35,8 +35,8 @@ TOP = {'mmvan.testing': 'cli'}
 # Third-party packages a user may not have installed: imported where they
 # are used, with the reason on the line.
 OPTIONAL = {
-    'onnxruntime', 'openvino', 'mmdet', 'mmseg', 'mmpose', 'mmpretrain',
-    'pytorch_grad_cam', 'triton', 'safetensors'
+    'onnx', 'onnxruntime', 'openvino', 'mmdet', 'mmseg', 'mmpose',
+    'mmpretrain', 'pytorch_grad_cam', 'triton', 'safetensors'
 }
 
 

@@ -38,6 +38,7 @@ from mmvan.analysis.common import quiet_mmengine
 from mmvan.apis import init_model
 from mmvan.utils.config import load_config
 from mmvan.utils.errors import UserError
+from mmvan.zoo.index import repo_root
 
 DATA_DIR = osp.join(osp.dirname(osp.abspath(__file__)), 'data')
 
@@ -427,9 +428,9 @@ def shape_bias(decisions, shapes, textures):
 
 
 # ----------------------------------------------------- running a benchmark
-# mmvan's configs (the package's copy, as mmengine's ``mmvan::`` finds it).
-CONFIG_DIR = osp.join(
-    osp.dirname(osp.dirname(osp.abspath(__file__))), '.mim', 'configs')
+# mmvan's configs: the repository's for an editable install, the package's
+# copy for an installed one.
+CONFIG_DIR = osp.join(repo_root(), 'configs')
 DATASET_CONFIGS = {
     'imagenet-c': 'imagenet_c.py',
     'imagenet-a': 'imagenet_a.py',

@@ -10,7 +10,6 @@ import warnings
 
 import mmcv
 import numpy as np
-import onnx
 import torch
 import torch.nn as nn
 
@@ -106,6 +105,7 @@ def pytorch2onnx(config,
     if opset < 17:
         raise UserError('--opset must be 17 or newer (LayerNorm).')
     ort = get_runtime('onnxruntime').import_module()  # one line if missing
+    import onnx  # optional: checks the exported graph (optional.txt)
     exported, reference = build(config, checkpoint, backbone_only,
                                 not no_deploy)
     outputs = (['stage1', 'stage2', 'stage3', 'stage4']

@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
 import modelindex
+import yaml
+from mmengine.fileio import load
 from modelindex.models.Model import Model
 
 from mmvan.utils.errors import CheckpointError
@@ -114,22 +116,35 @@ _CACHE: Dict[str, tuple] = {}
 def _read_index(path: str) -> List[Model]:
     """The model entries of an index (or a single metafile), read with
     ``modelindex`` as mmpretrain reads its own."""
-    if not osp.isfile(path):
-        raise CheckpointError(f'The model index {path} does not exist.')
+    for metafile in _metafiles(path):
+        if not osp.isfile(metafile):
+            raise CheckpointError(f'The model index {path} names {metafile}, '
+                                  f'which does not exist.')
     try:
         index = modelindex.load(path)
     except (OSError, ValueError) as e:
         raise CheckpointError(
             f'The model index {path} cannot be read: {e}') from None
-    # modelindex collects the metafiles it cannot read instead of raising.
-    for error in index.check_errors:
-        if 'does not exist' in error:
-            missing = error.split("'")[1] if "'" in error else error
-            raise CheckpointError(
-                f'The model index {path} names {missing}, which does not '
-                f'exist.')
-        raise CheckpointError(f'The model index {path}: {error}')
+    # modelindex collects what it cannot read instead of raising.
+    if index.check_errors:
+        raise CheckpointError(
+            f'The model index {path}: {index.check_errors[0]}')
     return list(index.models)
+
+
+def _metafiles(path: str) -> Tuple[str, ...]:
+    """The files an index is read from: itself and the metafiles it
+    imports (a single metafile imports none)."""
+    if not osp.isfile(path):
+        raise CheckpointError(f'The model index {path} does not exist.')
+    try:
+        content = load(path)
+    except (OSError, ValueError, yaml.YAMLError) as e:
+        raise CheckpointError(
+            f'The model index {path} cannot be read: {e}') from None
+    imports = content.get('Import') if isinstance(content, dict) else None
+    root = osp.dirname(path)
+    return (path, *(osp.join(root, name) for name in imports or ()))
 
 
 def load_index(path: Optional[str] = None) -> List[ModelInfo]:
@@ -149,7 +164,7 @@ def load_index(path: Optional[str] = None) -> List[ModelInfo]:
                     f'({seen[name]} and {info.metafile}).')
             seen[name] = info.metafile
         models.append(info)
-    files = (path, *dict.fromkeys(m.metafile for m in models if m.metafile))
+    files = _metafiles(path)
     _CACHE.clear()
     _CACHE[path] = (files, _stamp(files), models)
     return models

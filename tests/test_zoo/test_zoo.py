@@ -16,6 +16,7 @@ from PIL import Image
 
 from mmvan.apis import get_model, list_models
 from mmvan.testing import loopback_server
+from mmvan.utils.errors import CheckpointError
 from mmvan.zoo import find_model, load_index
 
 # Only for the parametrization below, at collection time, where the root
@@ -217,3 +218,19 @@ def test_validate_zoo_table(tmp_path, root):
         in table
     assert (out_dir / 'validate_zoo.md').read_text().count('| tiny-') == 3
     assert 'Traceback' not in proc.stderr
+
+
+def test_index_follows_edits_and_names_a_missing_metafile(tmp_path):
+    index = tmp_path / 'model-index.yml'
+    meta = tmp_path / 'configs' / 'x' / 'metafile.yml'
+    index.write_text('Import:\n  - configs/x/metafile.yml\n')
+    with pytest.raises(CheckpointError, match=r'names .*metafile.yml, which'):
+        load_index(str(index))
+    meta.parent.mkdir(parents=True)
+    meta.write_text('Models: []\n')
+    assert load_index(str(index)) == []
+    # A metafile that held no entry is read again once it is edited.
+    meta.write_text('Models:\n  - Name: van-x\n    Config: configs/x/a.py\n'
+                    '    Weights: http://127.0.0.1:9/a.pth\n')
+    os.utime(meta, ns=(1, 1))
+    assert [m.name for m in load_index(str(index))] == ['van-x']
