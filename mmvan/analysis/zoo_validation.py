@@ -7,6 +7,7 @@ an exported backend) and its primary metric is compared with the
 metafile's; models whose data is absent, or whose weights cannot be
 fetched, are listed as skipped with the reason.
 """
+import contextlib
 import json
 import os
 import os.path as osp
@@ -245,6 +246,24 @@ def _write(path, text):
             os.remove(tmp)
 
 
+@contextlib.contextmanager
+def _model_index(metafile):
+    """``mmvan://<name>`` resolves through ``metafile`` (when given) while
+    the validation runs; the caller's setting comes back afterwards."""
+    if not metafile:
+        yield
+        return
+    before = os.environ.get('MMVAN_MODEL_INDEX')
+    os.environ['MMVAN_MODEL_INDEX'] = osp.abspath(metafile)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop('MMVAN_MODEL_INDEX', None)
+        else:
+            os.environ['MMVAN_MODEL_INDEX'] = before
+
+
 def validate_zoo(backend='pytorch',
                  precision='fp32',
                  tolerance=0.2,
@@ -257,16 +276,14 @@ def validate_zoo(backend='pytorch',
     exit status: 1 when a model fails, else 0."""
     if backend not in ('pytorch', 'auto'):
         get_runtime(backend).import_module()  # one line if missing
-    if metafile:
-        # mmvan://<name> resolves through the same index.
-        os.environ['MMVAN_MODEL_INDEX'] = osp.abspath(metafile)
-    rows = validate(
-        tolerance=tolerance,
-        out_dir=out_dir,
-        metafile=metafile,
-        backend=backend,
-        precision=precision,
-        **kwargs)
+    with _model_index(metafile):
+        rows = validate(
+            tolerance=tolerance,
+            out_dir=out_dir,
+            metafile=metafile,
+            backend=backend,
+            precision=precision,
+            **kwargs)
     _write(
         osp.join(out_dir, 'validate_zoo.json'),
         json.dumps(

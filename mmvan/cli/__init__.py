@@ -30,6 +30,7 @@ from mmengine.config import DictAction
 from mmvan.apis.setup import register_all_modules
 from mmvan.datasets.loading import dataset_pipelines, is_image_loader
 from mmvan.engine.device import apply_device_fallbacks
+from mmvan.models.backbones.van import PRETRAINED_INITIALIZER
 from mmvan.utils.config import (RUNTIME_KEYS, load_config, set_work_dir,
                                 sync_bn_to_bn)
 from mmvan.utils.data_check import check_data
@@ -199,7 +200,8 @@ def check_pretrained(cfg):
             init = node.get('init_cfg')
             inits = init if isinstance(init, (list, tuple)) else [init]
             for item in inits:
-                if isinstance(item, dict) and item.get('type') == 'Pretrained':
+                if isinstance(item, dict) and item.get('type') in (
+                        'Pretrained', PRETRAINED_INITIALIZER):
                     ckpt = item.get('checkpoint')
                     if isinstance(ckpt, str) and ckpt.startswith('mmvan://'):
                         find_model(ckpt[len('mmvan://'):])

@@ -78,6 +78,10 @@ def test(args):
             DumpResults(out_file_path=args.out))
     metrics = runner.test()
     if args.out and args.out_item == 'metrics':
-        # Written whole or not at all, like the checkpoints.
-        mmengine.dump(metrics, args.out, backend_args=atomic_backend_args())
+        # A local file is written whole or not at all, like the checkpoints.
+        local = '://' not in str(args.out)
+        mmengine.dump(
+            metrics,
+            args.out,
+            backend_args=atomic_backend_args() if local else None)
     return metrics

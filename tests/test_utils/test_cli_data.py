@@ -2,9 +2,10 @@
 import os.path as osp
 
 import pytest
+from mmengine.config import Config
 
 from mmvan import cli
-from mmvan.utils.errors import UserError
+from mmvan.utils.errors import CheckpointError, UserError
 
 
 @pytest.fixture
@@ -81,3 +82,19 @@ def test_cub_data_check_looks_for_its_lists(root, tmp_path, config):
     options = {f'{name}.dataset.data_root': str(empty) for name in loaders}
     with pytest.raises(UserError, match='images.txt not found'):
         cli.check_data(cli.load_config(path, options), loaders)
+
+
+@pytest.mark.parametrize('kind', ['Pretrained', 'mmvan.PretrainedVAN'])
+def test_check_pretrained_finds_a_missing_file_before_training(tmp_path, kind):
+    missing = str(tmp_path / 'missing.pth')
+    cfg = Config(
+        dict(
+            model=dict(
+                backbone=dict(
+                    type='mmvan.VAN',
+                    init_cfg=dict(type=kind, checkpoint=missing)))))
+    with pytest.raises(cli.UserError, match='missing.pth not found'):
+        cli.check_pretrained(cfg)
+    cfg.model.backbone.init_cfg.checkpoint = 'mmvan://no-such-model'
+    with pytest.raises(CheckpointError, match='no-such-model'):
+        cli.check_pretrained(cfg)

@@ -36,7 +36,7 @@ and batch).
 ``--precisions fp32 amp`` runs every contender both in fp32 and as
 ``tools/train.py --amp`` trains it (bf16 autocast without a loss scaler on
 a GPU with bf16 and on CPU; see
-:func:`mmvan.cli.apply_device_fallbacks`), alternating all of
+:func:`mmvan.engine.device.apply_device_fallbacks`), alternating all of
 them; ratios compare contenders of the same precision, and a last line
 gives each contender's amp / fp32 ratio. ``--amp`` is ``--precisions
 amp``. ``--device cuda`` stops with an error where there is no GPU.

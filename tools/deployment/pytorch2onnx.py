@@ -43,7 +43,8 @@ def parse_args(argv=None):
         '--images',
         nargs='*',
         default=None,
-        help='real images for the check (default: demo/*.jpg)')
+        help='real images for the check (default: the images shipped in '
+        'mmvan/backends/data)')
     return p.parse_args(argv)
 
 

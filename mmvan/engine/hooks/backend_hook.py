@@ -91,7 +91,7 @@ class BackendHook(Hook):
             f'Backend {backend} ({self.precision}) runs the '
             f'{"whole model" if report["part"] == "model" else "backbone"}'
             f' ({_where(report)}); max '
-            f'relative difference to the PyTorch model on the demo images: '
+            f'relative difference to the PyTorch model on the check images: '
             f'{report["max_rel"]:.3g} (allowed {report["tolerance"]:g}).',
             logger='current')
 
