@@ -1,6 +1,6 @@
 # Copyright (c) mmvan contributors. All rights reserved.
 """Inference throughput and peak memory of a config's backbone, optionally
-against mmpretrain's VAN and the deployment engines with the same weights.
+against mmpretrain's VAN and the deployment runtimes with the same weights.
 
 Throughput is the median of repeated timed runs after warm-up. The
 implementations run alternately, one call each per round, so machine noise
@@ -49,8 +49,8 @@ from mmvan.zoo import load_pretrained
 
 __all__ = [
     'ENGINE_LABELS', 'Timer', 'backbone_macs', 'benchmark', 'build_backbones',
-    'build_engine_runners', 'check_device', 'dense_rates', 'engine_table',
-    'make_runner', 'plot_engines', 'time_once'
+    'build_runtime_predictors', 'check_device', 'dense_rates', 'runtime_table',
+    'make_predictor', 'plot_runtimes', 'time_once'
 ]
 
 # ``timer(name, fn, x) -> (seconds, fn(x))``.
@@ -195,14 +195,14 @@ def dense_rates(device: str,
     return rates
 
 
-def make_runner(model: torch.nn.Module,
-                device: str,
-                optimise: bool = True,
-                deploy: bool = False,
-                channels_last: bool = False,
-                compile: bool = False,
-                chunk_mib: float = 8,
-                reference_channels_last: bool = False) -> Callable:
+def make_predictor(model: torch.nn.Module,
+                   device: str,
+                   optimise: bool = True,
+                   deploy: bool = False,
+                   channels_last: bool = False,
+                   compile: bool = False,
+                   chunk_mib: float = 8,
+                   reference_channels_last: bool = False) -> Callable:
     """``model`` on ``device`` in evaluation mode as a tensor -> output
     function under inference mode. With ``optimise`` (mmvan's model):
     folded by :func:`~mmvan.apis.optimize_for_inference` with ``deploy``,
@@ -240,14 +240,14 @@ def _input(batch_size, shape, device, channels_last):
     return x
 
 
-def build_engine_runners(model: torch.nn.Module,
-                         engines: Sequence[str],
-                         folder: str,
-                         example: torch.Tensor,
-                         bf16: bool = False,
-                         device: str = 'cpu'
-                         ) -> Tuple[Dict[str, Callable], Dict[str, str]]:
-    """Runners of the folded ``model`` on each engine of ``engines`` (as a
+def build_runtime_predictors(model: torch.nn.Module,
+                             runtimes: Sequence[str],
+                             folder: str,
+                             example: torch.Tensor,
+                             bf16: bool = False,
+                             device: str = 'cpu'
+                             ) -> Tuple[Dict[str, Callable], Dict[str, str]]:
+    """Predictors of the folded ``model`` on each runtime of ``runtimes`` (as a
     user runs it: one session / one request on all threads), and mmvan's
     default path (``backend='auto'``, as mmvan runs it); with ``bf16``
     also mmvan's ``precision='bf16'`` path and OpenVINO in bf16. The ONNX
@@ -255,12 +255,12 @@ def build_engine_runners(model: torch.nn.Module,
     to ``folder``.
 
     Returns:
-        tuple: ``(runners, labels)``, both by name.
+        tuple: ``(predictors, labels)``, both by name.
     """
-    for name in engines:
+    for name in runtimes:
         get_runtime(name).import_module()  # one line when it is missing
     if not device.startswith('cpu'):
-        raise UserError('--compare onnxruntime/openvino: the engines '
+        raise UserError('--compare onnxruntime/openvino: the runtimes '
                         'installed run on CPU; use --device cpu.')
     folded = fold_for_export(model)
     onnx = osp.join(folder, 'model.onnx')
@@ -273,41 +273,41 @@ def build_engine_runners(model: torch.nn.Module,
                 onnx, osp.join(folder, 'model.xml'))
         return files[name]
 
-    def engine(name, precision='fp32', **kwargs):
+    def runtime(name, precision='fp32', **kwargs):
         cls = get_runtime(name)
         return RuntimePredictor(
             cls(file_for(name), precision=precision, **kwargs))
 
-    runners, labels = {}, {}
-    for name in engines:
+    predictors, labels = {}, {}
+    for name in runtimes:
         plain = dict(streams=False) if name == 'openvino' else {}
-        runners[name] = engine(name, **plain)
+        predictors[name] = runtime(name, **plain)
         labels[name] = ENGINE_LABELS[name]
     auto = pick_backend('cpu', 'fp32')
     if auto != 'pytorch':
-        runners['mmvan-auto'] = engine(auto)
+        predictors['mmvan-auto'] = runtime(auto)
     labels['mmvan-auto'] = f'mmvan default (auto: {auto})'
     if bf16:
         auto16 = pick_backend('cpu', 'bf16')
         if auto16 == 'pytorch':
-            runners['mmvan-bf16'] = TorchPredictor(
+            predictors['mmvan-bf16'] = TorchPredictor(
                 fold_for_export(model), 'bf16')
         else:
-            runners['mmvan-bf16'] = engine(auto16, 'bf16')
+            predictors['mmvan-bf16'] = runtime(auto16, 'bf16')
         labels['mmvan-bf16'] = f"mmvan precision='bf16' (auto: {auto16})"
-        if 'openvino' in engines:
-            runners['openvino-bf16'] = engine(
+        if 'openvino' in runtimes:
+            predictors['openvino-bf16'] = runtime(
                 'openvino', 'bf16', streams=False)
             labels['openvino-bf16'] = ENGINE_LABELS['openvino-bf16']
-    return runners, labels
+    return predictors, labels
 
 
 def _last(out):
     return out[-1] if isinstance(out, (tuple, list)) else out
 
 
-def engine_table(result: Dict[str, Any], labels: Dict[str, str],
-                 names: Sequence[str]) -> str:
+def runtime_table(result: Dict[str, Any], labels: Dict[str, str],
+                  names: Sequence[str]) -> str:
     """The engine comparison as a markdown table."""
     lines = [
         '| engine | img/s | batch-1 latency (ms) | first-batch memory (MiB) | '
@@ -324,8 +324,8 @@ def engine_table(result: Dict[str, Any], labels: Dict[str, str],
     return '\n'.join(lines)
 
 
-def plot_engines(result: Dict[str, Any], labels: Dict[str, str],
-                 names: Sequence[str], path: str, title: str) -> None:
+def plot_runtimes(result: Dict[str, Any], labels: Dict[str, str],
+                  names: Sequence[str], path: str, title: str) -> None:
     """Bars of img/s and batch-1 latency per engine, written to ``path``."""
     fig = Figure(figsize=(11, 0.5 * len(names) + 1.8))
     axes = fig.subplots(1, 2)
@@ -382,16 +382,16 @@ def benchmark(config: str,
         channels_last, compile: mmvan's layout and ``torch.compile``.
         keep_freed: make glibc malloc reuse freed memory (process-wide;
             :func:`~mmvan.utils.memory.keep_freed_memory`).
-        compare: also run ``'mmpretrain'`` (same weights) and the engines
+        compare: also run ``'mmpretrain'`` (same weights) and the runtimes
             ``'onnxruntime'`` / ``'openvino'`` (folded weights exported
             once to ONNX, next to mmvan's default ``backend='auto'`` path);
-            engines add batch-1 latency, first-batch memory and output
+            runtimes add batch-1 latency, first-batch memory and output
             differences, as a table.
-        bf16: with engines, also mmvan's ``precision='bf16'`` path and
+        bf16: with runtimes, also mmvan's ``precision='bf16'`` path and
             OpenVINO's default precision.
         latency_repeats: timed batch-1 runs per engine (default:
             ``repeats``).
-        plot: with engines, draw the table to this file.
+        plot: with runtimes, draw the table to this file.
         json_file: write the results to this file (atomically).
         compare_channels_last: run mmpretrain's model channels-last too.
         ceiling: also measure this machine's dense fp32 rate and report
@@ -403,9 +403,9 @@ def benchmark(config: str,
         timer: see the module's docstring (default: :func:`time_once`).
 
     Returns:
-        dict: img/s by name (``'mmvan'``, ``'mmpretrain'``, engines), and
+        dict: img/s by name (``'mmvan'``, ``'mmpretrain'``, runtimes), and
         ``'ratio'``, ``'max_diff'``, ``'ceiling'``, ``'<name>_share'``,
-        the peak memories (MiB) and, with engines, ``'<name>_latency_ms'``,
+        the peak memories (MiB) and, with runtimes, ``'<name>_latency_ms'``,
         ``'<name>_peak_mb'``, ``'<name>_max_rel'`` and the comparisons of
         the default path.
     """
@@ -430,56 +430,56 @@ def benchmark(config: str,
     params = sum(p.numel() for p in ours.parameters())
     macs = (
         backbone_macs(copy.deepcopy(ours).eval(), shape) if ceiling else None)
-    engines = [c for c in compare if c != 'mmpretrain']
-    if bf16 and not engines:
-        raise UserError('--bf16 needs engines in --compare (onnxruntime '
+    runtimes = [c for c in compare if c != 'mmpretrain']
+    if bf16 and not runtimes:
+        raise UserError('--bf16 needs runtimes in --compare (onnxruntime '
                         'or openvino).')
     tmp = None
-    if engines:
+    if runtimes:
         tmp = tempfile.TemporaryDirectory(prefix='mmvan-benchmark-')
         reference = copy.deepcopy(ours).eval()
-        engine_runners, labels = build_engine_runners(
-            ours, engines, tmp.name,
+        runtime_predictors, labels = build_runtime_predictors(
+            ours, runtimes, tmp.name,
             _input(batch_size, shape, device, False)[:1], bf16, device)
-    runners = {
+    predictors = {
         'mmvan':
-        make_runner(ours, device, True, deploy, channels_last, compile,
-                    chunk_mib)
+        make_predictor(ours, device, True, deploy, channels_last, compile,
+                       chunk_mib)
     }
     inputs = {'mmvan': _input(batch_size, shape, device, channels_last)}
-    if engines:
+    if runtimes:
         labels['mmvan'] = ENGINE_LABELS['mmvan']
-        for name, fn in engine_runners.items():
-            runners[name] = fn
+        for name, fn in runtime_predictors.items():
+            predictors[name] = fn
             inputs[name] = _input(batch_size, shape, device, False)
-        if 'mmvan-auto' not in runners:  # auto is the PyTorch path
+        if 'mmvan-auto' not in predictors:  # auto is the PyTorch path
             labels['mmvan'] = labels.pop('mmvan-auto')
     if theirs is not None:
-        runners['mmpretrain'] = make_runner(
+        predictors['mmpretrain'] = make_predictor(
             theirs,
             device,
             optimise=False,
             reference_channels_last=compare_channels_last)
         inputs['mmpretrain'] = _input(batch_size, shape, device,
                                       compare_channels_last)
-        if engines:
+        if runtimes:
             labels['mmpretrain'] = ENGINE_LABELS['mmpretrain']
     outputs = {}
     first_pass = {}
-    if engines:
+    if runtimes:
         # What each engine allocates for its first batch (activations,
         # arenas), above what was in use just before it.
-        for name, fn in runners.items():
+        for name, fn in predictors.items():
             base = start_memory_window(device)
             _, outputs[name] = timer(name, fn, inputs[name])
             first_pass[name] = peak_memory_mb(device) - base
     base_memory = start_memory_window(device)
-    for name, fn in runners.items():
+    for name, fn in predictors.items():
         for _ in range(warmup):
             _, outputs[name] = timer(name, fn, inputs[name])
-    times = {name: [] for name in runners}
+    times = {name: [] for name in predictors}
     for _ in range(repeats):
-        for name, fn in runners.items():  # alternate the implementations
+        for name, fn in predictors.items():  # alternate the implementations
             t, _ = timer(name, fn, inputs[name])
             times[name].append(t)
     print(f'{config}: inference, batch {batch_size}, '
@@ -523,14 +523,14 @@ def benchmark(config: str,
     result['peak_memory_mb'] = peak_memory_mb(device)
     result['peak_growth_mb'] = result['peak_memory_mb'] - base_memory
     result['peak_model_mb'] = result['peak_memory_mb'] - before_models
-    if engines:
+    if runtimes:
         for name, mb in first_pass.items():
             result[f'{name}_peak_mb'] = mb
-        _compare_engines(runners, inputs, outputs, reference, result, labels,
-                         timer, warmup, latency_repeats or repeats)
+        _compare_runtimes(predictors, inputs, outputs, reference, result,
+                          labels, timer, warmup, latency_repeats or repeats)
         if plot:
-            plot_engines(
-                result, labels, list(runners), plot,
+            plot_runtimes(
+                result, labels, list(predictors), plot,
                 f'{osp.basename(config)}, batch {batch_size}, '
                 f'{shape[0]}x{shape[1]}, '
                 f'{torch.get_num_threads()} threads')
@@ -547,32 +547,32 @@ def benchmark(config: str,
     return result
 
 
-def _compare_engines(runners, inputs, outputs, reference, result, labels,
-                     timer, warmup, repeats):
+def _compare_runtimes(predictors, inputs, outputs, reference, result, labels,
+                      timer, warmup, repeats):
     """Batch-1 latency, output differences and the default path against
-    the engines: into ``result``, and printed with the table."""
+    the runtimes: into ``result``, and printed with the table."""
     with torch.inference_mode():
         want = _last(reference(inputs['mmvan'].contiguous())).float()
-    for name in runners:
+    for name in predictors:
         got = _last(outputs[name]).float()
         result[f'{name}_max_rel'] = float(
             (got - want).abs().max() / want.abs().max())
     # Batch-1 latency, alternating.
     ones = {n: x[:1] for n, x in inputs.items()}
-    lat: Dict[str, List[float]] = {n: [] for n in runners}
+    lat: Dict[str, List[float]] = {n: [] for n in predictors}
     for _ in range(warmup):
-        for name, fn in runners.items():
+        for name, fn in predictors.items():
             timer(name, fn, ones[name])
     for _ in range(repeats):
-        for name, fn in runners.items():
+        for name, fn in predictors.items():
             t, _ = timer(name, fn, ones[name])
             lat[name].append(t)
-    for name in runners:
+    for name in predictors:
         result[f'{name}_latency_ms'] = statistics.median(lat[name]) * 1000
     print()
-    print(engine_table(result, labels, list(runners)))
-    exact = [n for n in ('onnxruntime', 'openvino') if n in runners]
-    default = 'mmvan-auto' if 'mmvan-auto' in runners else 'mmvan'
+    print(runtime_table(result, labels, list(predictors)))
+    exact = [n for n in ('onnxruntime', 'openvino') if n in predictors]
+    default = 'mmvan-auto' if 'mmvan-auto' in predictors else 'mmvan'
     if exact:
         best = max(exact, key=lambda n: result[n])
         ratio = result[default] / result[best]
@@ -586,7 +586,7 @@ def _compare_engines(runners, inputs, outputs, reference, result, labels,
               f'{result[f"{default}_latency_ms"]:.1f} vs '
               f'{result[f"{best}_latency_ms"]:.1f} ms ({lat_ratio:.2f}x '
               f'as fast; target >= 1.0)')
-    if 'mmvan-bf16' in runners:
+    if 'mmvan-bf16' in predictors:
         ratio = result['mmvan-bf16'] / result[default]
         result['bf16_vs_fp32_default'] = ratio
         print(f"  precision='bf16' / fp32 default: {ratio:.2f}x (target "

@@ -99,7 +99,7 @@ def test_engine_table_by_hand():
         'openvino_max_rel': 0.0,
         'openvino_share': 0.125,
     }
-    table = speed.engine_table(result, {
+    table = speed.runtime_table(result, {
         'mmvan': 'folded'
     }, ['mmvan', 'openvino']).splitlines()
     assert table[2:] == [
@@ -111,7 +111,7 @@ def test_engine_table_by_hand():
 def test_plot_engines_writes_a_png(tmp_path):
     result = {'a': 2.0, 'a_latency_ms': 3.0, 'b': 4.0, 'b_latency_ms': 1.0}
     path = tmp_path / 'engines.png'
-    speed.plot_engines(result, {'a': 'A'}, ['a', 'b'], str(path), 'title')
+    speed.plot_runtimes(result, {'a': 'A'}, ['a', 'b'], str(path), 'title')
     assert path.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
 
 
