@@ -45,8 +45,8 @@ def parse_args(argv=None):
         '--backend',
         choices=['pytorch', 'auto', 'onnxruntime', 'openvino'],
         default='pytorch',
-        help='run the model on this engine (default: the folded PyTorch '
-        'model); auto: the fastest exact engine installed')
+        help='run the model on this runtime (default: the folded PyTorch '
+        'model); auto: the fastest exact runtime installed')
     parser.add_argument(
         '--precision',
         choices=['fp32', 'bf16', 'int8'],

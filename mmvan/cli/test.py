@@ -32,15 +32,15 @@ def merge_args(cfg, args):
                 f'--tta: {args.config} defines no tta_model / tta_pipeline.')
         cfg.model = dict(**cfg.tta_model, module=cfg.model)
         cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
-    engine = args.backend != 'pytorch' or args.precision != 'fp32'
-    if engine and (args.no_deploy or args.tta):
+    exported = args.backend != 'pytorch' or args.precision != 'fp32'
+    if exported and (args.no_deploy or args.tta):
         raise UserError(
             f'--backend {args.backend} --precision {args.precision} runs the '
             f'exported folded model: it cannot be combined with '
             f'{"--no-deploy" if args.no_deploy else "--tta"}.')
-    if engine and args.weights == 'raw':
+    if exported and args.weights == 'raw':
         raise UserError(
-            '--weights raw runs in PyTorch: the exported engines are cached '
+            '--weights raw runs in PyTorch: the exported models are cached '
             'per checkpoint file. Write the weights as trained to their own '
             'file first (tools/model_converters/van2mmvan.py --weights raw).')
     if args.out:
@@ -55,7 +55,7 @@ def test(args):
     metrics."""
     set_verbose(args.verbose)
     if args.backend not in ('pytorch', 'auto'):
-        # A missing engine: one line naming it and the pip command.
+        # A missing runtime: one line naming it and the pip command.
         get_runtime(args.backend).import_module()
     cfg = load_config(args.config, args.cfg_options)
     cfg = merge_args(cfg, args)

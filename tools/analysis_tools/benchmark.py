@@ -24,9 +24,9 @@ memory, loss difference); ``--precisions fp32 amp`` in fp32 and as
         configs/van/van-b2_8xb128_in1k.py --train --device cuda \
         --batch-size 32 --precisions fp32 amp
 
-``--compare onnxruntime openvino mmpretrain`` runs every engine on the same
+``--compare onnxruntime openvino mmpretrain`` runs every runtime on the same
 folded weights (exported once to ONNX), alternated in one process, next to
-mmvan's default inference path (``init_model(backend='auto')``: the engine
+mmvan's default inference path (``init_model(backend='auto')``: the runtime
 ``auto`` picks, run as mmvan runs it) and the folded PyTorch model; it
 prints img/s, the latency at batch 1, peak memory, the share of the compute
 ceiling (``--ceiling``) and the largest output difference from the model as
@@ -75,19 +75,19 @@ def parse_args(argv=None):
         nargs='+',
         choices=['mmpretrain', 'onnxruntime', 'openvino'],
         default=[],
-        help='also run these implementations / engines with the same '
+        help='also run these implementations / runtimes with the same '
         'weights')
     p.add_argument(
         '--bf16',
         action='store_true',
-        help='with engines in --compare: also time mmvan\'s '
+        help='with runtimes in --compare: also time mmvan\'s '
         'precision=\'bf16\' path and OpenVINO\'s default precision')
     p.add_argument(
         '--latency-repeats',
         type=int,
         default=None,
-        help='timed batch-1 runs per engine (default: --repeats)')
-    p.add_argument('--plot', help='with engines: draw the table to this file')
+        help='timed batch-1 runs per runtime (default: --repeats)')
+    p.add_argument('--plot', help='with runtimes: draw the table to this file')
     p.add_argument('--json', help='write the results to this file')
     p.add_argument(
         '--compare-channels-last',
@@ -143,7 +143,7 @@ def main(argv=None):
             device='cuda' if args.device.startswith('cuda') else 'cpu')
     if args.precisions != ['fp32']:
         raise cli.UserError('--precisions goes with --train; inference in '
-                            'bf16 is --bf16 with --compare engines.')
+                            'bf16 is --bf16 with --compare runtimes.')
     return speed.benchmark(
         args.config,
         checkpoint=args.checkpoint,

@@ -54,7 +54,7 @@ def parse_args(argv=None):
         '--backend',
         choices=['pytorch', 'auto', 'onnxruntime', 'openvino'],
         default='pytorch',
-        help='engine that runs the models (default: folded PyTorch)')
+        help='runtime that runs the models (default: folded PyTorch)')
     parser.add_argument(
         '--precision',
         choices=['fp32', 'bf16', 'int8'],
