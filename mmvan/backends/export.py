@@ -79,7 +79,11 @@ def export_onnx(module, example, path, output_names, input_name='image'):
         axes[name] = {0: 'batch'}
     buffer = io.BytesIO()
     with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter('ignore')
+        # The TorchScript exporter (the one that keeps dynamic height and
+        # width) announces its deprecation, and tracing notes shape-dependent
+        # Python values; neither concerns the exported graph.
+        warnings.simplefilter('ignore', DeprecationWarning)
+        warnings.simplefilter('ignore', torch.jit.TracerWarning)
         torch.onnx.export(
             module, (example, ),
             buffer,
