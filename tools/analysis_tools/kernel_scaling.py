@@ -1,15 +1,9 @@
 # Copyright (c) mmvan contributors. All rights reserved.
-"""LKA against LSKA as the kernel grows: parameters, FLOPs, peak memory and
-throughput of a whole VAN classifier for k in 7, 11, 23, 35, 41, 53.
+"""LKA against LSKA as the kernel grows (``mmvan.analysis.kernel_scaling``,
+whose docstring ``--help`` shows), by default for k in 7, 11, 23, 35, 41,
+53.
 
     python tools/analysis_tools/kernel_scaling.py --arch b0 --out-file k.png
-
-LKA and LSKA use the same decomposition of k (see
-``mmvan.models.layers.LSKA_KERNELS``); LKA's kernels are square, LSKA's are
-split into 1xk and kx1. A third series, ``lka-trivial``, is LKA with one
-undecomposed k x k depth-wise kernel (the LSKA paper's "LKA-trivial"), whose
-cost grows with k squared. Each timing runs in a fresh process so that peak
-memory (RSS growth during the timed forward passes) is measured alone.
 """
 import argparse
 
@@ -18,7 +12,10 @@ from mmvan.analysis import kernel_scaling as ks
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__)
+    p = argparse.ArgumentParser(
+        description=ks.__doc__,
+        epilog=__doc__,
+        formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument('--arch', default='b0')
     p.add_argument('--batch-size', type=int, default=8)
     p.add_argument('--shape', type=int, default=224)

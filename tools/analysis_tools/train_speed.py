@@ -1,36 +1,12 @@
 # Copyright (c) mmvan contributors. All rights reserved.
-"""Training speed as ``tools/train.py`` runs it, against mmpretrain's VAN.
+"""Training speed as ``tools/train.py`` runs it, against mmpretrain's VAN
+(``mmvan.analysis.train_speed``, whose docstring ``--help`` shows first).
 
     python tools/analysis_tools/train_speed.py \\
         configs/van/van-b0_8xb128_in1k.py --batch-size 16 --iters 5
     python tools/analysis_tools/train_speed.py \\
         configs/van/van-b2_8xb128_in1k.py --batch-size 8 --iters 5 --profile
 
-Each model is built by the Runner from the config, as ``tools/train.py``
-builds it (its data preprocessor, its optimizer wrapper, the training fast
-path), and steps through ``train_step`` on the same batches of mmvan's demo
-textures (resized by the config's training pipeline). The contenders:
-
-- ``mmvan``: the config as ``tools/train.py`` runs it (on CPU: channels-last
-  VAN, the optimizer's fused kernel; on CUDA: the Triton depth-wise
-  kernels of :mod:`mmvan.ops`);
-- ``mmvan-torch``: the same with PyTorch's depth-wise convolutions
-  (``model.backbone.conv_impl='torch'``), the rest of the fast path on
-  (by default on a GPU only: on CPU it runs the same code as ``mmvan``);
-- ``mmvan-plain``: the same with the fast path off (NCHW, torch's default
-  optimizer loop);
-- ``mmpretrain``: the same config with mmpretrain's VAN as the backbone
-  (same weights), in its default layout;
-- ``mmvan-cp``: ``mmvan`` with activation checkpointing
-  (``model.backbone.with_cp=True``);
-- ``mmpretrain-cl``: mmpretrain's VAN with channels-last weights and input
-  (the fast path's layout forced on it), torch's default optimizer loop.
-
-They run alternately, one step each per round, so machine noise hits all
-alike; the table gives the median img/s, the ratios against mmpretrain, the
-step's peak memory (the rise of the resident set during the step on CPU, the
-allocator's peak on GPU) and the first step's loss difference (same weights
-and batch).
 ``--profile`` adds the operators that take the time in mmvan's step.
 
 ``--precisions fp32 amp`` runs every contender both in fp32 and as
@@ -58,7 +34,9 @@ from mmvan.analysis import train_speed
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+        description=train_speed.__doc__,
+        epilog=__doc__,
+        formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument('config')
     parser.add_argument('--batch-size', type=int, default=16)
     parser.add_argument('--iters', type=int, default=5, help='timed rounds')

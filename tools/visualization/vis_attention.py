@@ -1,25 +1,24 @@
 # Copyright (c) mmvan contributors. All rights reserved.
-"""Where a VAN looks: LKA / LSKA attention maps over an image.
+"""Where a VAN looks (``mmvan.analysis.attention``, whose docstring
+``--help`` shows).
 
     python tools/visualization/vis_attention.py demo/cat.jpg \
         configs/van/van-b0_8xb128_in1k.py mmvan://van-b0_3rdparty_in1k \
         --out-file attn.png
 
-For each chosen stage, the attention tensor ``conv1(...)`` of one block
-(the last by default) is captured with a forward hook, reduced over channels
-(mean absolute value by default), upsampled to the image and drawn over it;
-one panel per stage, with a colour bar. Works for LKA and LSKA, any input
-size, and classifiers, detectors and segmentors alike (the backbone is run
-on the image as the test pipeline prepares it).
 """
 import argparse
 
 from mmvan import cli
+from mmvan.analysis import attention
 from mmvan.analysis.attention import REDUCTIONS, visualize_attention
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(
+        description=attention.__doc__,
+        epilog=__doc__,
+        formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument('img')
     parser.add_argument('config')
     parser.add_argument('checkpoint', nargs='?', help='default: random init')
