@@ -28,7 +28,7 @@ import torch
 import torch.nn as nn
 
 from mmvan.models.utils.deploy import fuse_model
-from mmvan.utils.atomic import atomic_write
+from mmvan.utils.atomic import atomic_write, creation_blocker
 from mmvan.utils.errors import UserError
 from mmvan.zoo.download import file_sha256
 from .quantize import quantize_int8
@@ -102,13 +102,11 @@ def check_output_file(path, flag='--out'):
     if osp.isdir(full):
         raise UserError(f'{flag} {path} is a folder; give a file name '
                         f'(e.g. {osp.join(str(path), "model.onnx")}).')
-    folder = osp.dirname(full)
-    while not osp.exists(folder):
-        folder = osp.dirname(folder)
-    if not osp.isdir(folder):
+    folder, blocker = creation_blocker(osp.dirname(full))
+    if blocker == 'file':
         raise UserError(f'{flag} {path} cannot be written: {folder} is a '
                         f'file, not a folder.')
-    if not os.access(folder, os.W_OK | os.X_OK):
+    if blocker == 'permission':
         raise UserError(f'{flag} {path} cannot be written: no permission '
                         f'in {folder}.')
     return full

@@ -64,6 +64,21 @@ def explain_os_error(e, path, size):
     return f'cannot write {path}: {e.strerror or e}.'
 
 
+def creation_blocker(folder):
+    """What stops files and folders from being made at ``folder`` (an
+    absolute path that need not exist): ``(ancestor, reason)``, with the
+    nearest existing ``ancestor`` of ``folder`` (itself included) and
+    ``reason`` ``'file'`` when that is a file, ``'permission'`` when it
+    cannot be written, else None."""
+    while not osp.exists(folder):
+        folder = osp.dirname(folder)
+    if not osp.isdir(folder):
+        return folder, 'file'
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return folder, 'permission'
+    return folder, None
+
+
 def _existing(folder):
     while folder and not osp.isdir(folder):
         parent = osp.dirname(folder)

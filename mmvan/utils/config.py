@@ -10,6 +10,7 @@ from mmengine.config import Config
 
 from mmvan.registry import (HOOKS, LOOPS, MODELS, OPTIM_WRAPPERS, TRANSFORMS,
                             WEIGHT_INITIALIZERS)
+from .atomic import creation_blocker
 from .errors import UserError
 
 # Top-level settings a config may leave out that the tools still read.
@@ -119,13 +120,11 @@ def check_work_dir(work_dir):
     if osp.exists(path) and not osp.isdir(path):
         raise UserError(f'work dir {work_dir} is a file, not a folder: give '
                         f'--work-dir a folder (it is created if missing).')
-    parent = path
-    while not osp.exists(parent):
-        parent = osp.dirname(parent)
-    if not osp.isdir(parent):
+    parent, blocker = creation_blocker(path)
+    if blocker == 'file':
         raise UserError(f'work dir {work_dir} cannot be created: {parent} '
                         f'is a file, not a folder.')
-    if not os.access(parent, os.W_OK | os.X_OK):
+    if blocker == 'permission':
         raise UserError(f'work dir {work_dir} cannot be written: no '
                         f'permission in {parent}. Give --work-dir a folder '
                         f'you can write to.')
