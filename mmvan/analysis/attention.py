@@ -8,8 +8,6 @@ one panel per stage, with a colour bar. Works for LKA and LSKA, any input
 size, and classifiers, detectors and segmentors alike (the backbone is run
 on the image as the test pipeline prepares it).
 """
-import os
-import os.path as osp
 
 import mmcv
 import numpy as np
@@ -18,6 +16,7 @@ import torch.nn.functional as F
 from matplotlib.figure import Figure
 
 from mmvan.analysis.cam import find_backbone
+from mmvan.analysis.common import save_figure
 from mmvan.apis import init_model, load_image
 from mmvan.utils.errors import UserError
 from mmvan.zoo import resolve
@@ -114,10 +113,7 @@ def draw(image_rgb, maps, out_file, title):
         overlay, ax=list(axes[1:]), fraction=0.02,
         pad=0.01).set_label('attention (normalised)')
     fig.suptitle(title)
-    folder = osp.dirname(out_file)
-    if folder:
-        os.makedirs(folder, exist_ok=True)
-    fig.savefig(out_file, dpi=100)
+    save_figure(fig, out_file, dpi=100)
 
 
 def visualize_attention(img,

@@ -23,7 +23,7 @@ import torch
 import torch.nn as nn
 from matplotlib.figure import Figure
 
-from mmvan.analysis.common import quiet_mmengine, random_init
+from mmvan.analysis.common import quiet_mmengine, random_init, save_figure
 from mmvan.apis import init_model, load_image
 from mmvan.datasets.loading import test_pipeline_after_loader
 from mmvan.models import VAN
@@ -244,10 +244,7 @@ def draw(image_rgb, maps, out_file, title):
     for ax in axes:
         ax.axis('off')
     fig.suptitle(title, fontsize=10)
-    folder = osp.dirname(out_file)
-    if folder:
-        os.makedirs(folder, exist_ok=True)
-    fig.savefig(out_file, dpi=100)
+    save_figure(fig, out_file, dpi=100)
 
 
 def list_inputs(img, save_path):

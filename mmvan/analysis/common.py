@@ -2,6 +2,8 @@
 """Small helpers the analysis tools share."""
 import contextlib
 import logging
+import os
+import os.path as osp
 import warnings
 
 import torch
@@ -49,3 +51,12 @@ def random_init(module, seed=0):
     with quiet_mmengine():
         module.init_weights()
     return module
+
+
+def save_figure(fig, path, dpi):
+    """Write a matplotlib ``fig`` to ``path`` (its folder made if
+    missing)."""
+    folder = osp.dirname(path)
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+    fig.savefig(path, dpi=dpi)

@@ -25,7 +25,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from mmvan.analysis.cam import find_backbone
-from mmvan.analysis.common import quiet_mmengine, random_init
+from mmvan.analysis.common import quiet_mmengine, random_init, save_figure
 from mmvan.apis import init_model, load_image
 from mmvan.models import VAN
 from mmvan.utils.config import load_config
@@ -277,10 +277,7 @@ def draw(results, out_file, title, floor=1e-3):
         title + '\nsquares: 50 % (cyan) and 99 % (white) of the '
         'contribution',
         fontsize=9)
-    folder = osp.dirname(out_file)
-    if folder:
-        os.makedirs(folder, exist_ok=True)
-    fig.savefig(out_file, dpi=72)
+    save_figure(fig, out_file, dpi=72)
 
 
 def compare_erfs(configs,
