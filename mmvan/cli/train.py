@@ -153,7 +153,12 @@ def keep_or_remove_outputs(runner, work_dir, before, error):
     """A run that failed before its first training iteration leaves nothing
     behind (its log would only repeat the error). Once it has trained, its
     log, config dump and scalars are kept, and the error names the log."""
-    trained = runner is not None and (runner.iter > 0 or runner.epoch > 0)
+    # The progress the training hooks recorded: asking the Runner for
+    # ``iter`` would build its training loop, and with it a dataset that may
+    # be what failed.
+    hub = runner.message_hub if runner is not None else None
+    trained = hub is not None and (
+        hub.get_info('iter', 0) > 0 or hub.get_info('epoch', 0) > 0)
     if trained:
         log = _log_file(runner)
         if log:

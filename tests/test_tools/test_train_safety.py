@@ -17,9 +17,13 @@ import time
 from types import SimpleNamespace
 
 import pytest
+import torch.nn as nn
+from mmengine.model import BaseModel
+from mmengine.runner import Runner
 
 from mmvan.cli import run_cli
-from mmvan.cli.train import lock_work_dir, merge_resume_args
+from mmvan.cli.train import (keep_or_remove_outputs, lock_work_dir,
+                             merge_resume_args)
 from mmvan.datasets import make_classification_demo
 from mmvan.engine.resume import (checkpoint_dir, find_resume_checkpoint,
                                  refuse_to_overwrite)
@@ -425,3 +429,32 @@ def test_no_gloo_thread_outlives_a_finished_run(tmp_path, root, free_port,
     for rank in (0, 1):
         assert f'rank {rank} at exit: gloo threads []' in out.stdout, \
             out.stdout
+
+
+def test_a_dataset_that_fails_to_build_leaves_nothing(tmp_path):
+    # The training loop builds its dataset; when that fails, working out
+    # whether the run trained must not build it (and fail) a second time.
+    class Toy(BaseModel):
+
+        def __init__(self):
+            super().__init__()
+            self.linear = nn.Linear(2, 1)
+
+        def forward(self, inputs, labels=None, mode='tensor'):
+            return self.linear(inputs)
+
+    work_dir = tmp_path / 'run'
+    runner = Runner(
+        model=Toy(),
+        work_dir=str(work_dir),
+        train_dataloader=dict(
+            dataset=dict(type='NoSuchDataset'),
+            sampler=dict(type='DefaultSampler'),
+            batch_size=2),
+        optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.1)),
+        train_cfg=dict(by_epoch=True, max_epochs=1),
+        default_scope='mmengine')
+    with pytest.raises(KeyError, match='NoSuchDataset'):
+        runner.train()
+    keep_or_remove_outputs(runner, str(work_dir), None, KeyError('x'))
+    assert not work_dir.exists()
