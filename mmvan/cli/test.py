@@ -4,6 +4,7 @@ checkpoint read before anything is built, and the run made with the hook
 that folds the model or puts it on an exported backend."""
 import mmengine
 from mmengine.evaluator import DumpResults
+from mmengine.logging import print_log
 
 from mmvan.backends import get_runtime
 from mmvan.cli import (apply_device_fallbacks, check_data, load_config,
@@ -75,13 +76,30 @@ def test(args):
         runner.register_hook(DeployHook(), priority='LOWEST')
     if args.out and args.out_item == 'pred':
         runner.test_evaluator.metrics.append(
-            DumpResults(out_file_path=args.out))
+            AtomicDumpResults(out_file_path=args.out))
     metrics = runner.test()
     if args.out and args.out_item == 'metrics':
-        # A local file is written whole or not at all, like the checkpoints.
-        local = '://' not in str(args.out)
-        mmengine.dump(
-            metrics,
-            args.out,
-            backend_args=atomic_backend_args() if local else None)
+        mmengine.dump(metrics, args.out, backend_args=_out_backend(args.out))
     return metrics
+
+
+def _out_backend(path):
+    """A local ``--out`` file is written whole or not at all, like the
+    checkpoints (an earlier file stays intact when the disk is full); a
+    remote one goes through mmengine's backends as before."""
+    return atomic_backend_args() if '://' not in str(path) else None
+
+
+class AtomicDumpResults(DumpResults):
+    """mmengine's ``DumpResults`` (``--out-item pred``), written through
+    :func:`_out_backend`."""
+
+    def compute_metrics(self, results):
+        mmengine.dump(
+            results,
+            self.out_file_path,
+            backend_args=_out_backend(self.out_file_path))
+        print_log(
+            f'Results has been saved to {self.out_file_path}.',
+            logger='current')
+        return {}

@@ -4,6 +4,8 @@ a file, and pytorch2onnx.py --out: one message each, raised before anything
 is built or written, and written files that follow the umask."""
 import os
 import stat
+import subprocess
+import sys
 import zipfile
 
 import pytest
@@ -105,3 +107,40 @@ def test_onnx_out_follows_the_umask(tool, tiny, tmp_path):
     assert out.read_bytes() != b'old'
     assert stat.S_IMODE(os.stat(out).st_mode) == 0o644
     assert sorted(os.listdir(tmp_path)) == ['van.onnx']
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('item', ['pred', 'metrics'])
+def test_out_file_that_cannot_be_written_keeps_the_earlier_one(tmp_path, item):
+    # tools/test.py --out writes its file whole or not at all: a write that
+    # fails half-way (here: the process may write files of 4 KiB at most,
+    # as a full disk would stop it) leaves the earlier file as it was.
+    out = tmp_path / 'out.pkl'
+    out.write_bytes(b'earlier results')
+    script = f'''
+import resource, signal
+from mmvan.apis import register_all_modules
+from mmvan.cli.test import AtomicDumpResults, _out_backend
+from mmvan.utils.atomic import SaveError
+import mmengine
+register_all_modules()
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+results = [dict(scores=list(range(i, i + 1000))) for i in range(10)]
+try:
+    if {item!r} == 'pred':
+        AtomicDumpResults(out_file_path={str(out)!r}).compute_metrics(results)
+    else:
+        mmengine.dump(results, {str(out)!r},
+                      backend_args=_out_backend({str(out)!r}))
+except SaveError as e:
+    print('SaveError', e)
+'''
+    done = subprocess.run([sys.executable, '-c', script],
+                          capture_output=True,
+                          text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert 'SaveError cannot write' in done.stdout
+    assert out.read_bytes() == b'earlier results'
+    assert sorted(os.listdir(tmp_path)) == ['out.pkl']
