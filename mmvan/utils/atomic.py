@@ -15,6 +15,7 @@ is mmengine's local backend with :func:`atomic_write` for ``put`` and
 :class:`mmvan.engine.hooks.PreemptionHook`); mmengine's own ``LocalBackend``
 is left as it is.
 """
+import contextlib
 import errno
 import os
 import os.path as osp
@@ -42,18 +43,21 @@ def _umask():
     return mask
 
 
+def _size(n):
+    return f'{n / 2**20:.1f} MiB' if n >= 2**20 else f'{n / 2**10:.1f} KiB'
+
+
 def explain_os_error(e, path, size):
     """One message for a failed write of ``size`` bytes to ``path``."""
     folder = osp.dirname(osp.abspath(path))
-    need = f'{size / 2**20:.1f} MiB' if size is not None else 'the file'
+    need = _size(size) if size is not None else 'the file'
     if e.errno in (errno.ENOSPC, errno.EDQUOT):
         try:
-            free = shutil.disk_usage(_existing(folder)).free / 2**20
-            free = f'; {free:.1f} MiB free'
+            free = f'; {_size(shutil.disk_usage(_existing(folder)).free)} free'
         except OSError:
             free = ''
         return (f'cannot write {path}: no space left on the device (it '
-                f'needs {need}{free}). Free some space or point --work-dir '
+                f'needs {need}{free}). Free some space or write it '
                 f'elsewhere; earlier files are intact.')
     if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return (f'cannot write {path}: permission denied ({e.strerror}). '
@@ -115,8 +119,13 @@ def atomic_write(path, data=None, writer=None, mode='wb', encoding=None):
         os.replace(tmp, path)
         tmp = None
     except OSError as e:
-        if size is None and tmp is not None and osp.exists(tmp):
-            size = os.path.getsize(tmp)
+        if tmp is not None and osp.exists(tmp):
+            if size is None:
+                size = os.path.getsize(tmp)
+            # Gone before the free space is measured for the message.
+            with contextlib.suppress(OSError):
+                os.remove(tmp)
+                tmp = None
         raise SaveError(explain_os_error(e, path, size)) from None
     finally:
         if tmp is not None and osp.exists(tmp):

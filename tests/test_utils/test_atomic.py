@@ -4,6 +4,7 @@ file as it was and no partial file behind."""
 import errno
 import io
 import os
+import re
 import stat
 
 import pytest
@@ -56,6 +57,8 @@ def test_mmengine_checkpoint_on_a_full_disk(tmp_path, monkeypatch):
                         str(path),
                         backend_args=atomic)
     assert 'earlier files are intact' in str(err.value)
+    # A small file's size in KiB, not '0.0 MiB'.
+    assert re.search(r'needs \d+\.\d KiB; [\d.]+ [KM]iB free', str(err.value))
     monkeypatch.undo()
     assert path.read_bytes() == good
     assert sorted(p.name for p in tmp_path.iterdir()) == ['epoch_1.pth']
