@@ -144,10 +144,10 @@ def safe_torch_load(filename,
                       None)
         if detail is None:
             # Not a pickle that asks for anything: just not a checkpoint.
-            reason = next(
-                (line.strip()
-                 for line in first if 'load key' in line or 'EOF' in line),
-                first[-1].strip() if first else '')
+            reason = next((line.strip() for line in first if any(
+                key in line
+                for key in ('load key', 'EOF', 'Unsupported operand'))),
+                          first[-1].strip() if first else '')
             raise CheckpointError(
                 f'Checkpoint {filename} is unreadable: it is truncated, '
                 f'corrupt or not a PyTorch checkpoint ({reason}). Download '
