@@ -177,8 +177,12 @@ def _remove_new_outputs(work_dir, before):
     created = set(os.listdir(work_dir)) - (before or set())
     if any(name.endswith('.pth') for name in created):
         return
-    for handler in list(MMLogger.get_current_instance().handlers):
+    # The log file is about to go: its handler is closed and taken off the
+    # logger (a closed handler left on it fails the next record written).
+    logger = MMLogger.get_current_instance()
+    for handler in list(logger.handlers):
         if hasattr(handler, 'baseFilename'):
+            logger.removeHandler(handler)
             try:
                 handler.close()
             except OSError:  # e.g. a full disk refusing the last flush
