@@ -157,8 +157,8 @@ def keep_or_remove_outputs(runner, work_dir, before, error):
     # ``iter`` would build its training loop, and with it a dataset that may
     # be what failed.
     hub = runner.message_hub if runner is not None else None
-    trained = hub is not None and (
-        hub.get_info('iter', 0) > 0 or hub.get_info('epoch', 0) > 0)
+    trained = hub is not None and (hub.get_info('iter', 0) > 0
+                                   or hub.get_info('epoch', 0) > 0)
     if trained:
         log = _log_file(runner)
         if log:

@@ -459,6 +459,5 @@ def test_a_dataset_that_fails_to_build_leaves_nothing(tmp_path):
     keep_or_remove_outputs(runner, str(work_dir), None, KeyError('x'))
     assert not work_dir.exists()
     # The run's logger writes no more to the removed log file.
-    assert not any(
-        hasattr(h, 'baseFilename') for h in runner.logger.handlers)
+    assert not any(hasattr(h, 'baseFilename') for h in runner.logger.handlers)
     runner.logger.info('after the clean-up')
