@@ -20,7 +20,9 @@ model before wrapping it (DDP sees the final parameter layout):
   CPU; see :func:`mmvan.engine.device.apply_device_fallbacks`);
 - the depth-wise convolutions follow the backbone's ``conv_impl``
   (``'auto'``: the Triton kernels of :mod:`mmvan.ops` on CUDA, with the
-  MLP's convolution and GELU fused, and the existing paths on CPU);
+  MLP's convolution and GELU fused and each residual add one element-wise
+  operation with its layer scale and stochastic depth, and the existing
+  paths on CPU);
 - ``fused_optimizer='auto'``: on CPU, Adam, AdamW and SGD run their fused
   kernels (``fused=True``: one pass over all parameters instead of a loop
   of small operations per tensor; the same updates to float rounding)
@@ -71,8 +73,9 @@ def describe_precision(optim_wrapper_cfg):
 
 def describe_convolutions(model, device):
     """What runs the depth-wise convolutions of ``model``'s VAN backbones
-    on ``device``, for the log line: ``'triton (fused MLP conv+GELU)'``,
-    ``'triton'`` or ``'torch'``."""
+    on ``device``, for the log line: ``'triton (fused MLP conv+GELU,
+    fused residual adds)'`` (the fusions that are on), ``'triton'`` or
+    ``'torch'``."""
     vans = [m for m in model.modules() if isinstance(m, VAN)]
     if not vans:
         return 'torch'
@@ -83,8 +86,13 @@ def describe_convolutions(model, device):
         if triton and dwconv_gelu.triton is None:
             name = 'torch (Triton is not installed)'
         elif triton:
-            name = ('triton (fused MLP conv+GELU)'
-                    if van.fused_mlp_act else 'triton')
+            fusions = [
+                label
+                for label, on in (('fused MLP conv+GELU', van.fused_mlp_act),
+                                  ('fused residual adds', van.fused_residual))
+                if on
+            ]
+            name = (f'triton ({", ".join(fusions)})' if fusions else 'triton')
         else:
             name = 'torch'
         if name not in names:

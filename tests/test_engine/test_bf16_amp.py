@@ -93,9 +93,12 @@ def test_bf16_wrapper_autocasts_the_forward_and_steps_unscaled():
 def test_training_path_names_the_convolutions():
     model = torch.nn.Sequential(VAN(arch=TINY))
     assert describe_convolutions(model, 'cpu') == 'torch'
-    assert describe_convolutions(model,
-                                 'cuda') == 'triton (fused MLP conv+GELU)'
+    assert describe_convolutions(
+        model, 'cuda') == 'triton (fused MLP conv+GELU, fused residual adds)'
     model[0].set_conv_impl('auto', fused_mlp_act=False)
+    assert describe_convolutions(model,
+                                 'cuda') == 'triton (fused residual adds)'
+    model[0].set_conv_impl('auto', fused_residual=False)
     assert describe_convolutions(model, 'cuda') == 'triton'
     model[0].set_conv_impl('torch')
     assert describe_convolutions(model, 'cuda') == 'torch'

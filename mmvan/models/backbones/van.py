@@ -26,6 +26,7 @@ from ..layers.conv_impl import (check_conv_impl, runs_triton,
 from ..layers.fusion import (bn_affine, fold_bn_into_next_conv,
                              fold_bn_into_prev_conv, frozen_bn_statistics,
                              scale_conv_output)
+from ..layers.residual import scaled_residual
 from ..utils.layout import memory_format_of
 from ..utils.slicing import MemoryBudget, run_in_bands, run_in_slices
 
@@ -214,6 +215,11 @@ class VANBlock(BaseModule):
             :mod:`~mmvan.models.layers.conv_impl`. Defaults to ``'auto'``.
         fused_mlp_act (bool): See :class:`Mlp`'s ``fused_act``. Defaults to
             True.
+        fused_residual (bool): Where the Triton kernels run, each residual
+            add with its layer scale and stochastic depth is one
+            element-wise operation
+            (:func:`~mmvan.models.layers.residual.scaled_residual`); False
+            runs them apart. Defaults to True.
     """
 
     def __init__(self,
@@ -229,10 +235,13 @@ class VANBlock(BaseModule):
                  deploy=False,
                  init_cfg=None,
                  conv_impl='auto',
-                 fused_mlp_act=True):
+                 fused_mlp_act=True,
+                 fused_residual=True):
         super().__init__(init_cfg=init_cfg)
         self.with_cp = with_cp
         self.deploy = False
+        self.conv_impl = check_conv_impl(conv_impl)
+        self.fused_residual = fused_residual
         self.norm1 = build_norm_layer(norm_cfg, embed_dims)[1]
         self.attn = SpatialAttention(
             embed_dims, attention, kernel_size, conv_impl=conv_impl)
@@ -262,9 +271,19 @@ class VANBlock(BaseModule):
         # turn the residual stream back to fp32.
         return x * layer_scale.to(x.dtype).view(-1, 1, 1)
 
+    def _fuses_residual(self, x):
+        return self.fused_residual and runs_triton(self.conv_impl, x)
+
     def _forward(self, x, band_rows=None):
         if self.deploy:
             return self._forward_deploy(x, band_rows)
+        if self._fuses_residual(x):
+            drop = getattr(self.drop_path, 'drop_prob', 0.)
+            training = self.drop_path.training
+            x = scaled_residual(x, self.attn(self.norm1(x)),
+                                self.layer_scale_1, drop, training)
+            return scaled_residual(x, self.mlp(self.norm2(x)),
+                                   self.layer_scale_2, drop, training)
         x = x + self.drop_path(
             self._scale(self.attn(self.norm1(x)), self.layer_scale_1))
         x = x + self.drop_path(
@@ -278,8 +297,11 @@ class VANBlock(BaseModule):
         attn, mlp = self.attn, self.mlp
         a = conv_gelu(x, attn.proj_1)
         a = attn.spatial_gating_unit.fused_forward(a)
-        x = conv_binary(a, x * self.shortcut_scale.to(x.dtype), attn.proj_2,
-                        'add')
+        if self._fuses_residual(x):
+            x = scaled_residual(attn.proj_2(a), x, self.shortcut_scale)
+        else:
+            x = conv_binary(a, x * self.shortcut_scale.to(x.dtype),
+                            attn.proj_2, 'add')
 
         def mlp_with_shortcut(band, own):
             h = mlp.hidden(mlp.fc1(band), folded=True)
@@ -404,6 +426,11 @@ class VAN(BaseModule):
             depth-wise convolution, bias and GELU are one kernel
             (:mod:`mmvan.ops.dwconv_gelu`); False runs them apart. Defaults
             to True.
+        fused_residual (bool): Where the Triton kernels run, each block's
+            residual adds, with their layer scales and stochastic depth, are
+            one element-wise operation each
+            (:mod:`mmvan.models.layers.residual`); False runs them apart.
+            Defaults to True.
 
     Attributes:
         out_channels (list[int]): Channels of each returned feature map.
@@ -480,7 +507,8 @@ class VAN(BaseModule):
                  pretrained=None,
                  init_cfg=None,
                  conv_impl='auto',
-                 fused_mlp_act=True):
+                 fused_mlp_act=True,
+                 fused_residual=True):
         if pretrained is not None:
             # mmseg's segmentors hand ``pretrained=`` to their backbone.
             if init_cfg is not None:
@@ -514,6 +542,7 @@ class VAN(BaseModule):
         self.deploy = deploy
         self.conv_impl = check_conv_impl(conv_impl)
         self.fused_mlp_act = fused_mlp_act
+        self.fused_residual = fused_residual
         self.memory_budget = MemoryBudget(0)
         self.hidden_dims = [
             int(c * r) for c, r in zip(self.embed_dims, self.mlp_ratios)
@@ -551,7 +580,9 @@ class VAN(BaseModule):
                     with_cp=with_cp,
                     deploy=deploy,
                     conv_impl=conv_impl,
-                    fused_mlp_act=fused_mlp_act) for j in range(self.depths[i])
+                    fused_mlp_act=fused_mlp_act,
+                    fused_residual=fused_residual)
+                for j in range(self.depths[i])
             ])
             norm = build_norm_layer(out_norm_cfg, self.embed_dims[i])[1]
             cur += self.depths[i]
@@ -684,18 +715,27 @@ class VAN(BaseModule):
 
         return run_in_slices(run, x, budget.images_per_slice(x, hidden))
 
-    def set_conv_impl(self, conv_impl, fused_mlp_act=None):
-        """Switch what runs the depth-wise convolutions (see ``conv_impl``
-        and ``fused_mlp_act``), in place; returns self."""
+    def set_conv_impl(self,
+                      conv_impl,
+                      fused_mlp_act=None,
+                      fused_residual=None):
+        """Switch what runs the depth-wise convolutions and which fusions
+        run with the Triton kernels (see ``conv_impl``, ``fused_mlp_act``
+        and ``fused_residual``; None keeps the current choice), in place;
+        returns self."""
         conv_impl = check_conv_impl(conv_impl)
         self.conv_impl = conv_impl
         if fused_mlp_act is not None:
             self.fused_mlp_act = fused_mlp_act
+        if fused_residual is not None:
+            self.fused_residual = fused_residual
         for m in self.modules():
             if m is not self and hasattr(m, 'conv_impl'):
                 m.conv_impl = conv_impl
             if isinstance(m, Mlp):
                 m.fused_act = self.fused_mlp_act
+            if isinstance(m, VANBlock):
+                m.fused_residual = self.fused_residual
         return self
 
     def switch_to_deploy(self, chunk_mib=8):
