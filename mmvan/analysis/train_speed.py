@@ -13,6 +13,9 @@ textures (resized by the config's training pipeline). The contenders
 - ``mmvan-torch``: the same with PyTorch's depth-wise convolutions
   (``model.backbone.conv_impl='torch'``), the rest of the fast path on
   (by default on a GPU only: on CPU it runs the same code as ``mmvan``);
+- ``mmvan-unfused``: ``mmvan`` with the Triton kernels but without their
+  fusions (``fused_mlp_act=False``, ``fused_residual=False``): what the
+  fusions add (a GPU-only default too);
 - ``mmvan-plain``: the same with the fast path off (NCHW, torch's default
   optimizer loop);
 - ``mmpretrain``: the same config with mmpretrain's VAN as the backbone
@@ -69,19 +72,22 @@ __all__ = [
     'measure_train_steps', 'run_labels', 'training_config'
 ]
 
-CONTENDERS = ('mmvan', 'mmvan-torch', 'mmvan-plain', 'mmvan-cp', 'mmpretrain',
-              'mmpretrain-cl')
+CONTENDERS = ('mmvan', 'mmvan-torch', 'mmvan-unfused', 'mmvan-plain',
+              'mmvan-cp', 'mmpretrain', 'mmpretrain-cl')
+# Contenders that differ from ``mmvan`` only where the Triton kernels run.
+GPU_ONLY = ('mmvan-torch', 'mmvan-unfused')
 PRECISIONS = ('fp32', 'amp')
 # The mmvan checkout this package lives in (its tools/train.py).
 CHECKOUT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
 def default_contenders() -> List[str]:
-    """Every contender; ``mmvan-torch`` only where there is a GPU (on CPU
-    ``conv_impl='auto'`` already runs PyTorch's convolutions)."""
+    """Every contender; ``mmvan-torch`` and ``mmvan-unfused`` only where
+    there is a GPU (on CPU ``conv_impl='auto'`` already runs PyTorch's
+    convolutions, unfused)."""
     if torch.cuda.is_available():
         return list(CONTENDERS)
-    return [name for name in CONTENDERS if name != 'mmvan-torch']
+    return [name for name in CONTENDERS if name not in GPU_ONLY]
 
 
 def check_device(device: str) -> None:
@@ -151,7 +157,7 @@ def training_config(config: str, name: str, batch_size: int, data_root: str,
     cfg.train_dataloader.persistent_workers = False
     cfg.val_dataloader = cfg.val_cfg = cfg.val_evaluator = None
     cfg.test_dataloader = cfg.test_cfg = cfg.test_evaluator = None
-    fast = name in ('mmvan', 'mmvan-cp', 'mmvan-torch')
+    fast = name in ('mmvan', 'mmvan-cp') + GPU_ONLY
     cfg.train_fast_path = dict(
         layout='auto' if fast else 'contiguous',
         fused_optimizer='auto' if fast else False)
@@ -163,6 +169,9 @@ def training_config(config: str, name: str, batch_size: int, data_root: str,
         cfg.model.backbone.with_cp = True
     if name == 'mmvan-torch':
         cfg.model.backbone.conv_impl = 'torch'
+    if name == 'mmvan-unfused':
+        cfg.model.backbone.fused_mlp_act = False
+        cfg.model.backbone.fused_residual = False
     if name.startswith('mmpretrain'):
         backbone = cfg.model.backbone
         if backbone.get('attention', 'lka') != 'lka':

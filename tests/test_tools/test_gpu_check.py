@@ -10,6 +10,8 @@ import pytest
 import torch
 
 from mmvan.analysis import train_speed
+from mmvan.models.backbones.van import VANBlock
+from mmvan.registry import MODELS
 
 CONFIG = 'configs/van/van-b0_8xb128_in1k.py'
 # Any machine, as one without a GPU.
@@ -84,6 +86,17 @@ def test_train_speed_torch_contender_config(root, tmp_path):
     assert cfg.train_fast_path.layout == 'auto'
 
 
+def test_train_speed_unfused_contender_builds_unfused_van(root, tmp_path):
+    cfg = train_speed.training_config(f'{root}/{CONFIG}', 'mmvan-unfused', 4,
+                                      str(tmp_path), str(tmp_path), False)
+    assert cfg.train_fast_path.layout == 'auto'
+    van = MODELS.build(cfg.model.backbone)
+    assert van.conv_impl == 'auto'
+    blocks = [m for m in van.modules() if isinstance(m, VANBlock)]
+    assert blocks and not any(b.fused_residual or b.mlp.fused_act
+                              for b in blocks)
+
+
 def test_train_speed_default_contenders(tool):
     train_speed_tool = tool('train_speed')
     with mock.patch.object(torch.cuda, 'is_available', return_value=False):
@@ -91,5 +104,5 @@ def test_train_speed_default_contenders(tool):
             'mmvan', 'mmvan-plain', 'mmvan-cp', 'mmpretrain', 'mmpretrain-cl'
         ]
     with mock.patch.object(torch.cuda, 'is_available', return_value=True):
-        assert 'mmvan-torch' in train_speed_tool.parse_args([CONFIG
-                                                             ]).contenders
+        contenders = train_speed_tool.parse_args([CONFIG]).contenders
+        assert {'mmvan-torch', 'mmvan-unfused'} <= set(contenders)
