@@ -13,14 +13,19 @@ checkpoint scheme (``CheckpointLoader.register_scheme``) as
 :func:`safe_torch_load`, which calls ``torch.load(..., weights_only=True)``
 explicitly and turns its failures into one clear message. The safe loader
 stays on: a checkpoint that asks for anything else (a function call, an
-arbitrary class) is refused before any of it runs.
+arbitrary class) is refused before any of it runs, and the message names
+what it asked for (``posix.system``), also where torch's unpickler stopped
+earlier at a pickle protocol it does not read (the file's pickles are then
+read with :mod:`pickletools`, which imports and runs nothing).
 
 Reading, converting and loading checkpoints into models is
 :mod:`mmvan.zoo.checkpoint`'s; this module holds what every layer may use.
 """
 import contextlib
+import io
 import os.path as osp
 import pickle
+import pickletools
 import re
 import struct
 import threading
@@ -103,6 +108,119 @@ def _allowed(objects):
             yield
 
 
+# torch's weights-only unpickler reads pickle protocol 2 (torch.save's
+# default) and stops at the first opcode of a newer one.
+_WEIGHTS_ONLY_PROTOCOL = 2
+# How torch's weights-only unpickler (and _history_buffer_getattr) names a
+# refused global: 'GLOBAL posix.system', 'GLOBAL mything.Foo'.
+_GLOBAL_IN_MESSAGE = re.compile(r'\bGLOBAL ([A-Za-z_][\w.]*)')
+_NAME = re.compile(r'^[A-Za-z_][\w.]*$')
+# Opcodes that push a string (the module and name of a STACK_GLOBAL).
+_STRINGS = {
+    'STRING', 'BINSTRING', 'SHORT_BINSTRING', 'UNICODE', 'BINUNICODE',
+    'SHORT_BINUNICODE', 'BINUNICODE8'
+}
+
+
+class _Bounded:
+    """A binary file whose reads never ask for more than what is left of
+    it (a random length in a broken pickle would allocate that much) and
+    whose lines are short."""
+
+    def __init__(self, stream, size):
+        self.stream, self.size = stream, size
+
+    def read(self, n=-1):
+        left = max(self.size - self.stream.tell(), 0)
+        return self.stream.read(left if n is None or n < 0 else min(n, left))
+
+    def readline(self):
+        return self.stream.readline(4096)
+
+
+class _PickleScan:
+    """What the pickles of a checkpoint ask to import, read with
+    :mod:`pickletools` (nothing is unpickled, imported or run)."""
+
+    def __init__(self):
+        self.protocol = 0
+        self.globals = []
+
+    def add(self, stream):
+        """Read one pickle of ``stream``; False when it is not one
+        well-formed pickle (what was read of it is then not kept)."""
+        protocol, found, pushed, memo = 0, [], [], {}
+        try:
+            for op, arg, _ in pickletools.genops(stream):
+                name = op.name
+                if name == 'PROTO':
+                    protocol = arg
+                elif name == 'GLOBAL':
+                    found.append(arg.replace(' ', '.', 1))
+                elif name == 'STACK_GLOBAL':
+                    module, attr = (pushed[-2:] + [None, None])[:2]
+                    found.append(f'{module}.{attr}')
+                elif name in _STRINGS:
+                    pushed.append(str(arg))
+                elif name in ('BINGET', 'LONG_BINGET', 'GET'):
+                    pushed.append(memo.get(arg))
+                elif name == 'MEMOIZE' and pushed:
+                    memo[len(memo)] = pushed[-1]
+                elif name in ('BINPUT', 'LONG_BINPUT', 'PUT') and pushed:
+                    memo[arg] = pushed[-1]
+                elif name not in ('FRAME', 'MEMOIZE', 'BINPUT', 'LONG_BINPUT',
+                                  'PUT'):
+                    pushed.append(None)
+        except (ValueError, EOFError, UnicodeDecodeError, struct.error):
+            return False
+        if not all(_NAME.match(path) for path in found):
+            return False
+        self.protocol = max(self.protocol, protocol)
+        self.globals.extend(found)
+        return True
+
+    def refused(self, allowed):
+        """The globals that the weights-only unpickler would refuse, with
+        ``allowed`` added to what it allows."""
+        unpickler = getattr(torch, '_weights_only_unpickler', None)
+        known = getattr(unpickler, '_get_allowed_globals', None)
+        users = getattr(unpickler, '_get_user_allowed_globals', None)
+        if known is None or users is None:
+            return []
+        with _allowed(allowed):
+            names = set(known()) | set(users())
+        return [path for path in self.globals if path not in names]
+
+
+def _scan_pickles(filename):
+    """A :class:`_PickleScan` of ``filename``'s pickles: ``data.pkl`` of a
+    zip checkpoint, or the pickles one after another of a legacy checkpoint
+    or of a plain pickle file; None when no well-formed pickle is there."""
+    scan = _PickleScan()
+    try:
+        if zipfile.is_zipfile(filename):
+            with zipfile.ZipFile(filename) as archive:
+                names = [
+                    name for name in archive.namelist()
+                    if name == 'data.pkl' or name.endswith('/data.pkl')
+                ]
+                if len(names) != 1:
+                    return None
+                with archive.open(names[0]) as stream:
+                    ok = scan.add(io.BytesIO(stream.read()))
+            return scan if ok else None
+        with open(filename, 'rb') as raw:
+            stream = _Bounded(raw, osp.getsize(filename))
+            # Legacy torch.save: magic number, protocol, system info, the
+            # object, the storage keys; then the storages' raw bytes.
+            read = 0
+            while read < 5 and scan.add(stream):
+                read += 1
+        return scan if read else None
+    except (OSError, zipfile.BadZipFile, RuntimeError):
+        return None
+
+
 def register_safe_globals() -> None:
     """Allow-list the types of :func:`mmengine_safe_globals` for torch's
     ``weights_only`` unpickler. Nothing else is allowed."""
@@ -133,31 +251,48 @@ def safe_torch_load(filename,
         raise CheckpointError(
             f'Checkpoint {filename} does not exist. Check the path, or '
             f'download the checkpoint first.')
+    allowed = [*mmengine_safe_globals(), *extra_globals]
     try:
-        with _allowed([*mmengine_safe_globals(), *extra_globals]):
+        with _allowed(allowed):
             return torch.load(
                 filename, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()
-        detail = next((line.strip() for line in first
-                       if 'Unsupported global' in line or 'GLOBAL' in line),
-                      None)
-        if detail is None:
-            # Not a pickle that asks for anything: just not a checkpoint.
-            reason = next((line.strip() for line in first if any(
-                key in line
-                for key in ('load key', 'EOF', 'Unsupported operand'))),
-                          first[-1].strip() if first else '')
+        lines = [line.strip() for line in str(e).splitlines()]
+        named = next(
+            (m.group(1) for m in map(_GLOBAL_IN_MESSAGE.search, lines) if m),
+            None)
+        scan = None if named else _scan_pickles(filename)
+        if scan is not None and scan.refused(allowed):
+            named = scan.refused(allowed)[0]
+        if named is not None:
             raise CheckpointError(
-                f'Checkpoint {filename} is unreadable: it is truncated, '
-                f'corrupt or not a PyTorch checkpoint ({reason}). Download '
-                f'or copy it again.') from None
+                f'Refused to load {filename}: it asks to import and run '
+                f'{named}, which a weights-only load does not allow (loading '
+                f'it could run any code). mmvan loads checkpoints with '
+                f'torch\'s weights-only loader only. Only if you trust the '
+                f'file: convert it with tools/model_converters/, or load it '
+                f'yourself with torch.load(path, weights_only=False) and save '
+                f'its tensors again with torch.save(state_dict, path).'
+            ) from None
+        causes = ('load key', 'EOF', 'Unsupported operand')
+        reason = next(
+            (line for line in lines if any(key in line for key in causes)),
+            lines[-1] if lines else '')
+        if scan is not None and scan.protocol > _WEIGHTS_ONLY_PROTOCOL:
+            # A well-formed pickle of allowed objects that torch's
+            # weights-only unpickler cannot read (it reads protocol 2).
+            raise CheckpointError(
+                f'Checkpoint {filename} was saved with pickle protocol '
+                f'{scan.protocol}, which torch\'s weights-only loader does '
+                f'not read. Only if you trust the file: load it '
+                f'with torch.load(path, weights_only=False) and save it '
+                f'again with torch.save(checkpoint, path) (its default '
+                f'protocol).') from None
+        # Not a pickle that asks for anything: just not a checkpoint.
         raise CheckpointError(
-            f'Refused to load {filename}: it is not a plain checkpoint and '
-            f'loading it could run code ({detail}). mmvan loads checkpoints '
-            f'with torch\'s safe loader only; re-save the weights with '
-            f'torch.save(model.state_dict(), path) from a trusted source, '
-            f'or convert them with tools/model_converters/.') from None
+            f'Checkpoint {filename} is unreadable: it is truncated, '
+            f'corrupt or not a PyTorch checkpoint ({reason}). Download '
+            f'or copy it again.') from None
     except (EOFError, zipfile.BadZipFile) as e:
         raise CheckpointError(
             f'Checkpoint {filename} is truncated or corrupt ({e}). '

@@ -1,6 +1,7 @@
 # Copyright (c) mmvan contributors. All rights reserved.
 import os
 import os.path as osp
+import pickle
 import warnings
 
 import numpy as np
@@ -219,3 +220,85 @@ def test_getattr_limited_to_history_buffer_statistics(tmp_path):
     torch.save({'x': _GetattrEscape()}, bad)
     with pytest.raises(CheckpointError, match='Refused to load'):
         safe_torch_load(bad)
+
+
+class _Unknown:
+    """A class no weights-only load allows."""
+
+    def __init__(self):
+        self.value = 1
+
+
+def _system_pickles(tmp_path, marker):
+    """Files whose pickle asks to run os.system: torch.save's default
+    protocol, torch.save with protocol 4 and 5, plain pickle files."""
+    paths = []
+    for protocol in (2, 4, 5):
+        path = tmp_path / f'torch_p{protocol}.pth'
+        torch.save(
+            {
+                'state_dict': {
+                    'w': torch.ones(2)
+                },
+                'payload': _Exploit(marker)
+            },
+            path,
+            pickle_protocol=protocol)
+        paths.append(path)
+        path = tmp_path / f'plain_p{protocol}.pkl'
+        path.write_bytes(pickle.dumps(_Exploit(marker), protocol=protocol))
+        paths.append(path)
+    return paths
+
+
+@pytest.mark.parametrize('kind', ['function', 'class'])
+def test_refused_checkpoint_names_what_it_asks_for(tmp_path, kind):
+    # A pickle that refers to os.system (which the loader must never run)
+    # or to an unknown class is refused by name, whatever pickle protocol
+    # wrote it; never reported as a corrupt file.
+    marker = tmp_path / 'pwned'
+    if kind == 'function':
+        paths = _system_pickles(tmp_path, marker)
+        wanted = f'{os.system.__module__}.system'  # posix.system on Linux
+    else:
+        paths = []
+        for protocol in (2, 4):
+            path = tmp_path / f'unknown_p{protocol}.pth'
+            torch.save({'meta': _Unknown()}, path, pickle_protocol=protocol)
+            paths.append(path)
+        wanted = f'{__name__}._Unknown'
+    for path in paths:
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore', UserWarning)
+            with pytest.raises(CheckpointError) as err:
+                safe_torch_load(path)
+        message = str(err.value)
+        assert message.startswith(f'Refused to load {path}: it asks to '
+                                  f'import and run {wanted}, which a '
+                                  f'weights-only load does not allow'), \
+            message
+        assert 'Only if you trust the file' in message
+        assert 'torch.load(path, weights_only=False)' in message
+        assert 'corrupt' not in message and 'unreadable' not in message
+        assert 'TORCH_FORCE' not in message
+    assert not marker.exists()
+
+
+def test_newer_pickle_protocol_is_named_and_corrupt_stays_corrupt(tmp_path):
+    # A plain checkpoint written with pickle protocol 4: not corrupt, but
+    # torch's weights-only loader reads protocol 2 only.
+    path = tmp_path / 'p4.pth'
+    torch.save({'state_dict': {'w': torch.ones(3)}}, path, pickle_protocol=4)
+    with pytest.raises(CheckpointError) as err:
+        safe_torch_load(path)
+    message = str(err.value)
+    assert 'saved with pickle protocol 4' in message, message
+    assert 'corrupt' not in message and 'Refused' not in message
+    # Cut short, the same pickle is corrupt, as before.
+    data = pickle.dumps({'w': [1.0] * 100}, protocol=4)
+    path.write_bytes(data[:len(data) // 2])
+    with pytest.raises(
+            CheckpointError,
+            match='unreadable: it is truncated, '
+            'corrupt or not a PyTorch checkpoint'):
+        safe_torch_load(path)
