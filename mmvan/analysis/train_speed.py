@@ -16,6 +16,8 @@ textures (resized by the config's training pipeline). The contenders
 - ``mmvan-unfused``: ``mmvan`` with the Triton kernels but without their
   fusions (``fused_mlp_act=False``, ``fused_residual=False``): what the
   fusions add (a GPU-only default too);
+- ``mmvan-cl``: ``mmvan`` trained channels-last wherever it runs (the
+  fast path's ``layout='channels_last'``; on a GPU ``'auto'`` keeps NCHW);
 - ``mmvan-plain``: the same with the fast path off (NCHW, torch's default
   optimizer loop);
 - ``mmpretrain``: the same config with mmpretrain's VAN as the backbone
@@ -72,19 +74,20 @@ __all__ = [
     'measure_train_steps', 'run_labels', 'training_config'
 ]
 
-CONTENDERS = ('mmvan', 'mmvan-torch', 'mmvan-unfused', 'mmvan-plain',
-              'mmvan-cp', 'mmpretrain', 'mmpretrain-cl')
-# Contenders that differ from ``mmvan`` only where the Triton kernels run.
-GPU_ONLY = ('mmvan-torch', 'mmvan-unfused')
+CONTENDERS = ('mmvan', 'mmvan-torch', 'mmvan-unfused', 'mmvan-cl',
+              'mmvan-plain', 'mmvan-cp', 'mmpretrain', 'mmpretrain-cl')
+# Contenders that differ from ``mmvan`` only on a GPU (on CPU ``mmvan``
+# already runs PyTorch's ops, channels-last).
+GPU_ONLY = ('mmvan-torch', 'mmvan-unfused', 'mmvan-cl')
 PRECISIONS = ('fp32', 'amp')
 # The mmvan checkout this package lives in (its tools/train.py).
 CHECKOUT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
 def default_contenders() -> List[str]:
-    """Every contender; ``mmvan-torch`` and ``mmvan-unfused`` only where
-    there is a GPU (on CPU ``conv_impl='auto'`` already runs PyTorch's
-    convolutions, unfused)."""
+    """Every contender; those of :data:`GPU_ONLY` only where there is a
+    GPU (on CPU ``conv_impl='auto'`` already runs PyTorch's convolutions,
+    unfused, and the fast path trains channels-last)."""
     if torch.cuda.is_available():
         return list(CONTENDERS)
     return [name for name in CONTENDERS if name not in GPU_ONLY]
@@ -161,9 +164,9 @@ def training_config(config: str, name: str, batch_size: int, data_root: str,
     cfg.train_fast_path = dict(
         layout='auto' if fast else 'contiguous',
         fused_optimizer='auto' if fast else False)
-    if name == 'mmpretrain-cl':
-        # The fast path's layout, forced, on mmpretrain's backbone (weights
-        # and input channels-last); torch's default optimizer loop.
+    if name in ('mmpretrain-cl', 'mmvan-cl'):
+        # The fast path's layout, forced (weights and input channels-last;
+        # on mmpretrain's backbone with torch's default optimizer loop).
         cfg.train_fast_path.layout = 'channels_last'
     if name == 'mmvan-cp':
         cfg.model.backbone.with_cp = True

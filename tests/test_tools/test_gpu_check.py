@@ -86,6 +86,13 @@ def test_train_speed_torch_contender_config(root, tmp_path):
     assert cfg.train_fast_path.layout == 'auto'
 
 
+def test_train_speed_channels_last_contender(root, tmp_path):
+    cfg = train_speed.training_config(f'{root}/{CONFIG}', 'mmvan-cl', 4,
+                                      str(tmp_path), str(tmp_path), False)
+    assert cfg.train_fast_path.layout == 'channels_last'
+    assert cfg.model.backbone.get('conv_impl', 'auto') == 'auto'
+
+
 def test_train_speed_unfused_contender_builds_unfused_van(root, tmp_path):
     cfg = train_speed.training_config(f'{root}/{CONFIG}', 'mmvan-unfused', 4,
                                       str(tmp_path), str(tmp_path), False)
@@ -105,4 +112,4 @@ def test_train_speed_default_contenders(tool):
         ]
     with mock.patch.object(torch.cuda, 'is_available', return_value=True):
         contenders = train_speed_tool.parse_args([CONFIG]).contenders
-        assert {'mmvan-torch', 'mmvan-unfused'} <= set(contenders)
+        assert {'mmvan-torch', 'mmvan-unfused', 'mmvan-cl'} <= set(contenders)

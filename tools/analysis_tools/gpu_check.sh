@@ -3,7 +3,7 @@
 # VAN on one CUDA GPU, in about 5 minutes: the GPU's name, each depth-wise
 # kernel's share of the memory bandwidth (VAN-b2 stage 1 and 3), training
 # steps of mmvan (Triton), mmvan (Triton, fusions off; b2 only), mmvan
-# (PyTorch's ops), mmpretrain and
+# (Triton, channels-last; b2 only), mmvan (PyTorch's ops), mmpretrain and
 # mmpretrain channels-last in fp32 and with --amp (bf16), for VAN-b2 at
 # batch 32 and VAN-b0 at batch 64, and folded inference against
 # mmpretrain at batch 32 and 1.
@@ -20,10 +20,10 @@ B2=configs/van/van-b2_8xb128_in1k.py
 
 "$PYTHON" "$TOOLS/kernel_bandwidth.py" --batch-size 32 --dtypes fp32 bf16
 # The table of benchmark.py --train, for the four paths the targets name.
-for spec in "$B2 32 mmvan-unfused" "$B0 64"; do
+for spec in "$B2 32 mmvan-unfused mmvan-cl" "$B0 64"; do
     set -- $spec
     "$PYTHON" "$TOOLS/train_speed.py" "$1" --device cuda --batch-size "$2" \
-        --contenders mmvan ${3:-} mmvan-torch mmpretrain mmpretrain-cl \
+        --contenders mmvan "${@:3}" mmvan-torch mmpretrain mmpretrain-cl \
         --precisions fp32 amp --iters 10 --warmup 3
 done
 for batch in 32 1; do
