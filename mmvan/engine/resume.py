@@ -19,7 +19,15 @@ A checkpoint without optimizer state (``best_*.pth``, a published or
 converted file) cannot continue a run: the optimizer's moments and the
 schedule would start over while the epoch count goes on. ``--load-from``
 starts a new run from its weights.
+
+A resumed run continues with the optimizer values its checkpoint holds
+(the learning rate, weight decay, momentum ... of every parameter group, and
+the schedule built on them), as mmengine resumes them; a config that sets
+other ones (``--resume --cfg-options optim_wrapper.optimizer.lr=0.01``) gets
+one warning naming each value in both and how to train with the config's
+(:func:`changed_optimizer_settings`).
 """
+import math
 import os
 import os.path as osp
 import re
@@ -202,3 +210,104 @@ def refuse_to_overwrite(work_dir, ckpt_dir=None):
             f'{folder} already holds checkpoints of an earlier run '
             f'({names}{more}); a new run would overwrite them. Continue it '
             f'with --resume, or choose another --work-dir.')
+
+
+# What a config sets of each parameter group (the base values: a schedule
+# keeps its start in 'initial_<name>' and moves '<name>').
+OPTIMIZER_SETTINGS = ('lr', 'weight_decay', 'momentum', 'betas', 'eps',
+                      'dampening', 'nesterov', 'amsgrad')
+
+
+def _group_settings(group):
+    settings = {}
+    for name in OPTIMIZER_SETTINGS:
+        if f'initial_{name}' in group:
+            settings[name] = group[f'initial_{name}']
+        elif name == 'betas' and 'initial_momentum' in group and \
+                name in group:
+            # A momentum schedule moves betas[0] (its start is
+            # initial_momentum); betas[1] stays as set.
+            settings['betas[1]'] = tuple(group[name])[1]
+        elif name in group and not (name == 'momentum' and 'betas' in group):
+            settings[name] = group[name]
+    return settings
+
+
+def optimizer_settings(optim_wrapper):
+    """``{optimizer name: [settings of each parameter group]}`` of a built
+    optim wrapper (name '' for a single one); None while it is still a
+    config."""
+    wrappers = getattr(optim_wrapper, 'optim_wrappers', None)
+    if wrappers is None:
+        wrappers = {'': optim_wrapper}
+    settings = {}
+    for name, wrapper in wrappers.items():
+        optimizer = getattr(wrapper, 'optimizer', None)
+        if optimizer is None:
+            return None
+        settings[name] = [_group_settings(g) for g in optimizer.param_groups]
+    return settings
+
+
+def _same(a, b):
+    if isinstance(a, (tuple, list)) and isinstance(b, (tuple, list)):
+        return len(a) == len(b) and all(map(_same, a, b))
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a == b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return math.isclose(a, b, rel_tol=1e-9, abs_tol=0.0)
+    return a == b
+
+
+def _shown(value):
+    if isinstance(value, float):
+        return f'{value:g}'
+    if isinstance(value, (tuple, list)):
+        return '(' + ', '.join(_shown(v) for v in value) + ')'
+    return str(value)
+
+
+def changed_optimizer_settings(configured, resumed, checkpoint):
+    """The warning for a resumed run whose config sets other optimizer
+    values than the checkpoint it continues from holds, or None.
+
+    Args:
+        configured: :func:`optimizer_settings` of the optimizer the config
+            built.
+        resumed: the same after the checkpoint's optimizer state was loaded.
+        checkpoint (str): the checkpoint's path.
+    """
+    changes = []
+    for name, groups in configured.items():
+        loaded = resumed.get(name, [])
+        if len(loaded) != len(groups):
+            continue
+        prefix = f'{name}.' if name else ''
+        keys = dict.fromkeys(k for g in groups for k in g)
+        for key in keys:
+            differ = [
+                (new[key], old[key]) for new, old in zip(groups, loaded)
+                if key in new and key in old and not _same(new[key], old[key])
+            ]
+            if not differ:
+                continue
+            new, old = differ[0]
+            where = ''
+            if len(groups) > 1:
+                count = (f'all {len(groups)}' if len(differ) == len(groups)
+                         else f'{len(differ)} of {len(groups)}')
+                first = '' if all(
+                    _same(n, new) and _same(o, old)
+                    for n, o in differ) else '; the first shown'
+                where = f' (in {count} parameter groups{first})'
+            changes.append(f'{prefix}{key} {_shown(old)} in the checkpoint, '
+                           f'{_shown(new)} in the config{where}')
+    if not changes:
+        return None
+    return (f'resume: the config sets other optimizer values than '
+            f'{checkpoint}: {"; ".join(changes)}. The run continues with '
+            f'the checkpoint\'s values (the optimizer state and the '
+            f'schedule it resumes carry them). To train with the config\'s '
+            f'values, start a new run from its weights instead: '
+            f'--load-from {checkpoint} (without --resume) and another '
+            f'--work-dir.')

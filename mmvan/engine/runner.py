@@ -7,7 +7,10 @@ of the model must arrive with its shape (a classification head of another
 class count excepted). ``load_from_strict=False`` in the config loads only
 what fits and logs the counts. ``resume=True`` without ``load_from``
 continues from the newest checkpoint of the work dir that can be resumed
-(:func:`mmvan.engine.resume.find_resume_checkpoint`).
+(:func:`mmvan.engine.resume.find_resume_checkpoint`). A resumed run goes on
+with the optimizer values of its checkpoint; a config that sets other ones
+gets one warning naming them
+(:func:`mmvan.engine.resume.changed_optimizer_settings`).
 
 ``default_hooks`` takes the keys mmengine and the OpenMMLab bases use
 (:data:`DEFAULT_HOOK_KEYS`); another key (a typo such as ``checkpoints``,
@@ -49,7 +52,8 @@ from mmvan.zoo import load_source_weights, load_weights
 from .fast_path import (apply_layout, choose_layout, describe_convolutions,
                         describe_precision, fuse_optimizer)
 from .hooks import SafeCheckpointHook
-from .resume import checkpoint_dir, find_resume_checkpoint
+from .resume import (changed_optimizer_settings, checkpoint_dir,
+                     find_resume_checkpoint, optimizer_settings)
 
 # mmengine's own default hooks, and what the mmpretrain, mmdet, mmseg and
 # mmpose bases add.
@@ -168,6 +172,30 @@ class Runner(MMEngineRunner):
                     f'resume: skipped {skipped_path}: {reason}')
             self._load_from = path
         super().load_or_resume()
+
+    def resume(self,
+               filename,
+               resume_optimizer=True,
+               resume_param_scheduler=True,
+               map_location='default'):
+        """mmengine's; a config whose optimizer values differ from the
+        checkpoint's gets one warning (the run continues with the
+        checkpoint's: see :func:`changed_optimizer_settings`)."""
+        configured = None
+        if resume_optimizer:
+            configured = optimizer_settings(self.optim_wrapper)
+        super().resume(
+            filename,
+            resume_optimizer=resume_optimizer,
+            resume_param_scheduler=resume_param_scheduler,
+            map_location=map_location)
+        if configured is None:
+            return
+        resumed = optimizer_settings(self.optim_wrapper)
+        warning = changed_optimizer_settings(configured, resumed or {},
+                                             filename)
+        if warning:
+            self.logger.warning(warning)
 
     def call_hook(self, fn_name, **kwargs):
         # The data sets exist from here on: say how large they are, once.
