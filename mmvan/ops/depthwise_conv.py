@@ -26,10 +26,14 @@ Strides of the tensors are kernel arguments, so NCHW and channels-last
 (and other strided views) run the same kernels; the autotuner keeps one
 set of block shapes per layout. Inputs the kernels do not cover (another
 dtype, a conv stride other than 1, a weight that is not ``(C, 1, KH,
-KW)``, more than :data:`MAX_TAPS` taps, a device other than CUDA) run
-PyTorch's ``F.conv2d``; the reason is logged once. A kernel that fails to
-compile or launch on first use falls back the same way with one
-:class:`KernelFallbackWarning` naming the cause.
+KW)``, more than :data:`MAX_TAPS` taps, a device other than CUDA, more
+than 65535 samples or channels (the launch grid's limits), a sample of the
+input or output spanning ``2**31`` elements (offsets within a sample are
+32-bit, the sample's own 64-bit)) run PyTorch's ``F.conv2d``; the reason
+is logged once. A kernel that fails to compile or launch on first use
+falls back the same way with one :class:`KernelFallbackWarning` naming the
+cause. Kernels launch on the tensors' GPU, made the current device for the
+launch (Triton launches on the current one).
 
 With ``TRITON_INTERPRET=1`` in the environment when a kernel is first
 used, ``impl='triton'`` runs the same kernels on CPU tensors in Triton's
@@ -38,6 +42,7 @@ tested without a GPU. (The interpreter converts float32 to bfloat16 by
 truncation where a GPU rounds to nearest even: bfloat16 results there can
 differ from a GPU's in the last bit.)
 """
+import contextlib
 import functools
 import logging
 import math
@@ -59,7 +64,8 @@ except ImportError:  # pragma: no cover - depends on the installation
 
 __all__ = [
     'depthwise_conv2d', 'depthwise_conv2d_reference', 'select_impl',
-    'KernelFallbackWarning', 'MAX_TAPS', 'MAX_KERNEL', 'IMPLS'
+    'KernelFallbackWarning', 'MAX_TAPS', 'MAX_KERNEL', 'IMPLS',
+    'launch_device', 'GRID_YZ_LIMIT'
 ]
 
 IMPLS = ('auto', 'triton', 'torch')
@@ -69,12 +75,41 @@ IMPLS = ('auto', 'triton', 'torch')
 MAX_KERNEL = 64
 MAX_TAPS = 400
 _DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+# Programs along a launch grid's second and third dimensions (CUDA's
+# limit); the first takes 2**31 - 1.
+GRID_YZ_LIMIT = 65535
 # Taps a weight-gradient program keeps partial sums for (a power of two).
 _WGRAD_TAPS = 64
 
 
 class KernelFallbackWarning(RuntimeWarning):
     """A Triton kernel failed to compile or launch; PyTorch's op ran."""
+
+
+def launch_device(t):
+    """A context that makes ``t``'s CUDA device the current one, for a
+    kernel launch (a no-op for tensors elsewhere).
+
+    Triton launches a kernel on ``torch.cuda.current_device()`` and that
+    device's current stream, whatever device the tensors it is given are
+    on; a model on ``cuda:1`` while the current device is ``cuda:0``
+    would otherwise run its kernels (and the autotuner's timing runs) on
+    the wrong GPU.
+    """
+    if t.device.type == 'cuda':
+        return torch.cuda.device(t.device)
+    return contextlib.nullcontext()
+
+
+def _sample_span(t):
+    """Elements one sample of ``t`` spans: the larger of its size and the
+    reach of its strides over the dimensions after the first. Kernel
+    offsets within a sample are 32-bit integers, so it must stay below
+    ``2**31``."""
+    reach = sum((size - 1) * step
+                for size, step in zip(t.shape[1:],
+                                      t.stride()[1:])) + 1
+    return max(reach, t[0].numel())
 
 
 def depthwise_conv2d_reference(x,
@@ -305,26 +340,27 @@ def _launch_conv(x, weight, bias, kernel_size, out_hw, padding, dilation):
                 triton.cdiv(ow, meta['BLOCK_W']),
                 triton.cdiv(c, meta['BLOCK_C']), n)
 
-    kernel[grid](
-        x,
-        weight,
-        bias if bias is not None else weight,
-        y,
-        c,
-        h,
-        w,
-        oh,
-        ow,
-        *x.stride(),
-        *y.stride(),
-        padding[0],
-        padding[1],
-        dilation[0],
-        dilation[1],
-        KH=kh,
-        KW=kw,
-        HAS_BIAS=bias is not None,
-        CHANNELS_LAST=cl)
+    with launch_device(x):
+        kernel[grid](
+            x,
+            weight,
+            bias if bias is not None else weight,
+            y,
+            c,
+            h,
+            w,
+            oh,
+            ow,
+            *x.stride(),
+            *y.stride(),
+            padding[0],
+            padding[1],
+            dilation[0],
+            dilation[1],
+            KH=kh,
+            KW=kw,
+            HAS_BIAS=bias is not None,
+            CHANNELS_LAST=cl)
     return y
 
 
@@ -351,33 +387,34 @@ def _launch_wgrad(grad, x, kernel_size, padding, dilation, has_bias):
     pb = torch.empty(
         (rows, c), dtype=torch.float32, device=x.device) if has_bias else pw
     taps = triton.next_power_of_2(kh_per * kw)
-    _kernels(interpret)['wgrad'][(tiles, cblocks, chunks * groups)](
-        x,
-        grad,
-        pw,
-        pb,
-        n,
-        c,
-        h,
-        w,
-        oh,
-        ow,
-        per_chunk,
-        *x.stride(),
-        *grad.stride(),
-        padding[0],
-        padding[1],
-        dilation[0],
-        dilation[1],
-        KH=kh,
-        KW=kw,
-        KH_PER=kh_per,
-        TAPS=taps,
-        HAS_BIAS=has_bias,
-        BLOCK_C=bc,
-        BLOCK_H=bh,
-        BLOCK_W=bw,
-        num_warps=warps)
+    with launch_device(x):
+        _kernels(interpret)['wgrad'][(tiles, cblocks, chunks * groups)](
+            x,
+            grad,
+            pw,
+            pb,
+            n,
+            c,
+            h,
+            w,
+            oh,
+            ow,
+            per_chunk,
+            *x.stride(),
+            *grad.stride(),
+            padding[0],
+            padding[1],
+            dilation[0],
+            dilation[1],
+            KH=kh,
+            KW=kw,
+            KH_PER=kh_per,
+            TAPS=taps,
+            HAS_BIAS=has_bias,
+            BLOCK_C=bc,
+            BLOCK_H=bh,
+            BLOCK_W=bw,
+            num_warps=warps)
     grad_w = pw.sum(0).t().contiguous().view(c, 1, kh, kw)
     grad_b = pb.sum(0) if has_bias else None
     return grad_w, grad_b
@@ -644,16 +681,19 @@ def _unsupported(x, weight, bias, stride, padding, dilation):
         return f'kernel {kh}x{kw}'
     if x.numel() == 0 or weight.numel() == 0:
         return 'an empty tensor'
-    if x.shape[0] > 65535:  # the grid's third dimension
-        return f'a batch of {x.shape[0]} (over 65535)'
-    if min(
-            _out_size(x.shape[2], kh, padding[0], dilation[0]),
-            _out_size(x.shape[3], kw, padding[1], dilation[1])) <= 0:
+    # The grid: batch on its third dimension, channel blocks (of one
+    # channel in the narrowest NCHW block) on its second.
+    if x.shape[0] > GRID_YZ_LIMIT:
+        return f'a batch of {x.shape[0]} (over {GRID_YZ_LIMIT})'
+    if c > GRID_YZ_LIMIT:
+        return f'{c} channels (over {GRID_YZ_LIMIT})'
+    oh = _out_size(x.shape[2], kh, padding[0], dilation[0])
+    ow = _out_size(x.shape[3], kw, padding[1], dilation[1])
+    if min(oh, ow) <= 0:
         return 'an empty output'
-    reach = sum((size - 1) * step
-                for size, step in zip(x.shape[1:],
-                                      x.stride()[1:]))
-    if max(reach, x[0].numel()) >= 2**31:
+    # Offsets within a sample are 32-bit: the input's, and the output's
+    # (which the gradients have), which padding can make the larger.
+    if max(_sample_span(x), c * oh * ow) >= 2**31:
         return 'a sample spanning 2**31 elements or more'
     return None
 

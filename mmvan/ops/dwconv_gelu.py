@@ -19,8 +19,10 @@ its own, and the backward pass reads the stored pre-activation again:
 
 :func:`dwconv_gelu` runs the Triton kernels on CUDA tensors (and on CPU
 tensors under ``TRITON_INTERPRET=1``, Triton's interpreter, which the tests
-use); everything else, or ``impl='torch'``, runs
-:func:`dwconv_gelu_reference`, the plain PyTorch operations. The kernels
+use), on their GPU (made the current device for each launch); everything
+else, or ``impl='torch'``, runs :func:`dwconv_gelu_reference`, the plain
+PyTorch operations: other dtypes, empty maps, and maps past the launch
+grid's limits or the kernels' 32-bit offsets within a plane. The kernels
 accumulate in float32 for float32, float16 and bfloat16 inputs; the output
 has the input's dtype and the weight gradient the weight's (under autocast
 an fp32 weight stays fp32). GELU is the exact, erf-based one
@@ -37,7 +39,7 @@ from mmengine.logging import print_log
 from torch import Tensor
 
 from mmvan.utils.errors import ConfigError
-from .depthwise_conv import KernelFallbackWarning
+from .depthwise_conv import GRID_YZ_LIMIT, KernelFallbackWarning, launch_device
 
 try:  # Triton is optional: without it every call runs PyTorch's ops.
     import triton
@@ -90,11 +92,31 @@ def _uncovered(x, weight, bias):
             return f'dtype {t.dtype}'
         if t.device != x.device:
             return 'tensors on different devices'
-    if x.device.type == 'cuda':
-        return None
-    if x.device.type == 'cpu' and interpreting():
-        return None
-    return f'device {x.device.type}'
+    if x.device.type != 'cuda' and not (x.device.type == 'cpu'
+                                        and interpreting()):
+        return f'device {x.device.type}'
+    if x.numel() == 0:
+        return 'an empty input'
+    # The grid: (sample, channel) planes on its first dimension, a plane's
+    # tiles on its second (at most 65535 tiles of 1024 pixels: the planes
+    # of the outputs, which are NCHW or laid out as ``x``, span less than
+    # 2**31 elements if ``x``'s do).
+    grid, _, _, _ = _launch_config(x)
+    if grid[0] >= 2**31:
+        return f'{grid[0]} (sample, channel) planes (2**31 or more)'
+    if grid[1] > GRID_YZ_LIMIT:
+        return f'{grid[1]} tiles a plane (over {GRID_YZ_LIMIT})'
+    if _plane_span(x) >= 2**31:
+        return 'a plane spanning 2**31 elements or more'
+    return None
+
+
+def _plane_span(t):
+    """Elements one (sample, channel) plane of ``t`` spans: the kernels'
+    offsets within a plane are 32-bit integers (those of the sample and
+    channel 64-bit)."""
+    h, w = t.shape[2:]
+    return (h - 1) * t.stride(2) + (w - 1) * t.stride(3) + 1
 
 
 def uses_triton(x, weight, bias=None, impl='auto'):
@@ -164,20 +186,21 @@ def _forward(x, weight, bias):
     grid, bh, bw, warps = _launch_config(x)
     w = weight.contiguous()
     b = w if bias is None else bias.contiguous()
-    forward[grid](
-        x,
-        w,
-        b,
-        y,
-        x.shape[1],
-        x.shape[2],
-        x.shape[3],
-        *x.stride(),
-        *y.stride(),
-        HAS_BIAS=bias is not None,
-        BLOCK_H=bh,
-        BLOCK_W=bw,
-        num_warps=warps)
+    with launch_device(x):
+        forward[grid](
+            x,
+            w,
+            b,
+            y,
+            x.shape[1],
+            x.shape[2],
+            x.shape[3],
+            *x.stride(),
+            *y.stride(),
+            HAS_BIAS=bias is not None,
+            BLOCK_H=bh,
+            BLOCK_W=bw,
+            num_warps=warps)
     return y
 
 
@@ -186,29 +209,34 @@ def _backward(grad, x, weight, bias, need_input):
     grid, bh, bw, warps = _launch_config(x)
     w = weight.contiguous()
     b = w if bias is None else bias.contiguous()
+    if _plane_span(grad) >= 2**31:
+        # A strided gradient past 32-bit offsets: laid out as ``x`` is,
+        # whose planes fit them.
+        grad = torch.empty_like(x).copy_(grad)
     gz = torch.empty_like(x)
     n_tiles = grid[1]
     parts = torch.empty((grid[0], n_tiles, 10),
                         dtype=torch.float32,
                         device=x.device)
-    grad_kernel[grid](
-        x,
-        w,
-        b,
-        grad,
-        gz,
-        parts,
-        x.shape[1],
-        x.shape[2],
-        x.shape[3],
-        *x.stride(),
-        *grad.stride(),
-        *gz.stride(),
-        n_tiles,
-        HAS_BIAS=bias is not None,
-        BLOCK_H=bh,
-        BLOCK_W=bw,
-        num_warps=warps)
+    with launch_device(x):
+        grad_kernel[grid](
+            x,
+            w,
+            b,
+            grad,
+            gz,
+            parts,
+            x.shape[1],
+            x.shape[2],
+            x.shape[3],
+            *x.stride(),
+            *grad.stride(),
+            *gz.stride(),
+            n_tiles,
+            HAS_BIAS=bias is not None,
+            BLOCK_H=bh,
+            BLOCK_W=bw,
+            num_warps=warps)
     n, c = x.shape[:2]
     sums = parts.view(n, c, n_tiles, 10).sum(dim=(0, 2))
     # New tensors, not views of ``sums`` (a custom op's outputs may not
@@ -219,18 +247,19 @@ def _backward(grad, x, weight, bias, need_input):
     if not need_input:
         return x.new_empty(0), grad_weight, grad_bias
     grad_x = torch.empty_like(x)
-    input_kernel[grid](
-        gz,
-        w,
-        grad_x,
-        x.shape[1],
-        x.shape[2],
-        x.shape[3],
-        *gz.stride(),
-        *grad_x.stride(),
-        BLOCK_H=bh,
-        BLOCK_W=bw,
-        num_warps=warps)
+    with launch_device(x):
+        input_kernel[grid](
+            gz,
+            w,
+            grad_x,
+            x.shape[1],
+            x.shape[2],
+            x.shape[3],
+            *gz.stride(),
+            *grad_x.stride(),
+            BLOCK_H=bh,
+            BLOCK_W=bw,
+            num_warps=warps)
     return grad_x, grad_weight, grad_bias
 
 

@@ -10,6 +10,7 @@ from unittest import mock
 import pytest
 import torch
 import torch.nn.functional as F
+from torch._subclasses.fake_tensor import FakeTensorMode
 
 from mmvan.models.layers.kernel_decomposition import LKA_KERNELS, LSKA_KERNELS
 from mmvan.ops import depthwise_conv as dwc
@@ -478,3 +479,87 @@ def test_cuda_kernels_match_pytorch(dtype, channels_last, monkeypatch):
         for name, got, want in zip(('input', 'weight', 'bias'), grads,
                                    want_grads):
             _close(got, want, rtol, f'{kernel} {name} gradient')
+
+
+def test_kernels_launch_on_the_tensors_device(monkeypatch, fresh_state,
+                                              cuda_device_state,
+                                              recording_kernel):
+    # Tensors on cuda:1 while cuda:0 is current (a model moved with
+    # .to('cuda:1'), no torch.cuda.set_device): every launch, forward and
+    # both gradients, happens with cuda:1 current; cuda:0 is current again
+    # after. Fake tensors stand in for CUDA memory.
+    kernel = recording_kernel
+    monkeypatch.setattr(
+        dwc, '_kernels', lambda interpret: dict(
+            fwd_tuned={
+                False: kernel,
+                True: kernel
+            }, wgrad=kernel))
+    with FakeTensorMode():
+        x = torch.empty(2, 4, 9, 9, device='cuda:1')
+        w = torch.empty(4, 1, 3, 3, device='cuda:1')
+        b = torch.empty(4, device='cuda:1')
+        assert select_impl(x, w, b, padding=1, impl='auto') == 'triton'
+        y = dwc._launch_conv(x, w.view(4, 9), b, (3, 3), (9, 9), (1, 1),
+                             (1, 1))
+        dwc._launch_conv(y, w.view(4, 9), None, (3, 3), (9, 9), (1, 1), (1, 1))
+        dwc._launch_wgrad(y, x, (3, 3), (1, 1), (1, 1), True)
+    assert kernel.launches == [1, 1, 1]
+    assert torch.cuda.current_device() == 0
+
+
+@pytest.mark.parametrize('case', ['channels', 'output'])
+def test_calls_past_the_launch_limits_run_pytorch(fresh_state, case):
+    # Fake CUDA tensors: over 65535 channels (the grid's second dimension
+    # holds one channel a program in the narrowest NCHW block), or an
+    # output sample (padding wider than the kernel) past the kernels'
+    # 32-bit offsets within a sample, run PyTorch's op, logged once.
+    with FakeTensorMode():
+        c, hw, padding = (65536, 4, 1) if case == 'channels' else (2, 1, 32767)
+        x = torch.empty(1, c, hw, hw, device='cuda')
+        w = torch.empty(c, 1, 3, 3, device='cuda')
+        b = torch.empty(c, device='cuda')
+        with mock.patch.object(dwc, 'print_log') as log:
+            assert select_impl(x, w, b, 1, padding, 1, 'auto') == 'torch'
+    log.assert_called_once()
+    assert ('channels (over 65535)' if case == 'channels' else
+            'a sample spanning 2**31') in log.call_args[0][0]
+    # Batches past 2**31 elements whose samples are within them run the
+    # kernels (sample offsets are 64-bit).
+    with FakeTensorMode():
+        x = torch.empty(1024, 512, 64, 64, device='cuda')
+        w = torch.empty(512, 1, 3, 3, device='cuda')
+        assert x.numel() >= 2**31
+        assert select_impl(x, w, None, 1, 1, 1, 'auto') == 'triton'
+
+
+@pytest.mark.skipif(
+    torch.cuda.device_count() < 2, reason='needs two CUDA GPUs')
+@pytest.mark.parametrize('channels_last', [False, True])
+def test_cuda_kernels_run_on_the_tensors_gpu(channels_last, monkeypatch):
+    # Tensors on the last GPU while the first is current (no
+    # torch.cuda.set_device, as init_model(..., device='cuda:1') leaves
+    # it): the kernels, the autotuner's timing runs included, run there;
+    # forward and gradients match PyTorch's and the current device stays.
+    monkeypatch.delenv('TRITON_INTERPRET', raising=False)
+    monkeypatch.setattr(torch.backends.cudnn, 'allow_tf32', False)
+    device = torch.device('cuda', torch.cuda.device_count() - 1)
+    torch.cuda.set_device(0)
+    for kernel, padding, dilation in (((3, 3), 1, 1), ((1, 7), (0, 9), 3)):
+        # A map size of its own: the autotuner tunes it afresh.
+        x, w, b = [
+            t.to(device)
+            for t in _inputs((3, 40, 17,
+                              29), kernel, torch.float32, channels_last)
+        ]
+        grad = torch.randn(
+            _expected(x, w, b, padding, dilation)[0].shape, device=device)
+        want_y, want_grads = _expected(x, w, b, padding, dilation, grad)
+        y, grads = _run(x, w, b, padding, dilation, grad)
+        torch.cuda.synchronize(device)
+        assert y.device == device and torch.cuda.current_device() == 0
+        _close(y, want_y, 1e-5, f'{kernel} output')
+        for name, got, want in zip(('input', 'weight', 'bias'), grads,
+                                   want_grads):
+            assert got.device == device
+            _close(got, want, 1e-5, f'{kernel} {name} gradient')

@@ -7,6 +7,7 @@ from unittest import mock
 import pytest
 import torch
 import torch.nn.functional as F
+from torch._subclasses.fake_tensor import FakeTensorMode
 
 from mmvan.ops import dwconv_gelu as fused
 from mmvan.utils.errors import ConfigError
@@ -171,3 +172,105 @@ def test_tiles_of_van_maps(size, block):
     grid, bh, bw, _ = fused._launch_config(torch.empty(2, 3, *size))
     assert (bh, bw) == block
     assert grid == (6, -(-size[0] // bh) * -(-size[1] // bw))
+
+
+def test_kernels_launch_on_the_tensors_device(monkeypatch, cuda_device_state,
+                                              recording_kernel):
+    """Tensors on cuda:1 while cuda:0 is current: the forward kernel and
+    both backward kernels launch with cuda:1 current (Triton launches on
+    the current device); cuda:0 is current again after. Fake tensors
+    stand in for CUDA memory."""
+    kernel = recording_kernel
+    monkeypatch.setattr(fused, '_kernels', lambda interpret:
+                        (kernel, kernel, kernel))
+    with FakeTensorMode():
+        x = torch.empty(2, 4, 9, 9, device='cuda:1')
+        weight = torch.empty(4, 1, 3, 3, device='cuda:1')
+        bias = torch.empty(4, device='cuda:1')
+        assert fused.uses_triton(x, weight, bias)
+        fused._forward(x, weight, bias)
+        fused._backward(torch.empty_like(x), x, weight, bias, True)
+    assert kernel.launches == [1, 1, 1]
+    assert torch.cuda.current_device() == 0
+
+
+@pytest.mark.parametrize('shape, channels_last, why', [
+    ((1, 1, 8192, 8200), False, '66048 tiles a plane (over 65535)'),
+    ((65536, 32768, 1, 1), False, '2147483648 (sample, channel) planes'),
+    ((1, 512, 2048, 2049), True, 'a plane spanning 2**31 elements'),
+    ((1, 2, 0, 5), False, 'an empty input'),
+])
+def test_calls_past_the_launch_limits_run_pytorch(shape, channels_last, why):
+    """Fake CUDA tensors the kernels cannot take: over 65535 tiles on the
+    grid's second dimension, 2**31 planes on its first, a channels-last
+    plane past the kernels' 32-bit offsets within a plane, or nothing to
+    tile, run PyTorch's operations (logged once) instead of failing at
+    launch (which would switch the kernels off for every later call) or
+    addressing the wrong memory."""
+    fused._LOGGED.clear()
+    with FakeTensorMode(), mock.patch.object(fused, 'print_log') as log:
+        x = torch.empty(*shape, device='cuda')
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        weight = torch.empty(shape[1], 1, 3, 3, device='cuda')
+        assert not fused.uses_triton(x, weight)
+        # The same map in NCHW: a plane within 32-bit offsets.
+        if channels_last:
+            assert fused.uses_triton(x.contiguous(), weight)
+    log.assert_called_once()
+    assert why in log.call_args[0][0]
+
+
+def test_gradient_past_32_bit_offsets_is_laid_out_as_the_input(
+        monkeypatch, cuda_device_state, recording_kernel):
+    """A gradient view whose plane spans 2**31 elements (a slice of a wide
+    channels-last map) reaches the kernels laid out as ``x``."""
+    kernel = recording_kernel
+    monkeypatch.setattr(fused, '_kernels', lambda interpret:
+                        (kernel, kernel, kernel))
+    with FakeTensorMode():
+        x = torch.empty(
+            2, 8, 64, 64,
+            device='cuda').contiguous(memory_format=torch.channels_last)
+        wide = torch.empty(
+            2, 2**20, 64, 64,
+            device='cuda').contiguous(memory_format=torch.channels_last)
+        grad = wide[:, :8]
+        assert fused._plane_span(grad) >= 2**31
+        weight = torch.empty(8, 1, 3, 3, device='cuda')
+        fused._backward(grad, x, weight, None, True)
+    # grad_kernel(x, w, b, grad, gz, parts, C, H, W, *x.stride(),
+    # *grad.stride(), ...)
+    args = kernel.args[0]
+    assert args[3].stride() == x.stride()
+    assert tuple(args[13:17]) == x.stride()
+
+
+@pytest.mark.skipif(
+    torch.cuda.device_count() < 2, reason='needs two CUDA GPUs')
+@pytest.mark.parametrize('channels_last', [False, True])
+def test_cuda_kernels_run_on_the_tensors_gpu(channels_last, monkeypatch):
+    """Tensors on the last GPU while the first is current (no
+    ``torch.cuda.set_device``): the compiled kernels run there and match
+    PyTorch's operations; the current device stays."""
+    monkeypatch.delenv('TRITON_INTERPRET', raising=False)
+    monkeypatch.setattr(torch.backends.cudnn, 'allow_tf32', False)
+    device = torch.device('cuda', torch.cuda.device_count() - 1)
+    torch.cuda.set_device(0)
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 48, 19, 23, generator=g)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    weight = torch.randn(48, 1, 3, 3, generator=g)
+    bias = torch.randn(48, generator=g)
+    grad = torch.randn(2, 48, 19, 23, generator=g)
+    x, weight, bias, grad = (t.to(device) for t in (x, weight, bias, grad))
+    y, grads = _run(x, weight, bias, grad)
+    torch.cuda.synchronize(device)
+    assert not fused._BROKEN, fused._BROKEN
+    assert y.device == device and torch.cuda.current_device() == 0
+    want_y, want_grads = _expected(x, weight, bias, grad)
+    _close(y, want_y, 1e-5)
+    for got, want in zip(grads, want_grads):
+        assert got.device == device
+        _close(got, want, 1e-5)
