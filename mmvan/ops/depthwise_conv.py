@@ -47,6 +47,7 @@ import functools
 import logging
 import math
 import os
+import threading
 import warnings
 from typing import List, Optional, Tuple
 
@@ -285,17 +286,27 @@ def _wgrad_blocks(channels_last, interpret):
     return 4, 8, 32, 4
 
 
+# Triton's autotuner keeps the arguments of the call it is tuning in its
+# own attributes, and drops them when that call ends: calls from several
+# threads at once (the autograd engine runs each GPU's backward in a thread
+# of its own; ``nn.DataParallel``'s replicas) launch the tuned kernel one
+# at a time.
+_TUNER_LOCK = threading.Lock()
+# What the forward block shapes are tuned for (Triton adds the dtypes of
+# the tensor arguments); each layout has an autotuner of its own.
+_TUNING_KEY = ['C', 'OH', 'OW', 'KH', 'KW', 'dil_h', 'dil_w']
+
+
 @functools.lru_cache(maxsize=None)
 def _kernels(interpret):
     """The Triton kernels; ``interpret`` is the interpreter flag they are
     built under (read from the environment by ``triton.jit``)."""
     fwd = triton.jit(_dw_conv_fwd)
-    key = ['C', 'OH', 'OW', 'KH', 'KW', 'dil_h', 'dil_w']
     fwd_tuned = {
         cl:
         triton.autotune(
             configs=_fwd_configs(cl, interpret),
-            key=key,
+            key=_TUNING_KEY,
             prune_configs_by=dict(early_config_prune=_prune_configs))(fwd)
         for cl in (False, True)
     }
@@ -340,7 +351,7 @@ def _launch_conv(x, weight, bias, kernel_size, out_hw, padding, dilation):
                 triton.cdiv(ow, meta['BLOCK_W']),
                 triton.cdiv(c, meta['BLOCK_C']), n)
 
-    with launch_device(x):
+    with launch_device(x), _TUNER_LOCK:
         kernel[grid](
             x,
             weight,

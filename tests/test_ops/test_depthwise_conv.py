@@ -4,12 +4,16 @@ tensors and compared with PyTorch's convolution computed in float64, for
 every kernel VAN and LSKA use; the fallbacks; the custom ops under
 ``torch.library.opcheck`` and ``torch.compile``; and the kernels compiled
 for sm_80 / sm_90 without a GPU."""
+import inspect
+import threading
+import time
 import warnings
 from unittest import mock
 
 import pytest
 import torch
 import torch.nn.functional as F
+import triton
 from torch._subclasses.fake_tensor import FakeTensorMode
 
 from mmvan.models.layers.kernel_decomposition import LKA_KERNELS, LSKA_KERNELS
@@ -563,3 +567,46 @@ def test_cuda_kernels_run_on_the_tensors_gpu(channels_last, monkeypatch):
                                    want_grads):
             assert got.device == device
             _close(got, want, 1e-5, f'{kernel} {name} gradient')
+
+
+class SlowKernel:
+    """Stands in for the forward kernel under Triton's autotuner: each
+    launch takes 10 ms, the GIL released (as a GPU's timing runs do)."""
+    fn = staticmethod(dwc._dw_conv_fwd)
+    arg_names = list(inspect.signature(dwc._dw_conv_fwd).parameters)
+
+    def run(self, *args, grid, warmup, **kwargs):
+        time.sleep(0.01)
+
+
+def test_threads_tune_the_forward_kernel_one_at_a_time(monkeypatch):
+    # Triton's autotuner, as _kernels builds it, on a GPU's six block
+    # shapes: a thread that starts tuning a 64 x 64 map while another
+    # tunes a 4 x 4 one (one shape left after pruning) must not find the
+    # autotuner's state dropped by the other's end.
+    tuned = triton.autotune(
+        configs=dwc._fwd_configs(False, interpret=False),
+        key=dwc._TUNING_KEY,
+        prune_configs_by=dict(early_config_prune=dwc._prune_configs),
+        do_bench=lambda call, quantiles: (call(), [1.0] * 3)[1])(
+            SlowKernel())
+    monkeypatch.setattr(dwc, '_kernels',
+                        lambda interpret: dict(fwd_tuned={False: tuned}))
+    errors = []
+
+    def launch(size):
+        x = torch.zeros(1, 4, size, size)
+        try:
+            dwc._launch_conv(x, torch.zeros(4, 9), None, (3, 3), (size, size),
+                             (1, 1), (1, 1))
+        except Exception as exc:  # noqa: B902 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=launch, args=(s, )) for s in (4, 64)]
+    threads[0].start()
+    time.sleep(0.005)
+    threads[1].start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert len(tuned.cache) == 2

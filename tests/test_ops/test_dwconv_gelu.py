@@ -274,3 +274,24 @@ def test_cuda_kernels_run_on_the_tensors_gpu(channels_last, monkeypatch):
     for got, want in zip(grads, want_grads):
         assert got.device == device
         _close(got, want, 1e-5)
+
+
+@pytest.mark.slow
+def test_plane_past_32_bit_offsets_matches_pytorch(interpret):
+    """A plane whose rows lie 2**30 elements apart (its third row past
+    32-bit offsets, in 8 GiB of untouched virtual memory): the output is
+    PyTorch's, not the values a wrapped 32-bit offset lands on."""
+    try:
+        base = torch.empty(2**32 + 8, dtype=torch.float16)
+    except RuntimeError:  # no 8 GiB of address space to reserve
+        pytest.skip('cannot reserve 8 GiB of virtual memory')
+    start = 2**31
+    x = base.as_strided((1, 1, 3, 3), (1, 1, 2**30, 1), start)
+    rows = torch.arange(1., 10.).view(3, 3).half()
+    for r in range(3):
+        base[start + r * 2**30:start + r * 2**30 + 3] = rows[r]
+    base[:3] = 100.  # where the third row's offset wraps to
+    weight = torch.zeros(1, 1, 3, 3, dtype=torch.float16)
+    weight[0, 0, 1, 1] = 1.  # the identity: y = gelu(x)
+    y = fused.dwconv_gelu(x, weight, None, 'triton')
+    _close(y, F.gelu(rows.double()).view(1, 1, 3, 3), 1e-3)
