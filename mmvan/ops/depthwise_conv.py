@@ -103,8 +103,8 @@ def launch_device(t):
 
 
 def _sample_span(t):
-    """Elements one sample of ``t`` spans: the larger of its size and the
-    reach of its strides over the dimensions after the first. Kernel
+    """Elements one sample of ``t`` spans: the larger of its size and one
+    past its farthest element's offset from the sample's first. Kernel
     offsets within a sample are 32-bit integers, so it must stay below
     ``2**31``."""
     reach = sum((size - 1) * step
