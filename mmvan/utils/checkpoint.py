@@ -230,12 +230,15 @@ def register_safe_globals() -> None:
 
 def safe_torch_load(filename,
                     map_location=None,
-                    extra_globals: Sequence = ()) -> object:
+                    extra_globals: Sequence = (),
+                    mmap: bool = False) -> object:
     """``torch.load`` with the safe loader forced on and clear errors.
 
     The objects of :func:`mmengine_safe_globals` (and ``extra_globals``) are
     allowed for this load only, whether or not :func:`setup_safe_loading`
-    ran.
+    ran. ``mmap=True`` maps the tensors of a checkpoint (of torch's zip
+    format) instead of reading them: for a caller that reads only its
+    ``meta`` or message hub.
 
     Raises:
         CheckpointError: when the file is missing, truncated, not a PyTorch
@@ -255,7 +258,12 @@ def safe_torch_load(filename,
     try:
         with _allowed(allowed):
             return torch.load(
-                filename, map_location=map_location, weights_only=True)
+                filename,
+                map_location=map_location,
+                weights_only=True,
+                # torch maps zip checkpoints only (not the legacy format).
+                **(dict(mmap=True)
+                   if mmap and zipfile.is_zipfile(filename) else {}))
     except pickle.UnpicklingError as e:
         lines = [line.strip() for line in str(e).splitlines()]
         named = next(

@@ -43,10 +43,17 @@ class StandInRunner:
     """What CheckpointHook reads of a Runner, for an epoch-based run of
     ``max_epochs``. ``save_checkpoint`` writes a small training checkpoint
     (weights that say their epoch, an optimizer state, the message hub);
-    the write of the file named ``stop_at`` stops halfway: ``on_stop()`` is
-    called (default: raise :class:`Died`)."""
+    the write of the file named ``stop_at`` (its ``stop_at_write``-th
+    write: mmengine writes an epoch checkpoint a second time after a new
+    best) stops halfway: ``on_stop()`` is called (default: raise
+    :class:`Died`)."""
 
-    def __init__(self, work_dir, max_epochs, stop_at=None, on_stop=None):
+    def __init__(self,
+                 work_dir,
+                 max_epochs,
+                 stop_at=None,
+                 on_stop=None,
+                 stop_at_write=1):
         self.work_dir = str(work_dir)
         self.epoch = 0
         self.iter = 0
@@ -56,6 +63,8 @@ class StandInRunner:
         self.message_hub = MessageHub.get_instance(name)
         self.logger = MMLogger.get_instance(name, log_level='INFO')
         self.stop_at = stop_at
+        self.stop_at_write = stop_at_write
+        self.writes = {}
         self.on_stop = on_stop or self._die
         self.backend_args = []
 
@@ -80,7 +89,9 @@ class StandInRunner:
             state['optimizer'] = dict(state={}, param_groups=[dict(lr=0.1)])
         path = osp.join(out_dir, filename)
         self.backend_args.append(backend_args)
-        if filename != self.stop_at:
+        self.writes[filename] = self.writes.get(filename, 0) + 1
+        if filename != self.stop_at or \
+                self.writes[filename] != self.stop_at_write:
             # As mmengine's Runner.save_checkpoint writes.
             save_checkpoint(state, path, backend_args=backend_args)
             return
@@ -99,13 +110,35 @@ class StandInRunner:
 
 def run_epochs(hook, runner, scores):
     """mmengine's epoch loop as the hook sees it: after each training
-    epoch ``after_train_epoch``, then validation with ``scores[e]``."""
+    epoch ``after_train_epoch``, then validation with ``scores[e]`` (the
+    metrics, or the value of 'acc')."""
     hook.before_train(runner)
     for score in scores:
         hook.after_train_epoch(runner)
         runner.epoch += 1
         runner.iter += 4
-        hook.after_val_epoch(runner, {'acc': score})
+        hook.after_val_epoch(
+            runner, score if isinstance(score, dict) else {'acc': score})
+
+
+def resumed(work_dir, checkpoint, max_epochs):
+    """A stand-in runner as mmengine's ``Runner.resume`` leaves it after
+    loading ``checkpoint``: its message hub, epoch and iteration."""
+    ckpt = torch.load(checkpoint, map_location='cpu', weights_only=True)
+    runner = StandInRunner(work_dir, max_epochs=max_epochs)
+    runner.message_hub.load_state_dict(ckpt['message_hub'])
+    runner.epoch = ckpt['meta']['epoch']
+    runner.iter = ckpt['meta']['iter']
+    return runner
+
+
+def log_lines(runner):
+    """The messages ``runner`` logs from now on."""
+    records = []
+    handler = logging.Handler()
+    handler.emit = lambda record: records.append(record.getMessage())
+    runner.logger.addHandler(handler)
+    return records
 
 
 def names(folder):
@@ -246,6 +279,143 @@ def test_a_resumed_best_in_a_renamed_folder_is_its_own(tmp_path):
     ]
 
 
+def hub_info(path):
+    ckpt = torch.load(path, map_location='cpu', weights_only=True)
+    return ckpt['message_hub']['runtime_info']
+
+
+@pytest.mark.parametrize('save_best', ['acc', 'auto'])
+def test_a_best_saved_before_an_interrupted_resave_is_adopted(
+        tmp_path, save_best):
+    """A run that stops while mmengine writes ``epoch_2.pth`` again (to
+    record the new best of epoch 2) resumes from the first version, which
+    records the best of epoch 1: the best of epoch 2 is adopted, the one of
+    epoch 1 removed, and a later score between the two is not a best."""
+    runner = StandInRunner(
+        tmp_path, max_epochs=4, stop_at='epoch_2.pth', stop_at_write=2)
+    hook = SafeCheckpointHook(
+        interval=1, max_keep_ckpts=1, save_best=save_best)
+    with pytest.raises(Died):
+        run_epochs(hook, runner, [0.5, 0.7])
+    assert names(tmp_path) == [
+        'best_acc_epoch_1.pth', 'best_acc_epoch_2.pth', 'epoch_2.pth',
+        'last_checkpoint'
+    ]
+    assert hub_info(tmp_path / 'epoch_2.pth')['best_score'] == 0.5
+
+    runner = resumed(tmp_path, tmp_path / 'epoch_2.pth', max_epochs=4)
+    lines = log_lines(runner)
+    hook = SafeCheckpointHook(
+        interval=1, max_keep_ckpts=1, save_best=save_best)
+    run_epochs(hook, runner, [0.6])
+    # (With 'auto' the metric is named at the first validation.)
+    metric = 'score' if save_best == 'auto' else 'acc'
+    assert [line for line in lines if line.startswith('resume:')] == [
+        f'resume: best_acc_epoch_2.pth ({metric} 0.7000) is the best '
+        f'checkpoint of the run, although epoch_2.pth, which this run '
+        f'resumes from, records best_acc_epoch_1.pth ({metric} 0.5000): the '
+        f'save that was to record the new best was interrupted.',
+        f'resume: removed best_acc_epoch_1.pth ({metric} 0.5000), the best '
+        f'checkpoint that best_acc_epoch_2.pth replaced (as the interrupted '
+        f'save would have).'
+    ]
+    # 0.6 is not better than 0.7.
+    assert names(tmp_path) == [
+        'best_acc_epoch_2.pth', 'epoch_3.pth', 'last_checkpoint'
+    ]
+    info = hub_info(tmp_path / 'epoch_3.pth')
+    assert info['best_score'] == 0.7
+    assert info['best_ckpt'] == str(tmp_path / 'best_acc_epoch_2.pth')
+    # The adopted best is tracked: a better score replaces it.
+    run_epochs(hook, runner, [0.8])
+    assert names(tmp_path) == [
+        'best_acc_epoch_4.pth', 'epoch_4.pth', 'last_checkpoint'
+    ]
+
+
+def test_each_metrics_best_is_adopted_after_an_interrupted_resave(tmp_path):
+    """save_best with several metrics (mmengine's best_ckpt_path_dict)."""
+    scores = [
+        dict(acc=0.5, loss=0.9),
+        dict(acc=0.7, loss=0.8),
+        dict(acc=0.6, loss=0.85)
+    ]
+    runner = StandInRunner(
+        tmp_path, max_epochs=3, stop_at='epoch_2.pth', stop_at_write=2)
+
+    def make_hook():
+        return SafeCheckpointHook(
+            interval=1,
+            max_keep_ckpts=1,
+            save_best=['acc', 'loss'],
+            rule=['greater', 'less'])
+
+    with pytest.raises(Died):
+        run_epochs(make_hook(), runner, scores[:2])
+    assert names(tmp_path) == [
+        'best_acc_epoch_1.pth', 'best_acc_epoch_2.pth',
+        'best_loss_epoch_1.pth', 'best_loss_epoch_2.pth', 'epoch_2.pth',
+        'last_checkpoint'
+    ]
+    runner = resumed(tmp_path, tmp_path / 'epoch_2.pth', max_epochs=3)
+    lines = log_lines(runner)
+    run_epochs(make_hook(), runner, scores[2:])
+    assert names(tmp_path) == [
+        'best_acc_epoch_2.pth', 'best_loss_epoch_2.pth', 'epoch_3.pth',
+        'last_checkpoint'
+    ]
+    info = hub_info(tmp_path / 'epoch_3.pth')
+    assert (info['best_score_acc'], info['best_score_loss']) == (0.7, 0.8)
+    assert info['best_ckpt_loss'] == str(tmp_path / 'best_loss_epoch_2.pth')
+    adopted = [line for line in lines if 'is the best checkpoint' in line]
+    assert [line.split(' is ')[0] for line in adopted] == [
+        'resume: best_acc_epoch_2.pth (acc 0.7000)',
+        'resume: best_loss_epoch_2.pth (loss 0.8000)'
+    ]
+
+
+def test_a_worse_unrecorded_best_is_left_alone(tmp_path):
+    """A best file the run does not track and that is not better than the
+    recorded one (here: the rule changed) is neither adopted nor removed."""
+    runner = StandInRunner(
+        tmp_path, max_epochs=3, stop_at='epoch_2.pth', stop_at_write=2)
+    with pytest.raises(Died):
+        run_epochs(
+            SafeCheckpointHook(interval=1, save_best='acc', rule='less'),
+            runner, [0.7, 0.5])
+    runner = resumed(tmp_path, tmp_path / 'epoch_2.pth', max_epochs=3)
+    lines = log_lines(runner)
+    hook = SafeCheckpointHook(interval=1, save_best='acc', rule='greater')
+    hook.before_train(runner)
+    assert hook.best_ckpt_path == str(tmp_path / 'best_acc_epoch_1.pth')
+    assert runner.message_hub.get_info('best_score') == 0.7
+    assert (tmp_path / 'best_acc_epoch_2.pth').exists()
+    (line, ) = [line for line in lines if line.startswith('resume:')]
+    assert line.startswith('resume: left best_acc_epoch_2.pth (acc 0.5000) '
+                           'alone: it is not better than '
+                           'best_acc_epoch_1.pth (acc 0.7000)')
+
+
+def test_a_new_run_adopts_no_best_file(tmp_path):
+    """Only a resumed run (iteration > 0) looks for unrecorded best
+    files."""
+    save_checkpoint(
+        {
+            'meta': {},
+            'message_hub': {
+                'runtime_info': {
+                    'best_score': 0.9,
+                    'best_ckpt': str(tmp_path / 'best_acc_epoch_5.pth')
+                }
+            }
+        }, str(tmp_path / 'best_acc_epoch_5.pth'))
+    runner = StandInRunner(tmp_path, max_epochs=1)
+    hook = SafeCheckpointHook(interval=1, save_best='acc')
+    hook.before_train(runner)
+    assert hook.best_ckpt_path is None
+    assert 'best_score' not in runner.message_hub.runtime_info
+
+
 _CHILD = '''
 import importlib.util, sys, time
 spec = importlib.util.spec_from_file_location('safety', {test!r})
@@ -257,19 +427,17 @@ def stop():
     time.sleep(600)
 
 runner = safety.StandInRunner({work!r}, max_epochs=3, stop_at={stop_at!r},
-                              on_stop=stop)
+                              on_stop=stop, stop_at_write={stop_at_write})
 hook = safety.SafeCheckpointHook(interval=1, max_keep_ckpts=1,
                                  save_best='acc')
 safety.run_epochs(hook, runner, [0.5, 0.6, 0.7])
 '''
 
 
-@pytest.mark.slow
-def test_sigkill_while_writing_the_best_keeps_the_previous_best(tmp_path):
-    """(tests/test_tools/test_train_safety.py kills tools/train.py while
-    it writes an epoch checkpoint.)"""
-    stop_at = 'best_acc_epoch_2.pth'
-    expected = ['best_acc_epoch_1.pth', 'epoch_2.pth']
+def kill_while_writing(tmp_path, stop_at, stop_at_write=1):
+    """A child process that runs three epochs (scores 0.5, 0.6, 0.7; one
+    checkpoint kept, the best one too), killed with SIGKILL while it writes
+    ``stop_at`` (for the ``stop_at_write``-th time): its work dir."""
     work = tmp_path / 'work'
     work.mkdir()
     flag = tmp_path / 'writing'
@@ -279,7 +447,8 @@ def test_sigkill_while_writing_the_best_keeps_the_previous_best(tmp_path):
             test=osp.abspath(__file__),
             signal=str(flag),
             work=str(work),
-            stop_at=stop_at))
+            stop_at=stop_at,
+            stop_at_write=stop_at_write))
     child = subprocess.Popen([sys.executable, str(script)],
                              env=dict(os.environ, OMP_NUM_THREADS='1'))
     deadline = time.time() + 120
@@ -289,6 +458,16 @@ def test_sigkill_while_writing_the_best_keeps_the_previous_best(tmp_path):
     assert flag.exists(), 'the child never reached the write'
     child.send_signal(signal.SIGKILL)
     child.wait()
+    return work
+
+
+@pytest.mark.slow
+def test_sigkill_while_writing_the_best_keeps_the_previous_best(tmp_path):
+    """(tests/test_tools/test_train_safety.py kills tools/train.py while
+    it writes an epoch checkpoint.)"""
+    stop_at = 'best_acc_epoch_2.pth'
+    expected = ['best_acc_epoch_1.pth', 'epoch_2.pth']
+    work = kill_while_writing(tmp_path, stop_at)
     files = names(work)
     complete = [n for n in files if n.endswith('.pth')]
     assert complete == expected
@@ -302,6 +481,26 @@ def test_sigkill_while_writing_the_best_keeps_the_previous_best(tmp_path):
     SafeCheckpointHook(
         interval=1).before_train(StandInRunner(work, max_epochs=3))
     assert [n for n in names(work) if n.endswith('.tmp')] == []
+
+
+@pytest.mark.slow
+def test_sigkill_while_rewriting_the_epoch_checkpoint_keeps_the_new_best(
+        tmp_path):
+    """Killed in mmengine's second write of ``epoch_2.pth`` (the one that
+    records the new best): the resumed run adopts ``best_acc_epoch_2.pth``
+    and removes the best of epoch 1."""
+    work = kill_while_writing(tmp_path, 'epoch_2.pth', stop_at_write=2)
+    assert [n for n in names(work) if n.endswith('.pth')] == [
+        'best_acc_epoch_1.pth', 'best_acc_epoch_2.pth', 'epoch_2.pth'
+    ]
+    assert hub_info(work / 'epoch_2.pth')['best_score'] == 0.5
+    runner = resumed(work, work / 'epoch_2.pth', max_epochs=3)
+    hook = SafeCheckpointHook(interval=1, max_keep_ckpts=1, save_best='acc')
+    run_epochs(hook, runner, [0.55])
+    assert names(work) == [
+        'best_acc_epoch_2.pth', 'epoch_3.pth', 'last_checkpoint'
+    ]
+    assert hub_info(work / 'epoch_3.pth')['best_score'] == 0.6
 
 
 # The runner: every config's CheckpointHook is the safe one; default_hooks

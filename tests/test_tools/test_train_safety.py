@@ -8,6 +8,7 @@ import glob
 import io
 import os
 import os.path as osp
+import re
 import shutil
 import signal
 import socket
@@ -97,15 +98,20 @@ def newest_log(work):
     return open(sorted(glob.glob(str(work / '*' / '*.log')))[-1]).read()
 
 
-# tools/train.py whose write of one file stops halfway (after the bytes
-# reach the disk): it says so in a file and waits to be killed.
+# tools/train.py whose write of one file (its nth write) stops halfway
+# (after the bytes reach the disk): it says so in a file and waits to be
+# killed.
 _STALLING_TRAIN = '''
 import os, runpy, sys, time
 import mmvan.utils.atomic as atomic
 write = atomic.atomic_write
+writes = []
 
 def stalling(path, data=None, writer=None, mode='wb', encoding=None):
     if os.path.basename(str(path)) != {name!r}:
+        return write(path, data, writer, mode, encoding)
+    writes.append(path)
+    if len(writes) != {nth}:
         return write(path, data, writer, mode, encoding)
 
     def half(f):
@@ -139,7 +145,7 @@ def killed(tmp_path_factory, config, data, root, train):
     flag = work.parent / 'writing'
     script = work.parent / 'train_stalling.py'
     script.write_text(
-        _STALLING_TRAIN.format(name='epoch_2.pth', flag=str(flag)))
+        _STALLING_TRAIN.format(name='epoch_2.pth', nth=1, flag=str(flag)))
     env = dict(os.environ, OMP_NUM_THREADS='1')
     first = subprocess.Popen([
         sys.executable,
@@ -207,6 +213,89 @@ def test_sigkill_while_saving_keeps_a_checkpoint_and_resume_uses_it(killed):
     assert (work / 'last_checkpoint').read_text() == 'epoch_2.pth'
     assert not list(work.glob('.*.tmp'))
     assert not (work / 'train.lock').exists()
+
+
+def val_scores(work):
+    """``{epoch: accuracy/top1}`` of every validation in the work dir's
+    logs (mmengine's lines in the log files)."""
+    scores = {}
+    for log in glob.glob(str(work / '*' / '*.log')):
+        for m in re.finditer(
+                r'Epoch\(val\) \[(\d+)\].*accuracy/top1: '
+                r'([\d.]+)',
+                open(log).read()):
+            scores[int(m.group(1))] = float(m.group(2))
+    return scores
+
+
+@pytest.mark.slow
+def test_a_kill_in_the_second_save_of_an_epoch_keeps_the_new_best(
+        tmp_path, config, data, root):
+    """mmengine writes epoch_2.pth, then (after a new best) best_*_epoch_2
+    and epoch_2.pth again, to record the new best in it. Killed in that
+    second write, the run resumes from the first epoch_2.pth, which records
+    the best of epoch 1: the resumed run takes the best of epoch 2 (and
+    removes the one of epoch 1) instead of keeping two best files and
+    measuring later epochs against the outdated score."""
+    # rule=less: a lower accuracy is better, so that epoch 2 of this tiny
+    # run (accuracy 20, then 10) has a new best.
+    opts = options(data) + ['default_hooks.checkpoint.rule=less']
+    work = tmp_path / 'work'
+    flag = tmp_path / 'writing'
+    script = tmp_path / 'train_stalling.py'
+    script.write_text(
+        _STALLING_TRAIN.format(name='epoch_2.pth', nth=2, flag=str(flag)))
+    env = dict(os.environ, OMP_NUM_THREADS='1')
+    first = subprocess.Popen([
+        sys.executable,
+        str(script), config, '--work-dir',
+        str(work), '--cfg-options', *opts, 'train_cfg.max_epochs=2'
+    ],
+                             cwd=root,
+                             env=env,
+                             stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 300
+        while not flag.exists() and first.poll() is None and \
+                time.time() < deadline:
+            time.sleep(0.05)
+        assert flag.exists(), 'the run never saved epoch 2 a second time'
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    old, new = BEST, 'best_accuracy_top1_epoch_2.pth'
+    assert sorted(p.name
+                  for p in work.glob('*.pth')) == [old, new, 'epoch_2.pth']
+    hub = state(work / 'epoch_2.pth')['message_hub']['runtime_info']
+    assert osp.basename(hub['best_ckpt']) == old
+    new_score = state(work / new)['message_hub']['runtime_info']['best_score']
+
+    resumed = subprocess.run([
+        sys.executable, 'tools/train.py', config, '--resume', '--work-dir',
+        str(work), '--cfg-options', *opts, 'train_cfg.max_epochs=3'
+    ],
+                             cwd=root,
+                             env=env,
+                             capture_output=True,
+                             text=True)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    out = resumed.stdout + resumed.stderr
+    assert f'resume: {new} (score {new_score:.4f}) is the best checkpoint' \
+        in out, out
+    assert f'resume: removed {old}' in out, out
+    # The same optimizer settings as the checkpoint's: no warning of them.
+    assert 'optimizer values' not in out, out
+    # One best file: the first epoch of the lowest accuracy; the last
+    # checkpoint records it.
+    scores = val_scores(work)
+    assert sorted(scores) == [1, 2, 3]
+    best_epoch = min(scores, key=lambda e: (scores[e], e))
+    best = f'best_accuracy_top1_epoch_{best_epoch}.pth'
+    assert sorted(p.name for p in work.glob('*.pth')) == [best, 'epoch_3.pth']
+    hub = state(work / 'epoch_3.pth')['message_hub']['runtime_info']
+    assert osp.basename(hub['best_ckpt']) == best
+    assert hub['best_score'] == scores[best_epoch]
 
 
 def test_resume_with_nothing_to_resume_is_an_error(tmp_path, config, data,

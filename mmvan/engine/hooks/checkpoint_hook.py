@@ -21,6 +21,13 @@ whose eps was taken over from its pretrained weights (mmpretrain's 1e-5)
 gets it back when the checkpoint is loaded into a config left at the
 default (``tools/test.py``, ``init_model``).
 
+mmengine writes a new ``best_*.pth`` and then the epoch checkpoint a second
+time, to record the new best in it. A run killed during that second write
+resumes from the first version, which records the previous best: the
+resumed run then adopts the newer best file (its own message hub holds its
+score) and removes the previous one, with a log line each (see
+``SafeCheckpointHook._adopt_unrecorded_best``).
+
 The temporary files that a killed save leaves (``.epoch_2.pth.<random>.tmp``)
 are removed when the next run into the work dir starts, each with one log
 line: the checkpoint they were meant to become was never renamed into place,
@@ -42,14 +49,27 @@ from torch import nn
 from mmvan.models.backbones.van import VAN
 from mmvan.registry import HOOKS
 from mmvan.utils.atomic import atomic_backend_args, atomic_write
+from mmvan.utils.checkpoint import safe_torch_load
+from mmvan.utils.errors import CheckpointError
 
 LAST_CHECKPOINT = 'last_checkpoint'
 # What mmvan.utils.atomic.atomic_write names its temporary files:
 # '.' + final name + '.' + 8 random characters + '.tmp' (the final name may
 # itself be such a temporary name: what a stop signal's save of earlier mmvan
 # versions left).
+# What mmengine's hook names a best checkpoint: best_<metric>_<epoch_N.pth>.
+_BEST = re.compile(r'^best_.+\.pth$')
 _TEMPORARY = re.compile(
     r'^\.(?:.*\.pth(?:\.\w{8}\.tmp)?|last_checkpoint)\.\w{8}\.tmp$')
+
+
+def _scored(key, score):
+    """``acc 0.7000``, as mmengine's hook shows a best score."""
+    metric = key if key != 'auto' else 'score'
+    try:
+        return f'{metric} {float(score):.4f}'
+    except (TypeError, ValueError):
+        return f'{metric} {score}'
 
 
 def stale_temporaries(folder):
@@ -126,6 +146,7 @@ class SafeCheckpointHook(CheckpointHook):
             # runner.save_checkpoint writes through this backend.
             self.backend_args = atomic_backend_args()
         self._own_best_paths()
+        self._adopt_unrecorded_best(runner)
         if not is_main_process():
             return
         folders = [runner.work_dir]
@@ -168,6 +189,135 @@ class SafeCheckpointHook(CheckpointHook):
             self.best_ckpt_path = own(self.best_ckpt_path)
         for key, path in getattr(self, 'best_ckpt_path_dict', {}).items():
             self.best_ckpt_path_dict[key] = own(path)
+
+    def _best_keys(self):
+        """``{metric: (message hub key of its score, of its path)}``, as
+        mmengine's hook names them (one metric, 'auto' included: no
+        suffix)."""
+        keys = list(getattr(self, 'key_indicators', None) or [])
+        if len(keys) == 1:
+            return {keys[0]: ('best_score', 'best_ckpt')}
+        return {k: (f'best_score_{k}', f'best_ckpt_{k}') for k in keys}
+
+    def _is_better(self, key, score, than):
+        rule = getattr(self, 'is_better_than', {}).get(key)
+        if rule is None:  # 'auto' before the first validation
+            return None
+        return bool(rule(score, than))
+
+    def _adopt_unrecorded_best(self, runner):
+        """A resumed run tracks the best checkpoint of each metric that the
+        run saved last, even where the checkpoint it resumes from does not
+        record it.
+
+        mmengine writes a new ``best_*.pth`` and then the epoch (iter)
+        checkpoint again, so that its message hub records the new best
+        score and path. A run killed (or out of disk space) during that
+        second write resumes from the first version of the epoch
+        checkpoint, which records the previous best: the new best file
+        would never be removed, and a later score between the two would be
+        saved as the best. Each ``best_*.pth`` of the checkpoint folder
+        that the resumed message hub does not record, but whose own message
+        hub records it as the best of a metric of this run, is read
+        (metadata only); the better one of it and the recorded one (for
+        ``save_best='auto'`` before its first validation: the one of the
+        later iteration) becomes the run's best, with one log line, and the
+        other is removed as the interrupted save would have done. A file
+        that cannot be read is left alone with a warning.
+        """
+        if self.save_best is None or getattr(runner, 'iter', 0) <= 0 or \
+                not isinstance(self.file_backend, LocalBackend) or \
+                not osp.isdir(self.out_dir):
+            return
+        keys = self._best_keys()
+        recorded = self._best_paths()
+        known = {osp.basename(p) for p in recorded.values() if p}
+        found = {key: [] for key in keys}
+        for name in sorted(os.listdir(self.out_dir)):
+            path = osp.join(self.out_dir, name)
+            if not _BEST.match(name) or name in known or \
+                    not osp.isfile(path):
+                continue
+            try:
+                ckpt = safe_torch_load(path, map_location='cpu', mmap=True)
+            except CheckpointError as e:
+                runner.logger.warning(
+                    f'resume: left {path} alone: it cannot be read to '
+                    f'compare its score with the best checkpoint the run '
+                    f'tracks ({e}).')
+                continue
+            hub = ((ckpt.get('message_hub') or {}).get('runtime_info')
+                   or {}) if isinstance(ckpt, dict) else {}
+            step = ((ckpt.get('meta') or {}).get('iter') if isinstance(
+                ckpt, dict) else None) or 0
+            for key, (score_key, path_key) in keys.items():
+                own = hub.get(path_key)
+                if own and osp.basename(str(own)) == name and \
+                        score_key in hub:
+                    found[key].append((path, hub[score_key], step))
+        for key, candidates in found.items():
+            if candidates:
+                self._adopt_best(runner, key, candidates)
+
+    def _adopt_best(self, runner, key, candidates):
+        """Make the best of ``candidates`` (``(path, score, iter)`` of the
+        unrecorded best files of metric ``key``) and the recorded best the
+        run's best checkpoint of ``key``."""
+        score_key, path_key = self._best_keys()[key]
+        hub = runner.message_hub
+        recorded = self._best_paths().get(key)
+        best = None
+        if recorded and score_key in hub.runtime_info:
+            best = (recorded, hub.get_info(score_key), runner.iter)
+        left = []
+        for candidate in sorted(candidates, key=lambda c: c[2]):
+            better = best is None or self._is_better(key, candidate[1],
+                                                     best[1])
+            if better is None:
+                better = candidate[2] >= best[2]
+            if better:
+                if best is not None and best[0] != recorded:
+                    left.append(best)
+                best = candidate
+            else:
+                left.append(candidate)
+        path, score, _ = best
+        if path == recorded:
+            replaced = None
+        else:
+            replaced = (recorded, hub.get_info(score_key)) \
+                if recorded else None
+            hub.update_info(score_key, score)
+            hub.update_info(path_key, path)
+            if len(self._best_keys()) == 1:
+                self.best_ckpt_path = path
+            else:
+                self.best_ckpt_path_dict[key] = path
+            was = 'no best one'
+            if replaced:
+                was = (f'{osp.basename(recorded)} '
+                       f'({_scored(key, replaced[1])})')
+            resumed = 'the checkpoint this run resumes from'
+            if hub.get_info('last_ckpt'):
+                resumed = (f'{osp.basename(hub.get_info("last_ckpt"))}, '
+                           f'which this run resumes from,')
+            runner.logger.warning(
+                f'resume: {osp.basename(path)} ({_scored(key, score)}) is '
+                f'the best checkpoint of the run, although {resumed} '
+                f'records {was}: the save that was to record the new best '
+                f'was interrupted.')
+        if replaced and is_main_process() and self._remove(recorded):
+            runner.logger.warning(
+                f'resume: removed {osp.basename(recorded)} '
+                f'({_scored(key, replaced[1])}), the best checkpoint that '
+                f'{osp.basename(path)} replaced (as the interrupted save '
+                f'would have).')
+        for other, other_score, _ in left:
+            runner.logger.warning(
+                f'resume: left {osp.basename(other)} '
+                f'({_scored(key, other_score)}) alone: it is not better than '
+                f'{osp.basename(path)} ({_scored(key, score)}); the run does '
+                f'not track it, so it stays until you remove it.')
 
     def _save_checkpoint_with_step(self, runner, step, meta):
         outdated = []
@@ -218,8 +368,11 @@ class SafeCheckpointHook(CheckpointHook):
             super()._save_best_checkpoint(runner, metrics)
         finally:
             self.file_backend = backend
+        current = set(self._best_paths().values())
         for path in deferred.pending:
-            self._remove(path)
+            # (A new best of the same name replaced it: it stays.)
+            if path not in current:
+                self._remove(path)
         # mmengine's own line goes to the log file; this one to the console.
         # (With save_best='auto' the metric is named at the first call.)
         for key, path in self._best_paths().items():
@@ -238,8 +391,12 @@ class SafeCheckpointHook(CheckpointHook):
         return dict(getattr(self, 'best_ckpt_path_dict', {}))
 
     def _remove(self, path):
+        """Remove the checkpoint ``path``; whether there was one."""
         if self.file_backend.isfile(path):
             self.file_backend.remove(path)
         elif self.file_backend.isdir(path):
             # checkpoints saved by deepspeed are folders
             self.file_backend.rmtree(path)
+        else:
+            return False
+        return True
