@@ -29,6 +29,7 @@ import pickletools
 import re
 import struct
 import threading
+import warnings
 import zipfile
 from typing import Sequence
 
@@ -256,7 +257,13 @@ def safe_torch_load(filename,
             f'download the checkpoint first.')
     allowed = [*mmengine_safe_globals(), *extra_globals]
     try:
-        with _allowed(allowed):
+        with _allowed(allowed), warnings.catch_warnings():
+            # torch's note on a pickle protocol other than 2: the message
+            # below says what that means for the load.
+            warnings.filterwarnings(
+                'ignore',
+                message='Detected pickle protocol',
+                category=UserWarning)
             return torch.load(
                 filename,
                 map_location=map_location,
