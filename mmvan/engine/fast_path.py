@@ -86,12 +86,9 @@ def describe_convolutions(model, device):
         if triton and dwconv_gelu.triton is None:
             name = 'torch (Triton is not installed)'
         elif triton:
-            # The fused MLP kernel takes NCHW maps (see
-            # mmvan.models.layers.conv_impl.triton_depthwise_gelu).
-            fused_mlp = van.fused_mlp_act and not takes_channels_last(van)
             fusions = [
                 label
-                for label, on in (('fused MLP conv+GELU', fused_mlp),
+                for label, on in (('fused MLP conv+GELU', van.fused_mlp_act),
                                   ('fused residual adds', van.fused_residual))
                 if on
             ]

@@ -52,6 +52,11 @@ IMPLS = ('auto', 'triton', 'torch')
 DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 # Largest tile of output pixels one program computes.
 _TILE_PIXELS = 1024
+# Channels-last: elements (pixels x channels) of a program's tile, and the
+# pixel tiles one weight-gradient program sums over (fewer partial sums to
+# add up afterwards).
+_CL_TILE = 2048
+_CL_TILES_PER_PROGRAM = 16
 # Reasons already logged, so that each is said once.
 _LOGGED = set()
 # The cause, once the kernels have failed on a GPU.
@@ -101,6 +106,15 @@ def _uncovered(x, weight, bias):
     # tiles on its second (at most 65535 tiles of 1024 pixels: the planes
     # of the outputs, which are NCHW or laid out as ``x``, span less than
     # 2**31 elements if ``x``'s do).
+    if channels_last(x):
+        # Pixel tiles of all images on the grid's first dimension, channel
+        # blocks on its second; offsets within a sample are 32-bit.
+        grid, _, _, _ = _launch_config_cl(x)
+        if grid[0] >= 2**31:
+            return f'{grid[0]} pixel tiles (2**31 or more)'
+        if _sample_span(x) >= 2**31:
+            return 'a channels-last sample spanning 2**31 elements or more'
+        return None
     grid, _, _, _ = _launch_config(x)
     if grid[0] >= 2**31:
         return f'{grid[0]} (sample, channel) planes (2**31 or more)'
@@ -109,6 +123,21 @@ def _uncovered(x, weight, bias):
     if _plane_span(x) >= 2**31:
         return 'a plane spanning 2**31 elements or more'
     return None
+
+
+def channels_last(t):
+    """Whether ``t`` is stored channels-last (and not also NCHW): the
+    layout the channels-last kernels take."""
+    return (t.is_contiguous(memory_format=torch.channels_last)
+            and not t.is_contiguous())
+
+
+def _sample_span(t):
+    """Elements one sample of ``t`` spans (the channels-last kernels'
+    offsets within a sample are 32-bit integers)."""
+    c, h, w = t.shape[1:]
+    return ((c - 1) * t.stride(1) + (h - 1) * t.stride(2) +
+            (w - 1) * t.stride(3) + 1)
 
 
 def _plane_span(t):
@@ -166,6 +195,26 @@ def _kernels(interpret):
             triton.jit(kernel_source.input_grad_kernel))
 
 
+@functools.lru_cache(maxsize=None)
+def _kernels_cl(interpret):
+    """The channels-last kernels, as :func:`_kernels`."""
+    del interpret  # the cache key: jit reads TRITON_INTERPRET itself
+    return (triton.jit(kernel_source.forward_cl_kernel),
+            triton.jit(kernel_source.grad_cl_kernel),
+            triton.jit(kernel_source.input_grad_cl_kernel))
+
+
+def _launch_config_cl(x):
+    """``(grid, BLOCK_P, BLOCK_C, num_warps)`` of the channels-last
+    kernels: tiles of ``BLOCK_P`` consecutive pixels of one image by
+    ``BLOCK_C`` channels."""
+    n, c, h, w = x.shape
+    block_c = min(64, triton.next_power_of_2(c))
+    block_p = min(triton.next_power_of_2(h * w), _CL_TILE // block_c)
+    grid = (n * triton.cdiv(h * w, block_p), triton.cdiv(c, block_c))
+    return grid, block_p, block_c, _warps(block_p, block_c)
+
+
 def _launch_config(x):
     """``(grid, BLOCK_H, BLOCK_W, num_warps)`` for ``x``'s planes."""
     n, c, h, w = x.shape
@@ -181,6 +230,8 @@ def _warps(block_h, block_w):
 
 
 def _forward(x, weight, bias):
+    if channels_last(x):
+        return _forward_cl(x, weight, bias)
     forward, _, _ = _kernels(interpreting())
     y = torch.empty_like(x)
     grid, bh, bw, warps = _launch_config(x)
@@ -204,7 +255,91 @@ def _forward(x, weight, bias):
     return y
 
 
+def _forward_cl(x, weight, bias):
+    forward, _, _ = _kernels_cl(interpreting())
+    y = torch.empty_like(x)
+    grid, block_p, block_c, warps = _launch_config_cl(x)
+    w = weight.contiguous()
+    b = w if bias is None else bias.contiguous()
+    with launch_device(x):
+        forward[grid](
+            x,
+            w,
+            b,
+            y,
+            *x.shape[1:],
+            *x.stride(),
+            *y.stride(),
+            HAS_BIAS=bias is not None,
+            BLOCK_P=block_p,
+            BLOCK_C=block_c,
+            num_warps=warps)
+    return y
+
+
+def _backward_cl(grad, x, weight, bias, need_input):
+    _, grad_kernel, input_kernel = _kernels_cl(interpreting())
+    grid, block_p, block_c, warps = _launch_config_cl(x)
+    w = weight.contiguous()
+    b = w if bias is None else bias.contiguous()
+    if _sample_span(grad) >= 2**31:
+        # A strided gradient past 32-bit offsets: laid out as ``x`` is,
+        # whose samples fit them.
+        grad = torch.empty_like(x).copy_(grad)
+    gz = torch.empty_like(x)
+    n, c, h, w_ = x.shape
+    p_tiles = grid[0] // n
+    per_program = min(_CL_TILES_PER_PROGRAM, p_tiles)
+    rows = n * triton.cdiv(p_tiles, per_program)
+    parts = torch.empty((rows, 10, c), dtype=torch.float32, device=x.device)
+    with launch_device(x):
+        grad_kernel[(rows, grid[1])](
+            x,
+            w,
+            b,
+            grad,
+            gz,
+            parts,
+            c,
+            h,
+            w_,
+            *x.stride(),
+            *grad.stride(),
+            *gz.stride(),
+            per_program,
+            HAS_BIAS=bias is not None,
+            BLOCK_P=block_p,
+            BLOCK_C=block_c,
+            num_warps=warps)
+    sums = parts.sum(0)
+    # New tensors, not views of ``sums`` (a custom op's outputs may not
+    # alias each other).
+    grad_weight = sums[:9].t().to(
+        weight.dtype, copy=True).contiguous().view(weight.shape)
+    grad_bias = sums[9].to(
+        weight.dtype if bias is None else bias.dtype, copy=True)
+    if not need_input:
+        return x.new_empty(0), grad_weight, grad_bias
+    grad_x = torch.empty_like(x)
+    with launch_device(x):
+        input_kernel[grid](
+            gz,
+            w,
+            grad_x,
+            c,
+            h,
+            w_,
+            *gz.stride(),
+            *grad_x.stride(),
+            BLOCK_P=block_p,
+            BLOCK_C=block_c,
+            num_warps=warps)
+    return grad_x, grad_weight, grad_bias
+
+
 def _backward(grad, x, weight, bias, need_input):
+    if channels_last(x):
+        return _backward_cl(grad, x, weight, bias, need_input)
     _, grad_kernel, input_kernel = _kernels(interpreting())
     grid, bh, bw, warps = _launch_config(x)
     w = weight.contiguous()
@@ -354,7 +489,10 @@ _POINTER = {
 }
 
 
-def compile_for_gpu(capability, dtype=torch.float32, block=(16, 64)):
+def compile_for_gpu(capability,
+                    dtype=torch.float32,
+                    block=(16, 64),
+                    channels_last=False):
     """Compile the three kernels for an NVIDIA GPU of compute
     ``capability`` (e.g. 80, 90) without one: Triton's compiler and the
     wheel's ``ptxas`` run on the CPU, so errors that only the GPU compiler
@@ -365,7 +503,10 @@ def compile_for_gpu(capability, dtype=torch.float32, block=(16, 64)):
         dtype (torch.dtype): The activations' dtype (weights in float32).
         block (tuple[int, int]): ``(BLOCK_H, BLOCK_W)``, e.g. ``(16, 64)``
             for VAN's 56x56 maps, ``(16, 16)`` for 14x14, ``(8, 8)`` for
-            7x7 (see ``_launch_config``).
+            7x7 (see ``_launch_config``); with ``channels_last``
+            ``(BLOCK_P, BLOCK_C)``, e.g. ``(32, 64)`` (see
+            ``_launch_config_cl``).
+        channels_last (bool): Compile the channels-last kernels.
 
     Returns:
         list: the compiled kernels (their ``asm`` holds the ``cubin``).
@@ -384,7 +525,15 @@ def compile_for_gpu(capability, dtype=torch.float32, block=(16, 64)):
         w_ptr='*fp32',
         b_ptr='*fp32',
         part_ptr='*fp32')
-    constants = dict(HAS_BIAS=True, BLOCK_H=block[0], BLOCK_W=block[1])
+    if channels_last:
+        constants = dict(HAS_BIAS=True, BLOCK_P=block[0], BLOCK_C=block[1])
+        sources = (kernel_source.forward_cl_kernel,
+                   kernel_source.grad_cl_kernel,
+                   kernel_source.input_grad_cl_kernel)
+    else:
+        constants = dict(HAS_BIAS=True, BLOCK_H=block[0], BLOCK_W=block[1])
+        sources = (kernel_source.forward_kernel, kernel_source.grad_kernel,
+                   kernel_source.input_grad_kernel)
     compiled = []
     combine = kernel_source.SUM
     if not isinstance(combine, JITFunction):
@@ -392,8 +541,7 @@ def compile_for_gpu(capability, dtype=torch.float32, block=(16, 64)):
         # library is interpreted; compile the same combine function.
         kernel_source.SUM = JITFunction(combine.fn)
     try:
-        for fn in (kernel_source.forward_kernel, kernel_source.grad_kernel,
-                   kernel_source.input_grad_kernel):
+        for fn in sources:
             kernel = JITFunction(fn)  # compiled, whatever TRITON_INTERPRET
             signature = {
                 p.name:

@@ -67,6 +67,35 @@ def test_matches_pytorch_float32(interpret, shape, channels_last, with_bias):
         _close(got, want, 1e-5)
 
 
+@pytest.mark.parametrize('shape, tiles_per_program', [((2, 64, 9, 11), 1),
+                                                      ((2, 64, 9, 11), 3),
+                                                      ((1, 130, 7, 9), 2)])
+def test_channels_last_tiles_and_chunks(interpret, monkeypatch, shape,
+                                        tiles_per_program):
+    """Channels-last maps run kernels of their own (pixel tiles by
+    channel blocks): several pixel tiles an image, weight-gradient programs
+    summing one, several or a ragged number of them, and a ragged last
+    channel block, against PyTorch in float64."""
+    monkeypatch.setattr(fused, '_CL_TILES_PER_PROGRAM', tiles_per_program)
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(
+        *shape, generator=g).contiguous(memory_format=torch.channels_last)
+    grid, block_p, block_c, _ = fused._launch_config_cl(x)
+    assert grid[0] > shape[0] or grid[1] > 1  # more than one tile
+    weight = torch.randn(shape[1], 1, 3, 3, generator=g)
+    bias = torch.randn(shape[1], generator=g)
+    grad = torch.randn(*shape, generator=g)
+    with mock.patch.object(
+            fused, '_kernels',
+            side_effect=AssertionError('the NCHW kernels ran')):
+        y, grads = _run(x, weight, bias, grad)
+    want_y, want_grads = _expected(x, weight, bias, grad)
+    assert y.is_contiguous(memory_format=torch.channels_last)
+    _close(y, want_y, 1e-5)
+    for got, want in zip(grads, want_grads):
+        _close(got, want, 1e-5)
+
+
 def test_runs_the_custom_op(interpret):
     """``impl='triton'`` runs the kernels (the op shows in the profile);
     ``'auto'`` on a CPU tensor and ``'torch'`` run PyTorch's operations,
@@ -164,6 +193,30 @@ def test_compiles_for_gpus(capability, cases):
         assert all(len(k.asm['cubin']) > 0 for k in kernels)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize('capability, dtype', [(80, torch.bfloat16),
+                                               (90, torch.float32),
+                                               (90, torch.bfloat16)])
+def test_channels_last_kernels_compile_for_gpus(capability, dtype):
+    """The channels-last kernels compile for sm_80 and sm_90 with the
+    tile VAN's hidden maps launch (32 pixels by 64 channels)."""
+    kernels = fused.compile_for_gpu(
+        capability, dtype, (32, 64), channels_last=True)
+    assert len(kernels) == 3
+    assert all(len(k.asm['cubin']) > 0 for k in kernels)
+
+
+@pytest.mark.parametrize('shape', [(32, 512, 56, 56), (32, 1280, 14, 14),
+                                   (32, 2048, 7, 7)])
+def test_channels_last_tiles_of_van_maps(shape):
+    """The channels-last tile compiled above is the one VAN-b2's hidden
+    maps launch."""
+    with FakeTensorMode():
+        x = torch.empty(*shape).contiguous(memory_format=torch.channels_last)
+        _, block_p, block_c, warps = fused._launch_config_cl(x)
+    assert (block_p, block_c, warps) == (32, 64, 4)
+
+
 @pytest.mark.parametrize('size, block', [((56, 56), (16, 64)),
                                          ((14, 14), (16, 16)),
                                          ((7, 7), (8, 8))])
@@ -174,17 +227,21 @@ def test_tiles_of_van_maps(size, block):
     assert grid == (6, -(-size[0] // bh) * -(-size[1] // bw))
 
 
+@pytest.mark.parametrize('layout',
+                         [torch.contiguous_format, torch.channels_last])
 def test_kernels_launch_on_the_tensors_device(monkeypatch, cuda_device_state,
-                                              recording_kernel):
+                                              recording_kernel, layout):
     """Tensors on cuda:1 while cuda:0 is current: the forward kernel and
     both backward kernels launch with cuda:1 current (Triton launches on
     the current device); cuda:0 is current again after. Fake tensors
     stand in for CUDA memory."""
     kernel = recording_kernel
-    monkeypatch.setattr(fused, '_kernels', lambda interpret:
-                        (kernel, kernel, kernel))
+    for name in ('_kernels', '_kernels_cl'):
+        monkeypatch.setattr(fused, name, lambda interpret:
+                            (kernel, kernel, kernel))
     with FakeTensorMode():
-        x = torch.empty(2, 4, 9, 9, device='cuda:1')
+        x = torch.empty(
+            2, 4, 9, 9, device='cuda:1').contiguous(memory_format=layout)
         weight = torch.empty(4, 1, 3, 3, device='cuda:1')
         bias = torch.empty(4, device='cuda:1')
         assert fused.uses_triton(x, weight, bias)
@@ -197,13 +254,14 @@ def test_kernels_launch_on_the_tensors_device(monkeypatch, cuda_device_state,
 @pytest.mark.parametrize('shape, channels_last, why', [
     ((1, 1, 8192, 8200), False, '66048 tiles a plane (over 65535)'),
     ((65536, 32768, 1, 1), False, '2147483648 (sample, channel) planes'),
-    ((1, 512, 2048, 2049), True, 'a plane spanning 2**31 elements'),
+    ((1, 512, 2048, 2049), True,
+     'a channels-last sample spanning 2**31 elements'),
     ((1, 2, 0, 5), False, 'an empty input'),
 ])
 def test_calls_past_the_launch_limits_run_pytorch(shape, channels_last, why):
     """Fake CUDA tensors the kernels cannot take: over 65535 tiles on the
     grid's second dimension, 2**31 planes on its first, a channels-last
-    plane past the kernels' 32-bit offsets within a plane, or nothing to
+    sample past the kernels' 32-bit offsets within a sample, or nothing to
     tile, run PyTorch's operations (logged once) instead of failing at
     launch (which would switch the kernels off for every later call) or
     addressing the wrong memory."""
@@ -223,10 +281,10 @@ def test_calls_past_the_launch_limits_run_pytorch(shape, channels_last, why):
 
 def test_gradient_past_32_bit_offsets_is_laid_out_as_the_input(
         monkeypatch, cuda_device_state, recording_kernel):
-    """A gradient view whose plane spans 2**31 elements (a slice of a wide
-    channels-last map) reaches the kernels laid out as ``x``."""
+    """A gradient view whose sample spans 2**31 elements (a slice of a
+    wide channels-last map) reaches the kernels laid out as ``x``."""
     kernel = recording_kernel
-    monkeypatch.setattr(fused, '_kernels', lambda interpret:
+    monkeypatch.setattr(fused, '_kernels_cl', lambda interpret:
                         (kernel, kernel, kernel))
     with FakeTensorMode():
         x = torch.empty(
@@ -236,10 +294,10 @@ def test_gradient_past_32_bit_offsets_is_laid_out_as_the_input(
             2, 2**20, 64, 64,
             device='cuda').contiguous(memory_format=torch.channels_last)
         grad = wide[:, :8]
-        assert fused._plane_span(grad) >= 2**31
+        assert fused._sample_span(grad) >= 2**31
         weight = torch.empty(8, 1, 3, 3, device='cuda')
         fused._backward(grad, x, weight, None, True)
-    # grad_kernel(x, w, b, grad, gz, parts, C, H, W, *x.stride(),
+    # grad_cl_kernel(x, w, b, grad, gz, parts, C, H, W, *x.stride(),
     # *grad.stride(), ...)
     args = kernel.args[0]
     assert args[3].stride() == x.stride()

@@ -60,13 +60,8 @@ def triton_depthwise(conv, x):
 def triton_depthwise_gelu(conv, x, fused=True):
     """``gelu(conv(x))`` (exact GELU) for the MLP's 3x3 depth-wise
     ``conv``: one fused kernel (:func:`mmvan.ops.dwconv_gelu.dwconv_gelu`),
-    or with ``fused=False`` the depth-wise kernel and PyTorch's GELU.
-
-    The fused kernel reads a plane of one channel per program, which is
-    contiguous only in NCHW; a channels-last ``x`` (whose channels are the
-    contiguous dimension) runs the depth-wise kernel, which reads it in
-    channel blocks, and PyTorch's GELU."""
-    if fused and x.is_contiguous() and tuple(conv.padding) == (1, 1) and \
-            tuple(conv.stride) == (1, 1) and tuple(conv.dilation) == (1, 1):
+    or with ``fused=False`` the depth-wise kernel and PyTorch's GELU."""
+    if fused and tuple(conv.padding) == (1, 1) and tuple(
+            conv.stride) == (1, 1) and tuple(conv.dilation) == (1, 1):
         return dwconv_gelu(x, conv.weight, conv.bias, impl='triton')
     return torch.nn.functional.gelu(triton_depthwise(conv, x))

@@ -13,6 +13,7 @@ import torch
 
 from mmvan.models import VAN
 from mmvan.models.backbones.van import VANBlock
+from mmvan.models.utils import to_channels_last
 from mmvan.testing import TINY
 from mmvan.utils.errors import ConfigError
 
@@ -72,10 +73,17 @@ def interpreter_check(attention):
     returns the largest relative differences and the custom ops that
     ran."""
     x = torch.randn(1, 3, 35, 29, generator=torch.Generator().manual_seed(1))
+    attention, _, layout = attention.partition('-')
     result = {}
     with torch.profiler.profile() as prof:
         triton, reference = _twins(
             attention, NARROW_ARCH, with_cp=attention == 'lka')
+        if layout == 'cl':
+            # Channels-last weights and maps, as the fast path's layout
+            # gives them: the kernels of that layout.
+            for model in (triton, reference):
+                to_channels_last(model)
+            x = x.contiguous(memory_format=torch.channels_last)
         got, want = _run_train(triton, x), _run_train(reference, x)
         result['outputs'] = _max_rel(got[0], want[0])
         result['gradients'] = _max_rel(got[1], want[1])
@@ -104,7 +112,7 @@ def interpreter_check(attention):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize('attention', ['lka', 'lska'])
+@pytest.mark.parametrize('attention', ['lka', 'lska', 'lka-cl'])
 def test_triton_matches_torch_under_interpreter(root, attention):
     env = dict(
         os.environ, TRITON_INTERPRET='1', OMP_NUM_THREADS='1', PYTHONPATH=root)
