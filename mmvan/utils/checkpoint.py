@@ -146,14 +146,23 @@ class _PickleScan:
     def __init__(self):
         self.protocol = 0
         self.globals = []
+        # The first value of each pickle read (torch.save's legacy format
+        # starts with a pickle of its magic number).
+        self.first_values = []
+        # Whether the pickles are those of torch.save's formats (set by
+        # _scan_pickles).
+        self.torch_format = False
 
     def add(self, stream):
         """Read one pickle of ``stream``; False when it is not one
         well-formed pickle (what was read of it is then not kept)."""
         protocol, found, pushed, memo = 0, [], [], {}
+        values = []
         try:
             for op, arg, _ in pickletools.genops(stream):
                 name = op.name
+                if not values and name not in ('PROTO', 'FRAME'):
+                    values.append(arg)
                 if name == 'PROTO':
                     protocol = arg
                 elif name == 'GLOBAL':
@@ -178,6 +187,7 @@ class _PickleScan:
             return False
         self.protocol = max(self.protocol, protocol)
         self.globals.extend(found)
+        self.first_values.append(values[0] if values else None)
         return True
 
     def refused(self, allowed):
@@ -209,6 +219,7 @@ def _scan_pickles(filename):
                     return None
                 with archive.open(names[0]) as stream:
                     ok = scan.add(io.BytesIO(stream.read()))
+            scan.torch_format = True
             return scan if ok else None
         with open(filename, 'rb') as raw:
             stream = _Bounded(raw, osp.getsize(filename))
@@ -217,6 +228,10 @@ def _scan_pickles(filename):
             read = 0
             while read < 5 and scan.add(stream):
                 read += 1
+        # A plain pickle (pickle.dump's file) is none of torch.save's.
+        scan.torch_format = scan.first_values[:1] == [
+            torch.serialization.MAGIC_NUMBER
+        ]
         return scan if read else None
     except (OSError, zipfile.BadZipFile, RuntimeError):
         return None
@@ -293,8 +308,9 @@ def safe_torch_load(filename,
         reason = next(
             (line for line in lines if any(key in line for key in causes)),
             lines[-1] if lines else '')
-        if scan is not None and scan.protocol > _WEIGHTS_ONLY_PROTOCOL:
-            # A well-formed pickle of allowed objects that torch's
+        if scan is not None and scan.torch_format and \
+                scan.protocol > _WEIGHTS_ONLY_PROTOCOL:
+            # A well-formed checkpoint of allowed objects that torch's
             # weights-only unpickler cannot read (it reads protocol 2).
             raise CheckpointError(
                 f'Checkpoint {filename} was saved with pickle protocol '

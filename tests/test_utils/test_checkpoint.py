@@ -302,3 +302,22 @@ def test_newer_pickle_protocol_is_named_and_corrupt_stays_corrupt(tmp_path):
             match='unreadable: it is truncated, '
             'corrupt or not a PyTorch checkpoint'):
         safe_torch_load(path)
+
+
+@pytest.mark.parametrize('protocol', [4, 5])
+def test_plain_pickle_of_a_newer_protocol_is_not_a_checkpoint(
+        tmp_path, protocol):
+    # pickle.dump's file (no torch.save format around it): torch.load
+    # cannot read it with weights_only=False either ('Invalid magic
+    # number'), so re-saving it that way is no advice to give.
+    path = tmp_path / 'weights.pkl'
+    path.write_bytes(pickle.dumps({'w': [1.0, 2.0]}, protocol=protocol))
+    with pytest.raises(RuntimeError, match='magic number'):
+        torch.load(path, weights_only=False)
+    with pytest.raises(CheckpointError) as err:
+        safe_torch_load(path)
+    message = str(err.value)
+    assert message.startswith(f'Checkpoint {path} is unreadable: it is '
+                              f'truncated, corrupt or not a PyTorch '
+                              f'checkpoint'), message
+    assert 'weights_only=False' not in message
