@@ -173,6 +173,21 @@ def test_previous_best_stays_until_the_new_best_is_in_place(tmp_path):
     assert best['meta']['epoch'] == 1
 
 
+def test_a_better_best_of_the_same_epoch_is_kept(tmp_path):
+    """Two validations of one epoch (a second ``runner.val()``), the later
+    better: mmengine removes the first best file and writes the new one
+    under the same name, which must still be there afterwards."""
+    runner = StandInRunner(tmp_path, max_epochs=1)
+    hook = SafeCheckpointHook(interval=1, save_best='acc')
+    run_epochs(hook, runner, [0.5])
+    hook.after_val_epoch(runner, {'acc': 0.6})
+    assert names(tmp_path) == [
+        'best_acc_epoch_1.pth', 'epoch_1.pth', 'last_checkpoint'
+    ]
+    assert hub_info(tmp_path / 'epoch_1.pth')['best_score'] == 0.6
+    assert hub_info(tmp_path / 'best_acc_epoch_1.pth')['best_score'] == 0.6
+
+
 def test_a_whole_run_keeps_what_it_should(tmp_path):
     runner = StandInRunner(tmp_path, max_epochs=4)
     hook = SafeCheckpointHook(interval=1, max_keep_ckpts=2, save_best='acc')
