@@ -109,14 +109,14 @@ class StandInRunner:
 
 
 def run_epochs(hook, runner, scores):
-    """mmengine's epoch loop as the hook sees it: after each training
-    epoch ``after_train_epoch``, then validation with ``scores[e]`` (the
-    metrics, or the value of 'acc')."""
+    """mmengine's epoch loop as the hook sees it: each training epoch
+    (4 iterations, counted before its ``after_train_epoch``), then
+    validation with ``scores[e]`` (the metrics, or the value of 'acc')."""
     hook.before_train(runner)
     for score in scores:
+        runner.iter += 4
         hook.after_train_epoch(runner)
         runner.epoch += 1
-        runner.iter += 4
         hook.after_val_epoch(
             runner, score if isinstance(score, dict) else {'acc': score})
 
@@ -409,6 +409,40 @@ def test_a_worse_unrecorded_best_is_left_alone(tmp_path):
     assert line.startswith('resume: left best_acc_epoch_2.pth (acc 0.5000) '
                            'alone: it is not better than '
                            'best_acc_epoch_1.pth (acc 0.7000)')
+
+
+def test_a_resume_to_an_earlier_point_adopts_no_later_best(tmp_path):
+    """``--resume epoch_2.pth`` of a run that went on to epoch 4: the best
+    of epoch 3 belongs to the abandoned later part of the run. It is not
+    adopted (the new epochs are measured against the best of epoch 2) and
+    not removed, with one warning."""
+    runner = StandInRunner(tmp_path, max_epochs=4)
+    run_epochs(
+        SafeCheckpointHook(interval=1, save_best='acc'), runner,
+        [0.5, 0.6, 0.9, 0.7])
+    assert names(tmp_path) == [
+        'best_acc_epoch_3.pth', 'epoch_1.pth', 'epoch_2.pth', 'epoch_3.pth',
+        'epoch_4.pth', 'last_checkpoint'
+    ]
+    runner = resumed(tmp_path, tmp_path / 'epoch_2.pth', max_epochs=4)
+    lines = log_lines(runner)
+    hook = SafeCheckpointHook(interval=1, save_best='acc')
+    run_epochs(hook, runner, [0.55, 0.8])
+    assert [line for line in lines if line.startswith('resume:')] == [
+        'resume: left best_acc_epoch_3.pth alone: it belongs to a later '
+        'point of the run than epoch_2.pth (the checkpoint this run resumes '
+        'from). Not removed; a new best saved under the same name replaces '
+        'the file.'
+    ]
+    # 0.55 is not better than the 0.6 of epoch 2; 0.8 is.
+    info = hub_info(tmp_path / 'epoch_4.pth')
+    assert info['best_score'] == 0.8
+    assert info['best_ckpt'] == str(tmp_path / 'best_acc_epoch_4.pth')
+    assert hub_info(tmp_path / 'best_acc_epoch_3.pth')['best_score'] == 0.9
+    assert names(tmp_path) == [
+        'best_acc_epoch_3.pth', 'best_acc_epoch_4.pth', 'epoch_1.pth',
+        'epoch_2.pth', 'epoch_3.pth', 'epoch_4.pth', 'last_checkpoint'
+    ]
 
 
 def test_a_new_run_adopts_no_best_file(tmp_path):

@@ -26,7 +26,9 @@ time, to record the new best in it. A run killed during that second write
 resumes from the first version, which records the previous best: the
 resumed run then adopts the newer best file (its own message hub holds its
 score) and removes the previous one, with a log line each (see
-``SafeCheckpointHook._adopt_unrecorded_best``).
+``SafeCheckpointHook._adopt_unrecorded_best``). A best file of a later
+iteration than the resumed one (a resume from an earlier epoch of a run that
+went on) is not adopted: one warning names it.
 
 The temporary files that a killed save leaves (``.epoch_2.pth.<random>.tmp``)
 are removed when the next run into the work dir starts, each with one log
@@ -222,8 +224,17 @@ class SafeCheckpointHook(CheckpointHook):
         (metadata only); the better one of it and the recorded one (for
         ``save_best='auto'`` before its first validation: the one of the
         later iteration) becomes the run's best, with one log line, and the
-        other is removed as the interrupted save would have done. A file
-        that cannot be read is left alone with a warning.
+        other is removed as the interrupted save would have done.
+
+        Only a file saved at the iteration the run resumes from or earlier
+        (its ``meta['iter']``; the interrupted best has exactly the resumed
+        iteration: mmengine counts no iteration between the save of the
+        checkpoint and the validation that saves the best) is adopted. A
+        later one belongs to a part of the run that a resume from an
+        earlier checkpoint abandons (``--resume epoch_2.pth`` of a run that
+        went on): it is left alone, with one warning that names them all.
+        A file that cannot be read, or records no iteration, is left alone
+        with a warning.
         """
         if self.save_best is None or getattr(runner, 'iter', 0) <= 0 or \
                 not isinstance(self.file_backend, LocalBackend) or \
@@ -233,6 +244,7 @@ class SafeCheckpointHook(CheckpointHook):
         recorded = self._best_paths()
         known = {osp.basename(p) for p in recorded.values() if p}
         found = {key: [] for key in keys}
+        later = []
         for name in sorted(os.listdir(self.out_dir)):
             path = osp.join(self.out_dir, name)
             if not _BEST.match(name) or name in known or \
@@ -248,16 +260,38 @@ class SafeCheckpointHook(CheckpointHook):
                 continue
             hub = ((ckpt.get('message_hub') or {}).get('runtime_info')
                    or {}) if isinstance(ckpt, dict) else {}
-            step = ((ckpt.get('meta') or {}).get('iter') if isinstance(
-                ckpt, dict) else None) or 0
-            for key, (score_key, path_key) in keys.items():
-                own = hub.get(path_key)
-                if own and osp.basename(str(own)) == name and \
-                        score_key in hub:
-                    found[key].append((path, hub[score_key], step))
+            step = (ckpt.get('meta') or {}).get('iter') if isinstance(
+                ckpt, dict) else None
+            best_of = [
+                key for key, (score_key, path_key) in keys.items()
+                if hub.get(path_key) and score_key in hub
+                and osp.basename(str(hub[path_key])) == name
+            ]
+            if not best_of:
+                continue
+            if not isinstance(step, int):
+                runner.logger.warning(
+                    f'resume: left {path} alone: it records no iteration '
+                    f"(meta['iter']) that would place it before the "
+                    f'checkpoint this run resumes from.')
+                continue
+            if step > runner.iter:
+                later.append(name)
+                continue
+            for key in best_of:
+                found[key].append((path, hub[keys[key][0]], step))
         for key, candidates in found.items():
             if candidates:
                 self._adopt_best(runner, key, candidates)
+        if later:
+            resumed = runner.message_hub.get_info('last_ckpt')
+            resumed = f'{osp.basename(resumed)} (' if resumed else '('
+            they = 'it belongs' if len(later) == 1 else 'they belong'
+            runner.logger.warning(
+                f'resume: left {", ".join(later)} alone: {they} to a later '
+                f'point of the run than {resumed}the checkpoint this run '
+                f'resumes from). Not removed; a new best saved under the '
+                f'same name replaces the file.')
 
     def _adopt_best(self, runner, key, candidates):
         """Make the best of ``candidates`` (``(path, score, iter)`` of the
