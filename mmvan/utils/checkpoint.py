@@ -41,9 +41,17 @@ from mmengine.runner.checkpoint import CheckpointLoader
 from .errors import CheckpointError
 
 try:
-    from numpy._core import multiarray
+    from numpy._core import multiarray, numeric
 except ImportError:  # numpy < 2
-    from numpy.core import multiarray
+    from numpy.core import multiarray, numeric
+
+
+def _history_buffer_statistics():
+    """The names of the ``HistoryBuffer`` statistics methods that a
+    checkpoint may refer to."""
+    names = {'min', 'max', 'current', 'mean'}
+    names.update(HistoryBuffer._statistics_methods)
+    return {name for name in names if not name.startswith('_')}
 
 
 def _history_buffer_getattr(obj, name):
@@ -54,10 +62,8 @@ def _history_buffer_getattr(obj, name):
     crafted file reach any attribute of any allowed object, so only those
     lookups are answered.
     """
-    allowed = {'min', 'max', 'current', 'mean'}
-    allowed.update(HistoryBuffer._statistics_methods)
-    if (obj is HistoryBuffer and isinstance(name, str) and name in allowed
-            and not name.startswith('_')):
+    if (obj is HistoryBuffer and isinstance(name, str)
+            and name in _history_buffer_statistics()):
         value = getattr(HistoryBuffer, name)
         if callable(value):
             return value
@@ -192,15 +198,38 @@ class _PickleScan:
 
     def refused(self, allowed):
         """The globals that the weights-only unpickler would refuse, with
-        ``allowed`` added to what it allows."""
+        ``allowed`` added to what it allows (and the names that pickle
+        protocols 4 and 5 give those objects)."""
         unpickler = getattr(torch, '_weights_only_unpickler', None)
         known = getattr(unpickler, '_get_allowed_globals', None)
         users = getattr(unpickler, '_get_user_allowed_globals', None)
         if known is None or users is None:
             return []
         with _allowed(allowed):
-            names = set(known()) | set(users())
+            objects = {**known(), **users()}
+        names = set(objects) | _newer_protocol_names(objects.values())
         return [path for path in self.globals if path not in names]
+
+
+def _full_name(obj):
+    return f'{obj.__module__}.{obj.__qualname__}'
+
+
+def _newer_protocol_names(objects):
+    """The names under which pickle protocols 4 and 5 write what the
+    weights-only load allows among ``objects`` at protocol 2 (under other
+    names): ``HistoryBuffer.mean`` for ``getattr(HistoryBuffer, 'mean')``
+    (:func:`_history_buffer_getattr`), numpy's ``_frombuffer`` for the
+    ``_reconstruct`` of an array whose bytes protocol 5 writes as a
+    buffer."""
+    objects = list(objects)
+    names = set()
+    if any(obj is _history_buffer_getattr for obj in objects):
+        names.update(f'{_full_name(HistoryBuffer)}.{name}'
+                     for name in _history_buffer_statistics())
+    if any(obj is multiarray._reconstruct for obj in objects):
+        names.add(_full_name(numeric._frombuffer))
+    return names
 
 
 def _scan_pickles(filename):

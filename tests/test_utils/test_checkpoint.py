@@ -321,3 +321,32 @@ def test_plain_pickle_of_a_newer_protocol_is_not_a_checkpoint(
                               f'truncated, corrupt or not a PyTorch '
                               f'checkpoint'), message
     assert 'weights_only=False' not in message
+
+
+@pytest.mark.parametrize('protocol', [4, 5])
+def test_runner_checkpoint_of_a_newer_protocol_is_named_not_refused(
+        runner_checkpoint, tmp_path, protocol):
+    # An mmengine checkpoint saved again with pickle protocol 4 or 5 names
+    # the objects mmvan allows at protocol 2 in those protocols' way
+    # (HistoryBuffer.min for getattr(HistoryBuffer, 'min'), numpy's
+    # _frombuffer for an array): only the protocol stands in the way.
+    _, src = runner_checkpoint
+    path = tmp_path / f'epoch_1_p{protocol}.pth'
+    torch.save(safe_torch_load(src), path, pickle_protocol=protocol)
+    with pytest.raises(CheckpointError) as err:
+        safe_torch_load(path)
+    message = str(err.value)
+    assert message.startswith(f'Checkpoint {path} was saved with pickle '
+                              f'protocol {protocol}, which torch\'s '
+                              f'weights-only loader does not read'), message
+    assert 'Refused' not in message
+    # What the load allows at protocol 2 of HistoryBuffer is its
+    # statistics: any other of its attributes is still refused by name.
+    path = tmp_path / f'init_p{protocol}.pth'
+    torch.save({'f': HistoryBuffer.__init__}, path, pickle_protocol=protocol)
+    with pytest.raises(CheckpointError) as err:
+        safe_torch_load(path)
+    assert str(err.value).startswith(
+        f'Refused to load {path}: it asks to import and run '
+        f'mmengine.logging.history_buffer.HistoryBuffer.__init__, '), str(
+            err.value)
