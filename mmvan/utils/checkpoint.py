@@ -16,7 +16,8 @@ stays on: a checkpoint that asks for anything else (a function call, an
 arbitrary class) is refused before any of it runs, and the message names
 what it asked for (``posix.system``), also where torch's unpickler stopped
 earlier at a pickle protocol it does not read (the file's pickles are then
-read with :mod:`pickletools`, which imports and runs nothing).
+read with :mod:`pickletools`, which imports and runs nothing, up to a
+bounded number of opcodes: nothing past them is named).
 
 Reading, converting and loading checkpoints into models is
 :mod:`mmvan.zoo.checkpoint`'s; this module holds what every layer may use.
@@ -128,6 +129,11 @@ _STRINGS = {
     'SHORT_BINUNICODE', 'BINUNICODE8'
 }
 
+# The most opcodes a scan reads (all the pickles of a file together): a
+# large pickle is rejected without reading all of it. What lies past them is
+# not known, and so never named.
+_SCAN_OPCODES = 300_000
+
 
 class _Bounded:
     """A binary file whose reads never ask for more than what is left of
@@ -136,13 +142,18 @@ class _Bounded:
 
     def __init__(self, stream, size):
         self.stream, self.size = stream, size
+        self.position = stream.tell()
 
     def read(self, n=-1):
-        left = max(self.size - self.stream.tell(), 0)
-        return self.stream.read(left if n is None or n < 0 else min(n, left))
+        left = max(self.size - self.position, 0)
+        data = self.stream.read(left if n is None or n < 0 else min(n, left))
+        self.position += len(data)
+        return data
 
     def readline(self):
-        return self.stream.readline(4096)
+        line = self.stream.readline(4096)
+        self.position += len(line)
+        return line
 
 
 class _PickleScan:
@@ -158,14 +169,22 @@ class _PickleScan:
         # Whether the pickles are those of torch.save's formats (set by
         # _scan_pickles).
         self.torch_format = False
+        # The opcodes read; whether the scan stopped at _SCAN_OPCODES.
+        self.opcodes = 0
+        self.stopped = False
 
     def add(self, stream):
-        """Read one pickle of ``stream``; False when it is not one
-        well-formed pickle (what was read of it is then not kept)."""
+        """Read one pickle of ``stream``, up to :data:`_SCAN_OPCODES` in
+        all (then ``stopped``: what was read is kept); False when it is not
+        one well-formed pickle (what was read of it is then not kept)."""
         protocol, found, pushed, memo = 0, [], [], {}
         values = []
         try:
             for op, arg, _ in pickletools.genops(stream):
+                self.opcodes += 1
+                if self.opcodes > _SCAN_OPCODES:
+                    self.stopped = True
+                    break
                 name = op.name
                 if not values and name not in ('PROTO', 'FRAME'):
                     values.append(arg)
@@ -255,7 +274,7 @@ def _scan_pickles(filename):
             # Legacy torch.save: magic number, protocol, system info, the
             # object, the storage keys; then the storages' raw bytes.
             read = 0
-            while read < 5 and scan.add(stream):
+            while read < 5 and not scan.stopped and scan.add(stream):
                 read += 1
         # A plain pickle (pickle.dump's file) is none of torch.save's.
         scan.torch_format = scan.first_values[:1] == [

@@ -350,3 +350,55 @@ def test_runner_checkpoint_of_a_newer_protocol_is_named_not_refused(
         f'Refused to load {path}: it asks to import and run '
         f'mmengine.logging.history_buffer.HistoryBuffer.__init__, '), str(
             err.value)
+
+
+def _count_opcodes(monkeypatch):
+    """The pickle opcodes read by the loads from now on (a list whose
+    length grows)."""
+    import pickletools
+    read, genops = [], pickletools.genops
+
+    def counted(*args, **kwargs):
+        for op in genops(*args, **kwargs):
+            read.append(None)
+            yield op
+
+    monkeypatch.setattr(pickletools, 'genops', counted)
+    return read
+
+
+def test_a_large_pickle_is_rejected_without_reading_all_of_it(
+        tmp_path, monkeypatch):
+    # A plain pickle of protocol 4 with a million and a half opcodes (a
+    # list of floats): the scan of what it asks to import stops early, and
+    # what it says holds for the whole file.
+    path = tmp_path / 'floats.pkl'
+    path.write_bytes(pickle.dumps([0.5] * 1_500_000, protocol=4))
+    read = _count_opcodes(monkeypatch)
+    with pytest.raises(CheckpointError) as err:
+        safe_torch_load(path)
+    assert len(read) < 1_000_000
+    assert str(err.value).startswith(
+        f'Checkpoint {path} is unreadable: it is truncated, corrupt or not '
+        f'a PyTorch checkpoint'), str(err.value)
+    # A checkpoint (torch.save's format) past that many opcodes: its
+    # protocol is named; a refused global read before the stop still is.
+    big = [0.5] * 600_000
+    path = tmp_path / 'p4.pth'
+    torch.save({'w': big}, path, pickle_protocol=4)
+    del read[:]
+    with pytest.raises(CheckpointError) as err:
+        safe_torch_load(path)
+    assert len(read) < 500_000
+    assert str(err.value).startswith(
+        f'Checkpoint {path} was saved with pickle protocol 4, '), str(
+            err.value)
+    marker = tmp_path / 'pwned'
+    checkpoint = dict(payload=_Exploit(marker), w=big)
+    torch.save(checkpoint, path, pickle_protocol=4)
+    with pytest.raises(CheckpointError) as err:
+        safe_torch_load(path)
+    assert str(err.value).startswith(
+        f'Refused to load {path}: it asks to import and run '
+        f'{os.system.__module__}.system, '), str(err.value)
+    assert not marker.exists()
