@@ -458,6 +458,20 @@ def _step_memory_mb(device, step, tmp):
     return max((sum(row) for row in sizes), default=0) / 2**20
 
 
+def _timed_step(device, step):
+    """Seconds of ``step()``; on CUDA from an idle GPU to the end of the
+    work the step queued (a step returns before its kernels finish, and the
+    next contender's step would wait for them)."""
+    cuda = device.startswith('cuda')
+    if cuda:
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    step()
+    if cuda:
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
 def _same_weights(runners, runs):
     """The first runner's seeded random weights in every runner (in
     mmpretrain's names for its backbone)."""
@@ -526,9 +540,9 @@ def _measure(config, batch_size, iters, warmup, contenders, precisions,
     for i in range(warmup + iters):
         for name, runner in runners.items():
             batch = copy.deepcopy(batches[i % len(batches)])
-            start = time.perf_counter()
-            runner.model.train_step(batch, runner.optim_wrapper)
-            elapsed = time.perf_counter() - start
+            elapsed = _timed_step(
+                device,
+                lambda: runner.model.train_step(batch, runner.optim_wrapper))
             if i >= warmup:
                 times[name].append(elapsed)
     # Memory after the timings (profiling slows a step down).
