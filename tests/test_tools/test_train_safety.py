@@ -129,6 +129,35 @@ runpy.run_path('tools/train.py', run_name='__main__')
 '''
 
 
+@contextlib.contextmanager
+def stalled_training(folder, root, nth, args, never):
+    """tools/train.py with ``args`` (OMP_NUM_THREADS=1, no output), stalled
+    in its ``nth`` write of ``epoch_2.pth`` (the script is written in
+    ``folder``): the process while it is stalled there, killed with
+    SIGKILL afterwards. ``never``: the failure message of a run that does
+    not get there."""
+    flag = folder / 'writing'
+    script = folder / 'train_stalling.py'
+    script.write_text(
+        _STALLING_TRAIN.format(name='epoch_2.pth', nth=nth, flag=str(flag)))
+    process = subprocess.Popen([sys.executable,
+                                str(script), *args],
+                               cwd=root,
+                               env=dict(os.environ, OMP_NUM_THREADS='1'),
+                               stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 300
+        while not flag.exists() and process.poll() is None and \
+                time.time() < deadline:
+            time.sleep(0.05)
+        assert flag.exists(), never
+        yield process
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+
+
 @pytest.fixture(scope='module')
 def killed(tmp_path_factory, config, data, root, train):
     """A two-epoch run killed (SIGKILL) while it writes ``epoch_2.pth``,
@@ -142,26 +171,16 @@ def killed(tmp_path_factory, config, data, root, train):
     run's output.
     """
     work = tmp_path_factory.mktemp('killed') / 'work'
-    flag = work.parent / 'writing'
-    script = work.parent / 'train_stalling.py'
-    script.write_text(
-        _STALLING_TRAIN.format(name='epoch_2.pth', nth=1, flag=str(flag)))
     env = dict(os.environ, OMP_NUM_THREADS='1')
-    first = subprocess.Popen([
-        sys.executable,
-        str(script), config, '--work-dir',
-        str(work), '--cfg-options', *options(data, epochs=2)
-    ],
-                             cwd=root,
-                             env=env,
-                             stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.time() + 300
-        while not flag.exists() and first.poll() is None and \
-                time.time() < deadline:
-            time.sleep(0.05)
-        assert flag.exists(), 'the run never reached the save of epoch 2'
+    with stalled_training(
+            work.parent,
+            root,
+            nth=1,
+            args=[
+                config, '--work-dir',
+                str(work), '--cfg-options', *options(data, epochs=2)
+            ],
+            never='the run never reached the save of epoch 2') as first:
         at_kill = sorted(p.name for p in work.iterdir())
         whole = {p.name: state(p)['meta']['epoch'] for p in work.glob('*.pth')}
         second = main_in_process(
@@ -169,9 +188,6 @@ def killed(tmp_path_factory, config, data, root, train):
             [config, '--work-dir',
              str(work), '--cfg-options', *options(data)])
         alive = first.poll() is None
-    finally:
-        first.send_signal(signal.SIGKILL)
-        first.wait()
     after_second = sorted(p.name for p in work.iterdir())
     resumed = subprocess.run([
         sys.executable, 'tools/train.py', config, '--resume', '--work-dir',
@@ -241,29 +257,17 @@ def test_a_kill_in_the_second_save_of_an_epoch_keeps_the_new_best(
     # run (accuracy 20, then 10) has a new best.
     opts = options(data) + ['default_hooks.checkpoint.rule=less']
     work = tmp_path / 'work'
-    flag = tmp_path / 'writing'
-    script = tmp_path / 'train_stalling.py'
-    script.write_text(
-        _STALLING_TRAIN.format(name='epoch_2.pth', nth=2, flag=str(flag)))
     env = dict(os.environ, OMP_NUM_THREADS='1')
-    first = subprocess.Popen([
-        sys.executable,
-        str(script), config, '--work-dir',
-        str(work), '--cfg-options', *opts, 'train_cfg.max_epochs=2'
-    ],
-                             cwd=root,
-                             env=env,
-                             stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.time() + 300
-        while not flag.exists() and first.poll() is None and \
-                time.time() < deadline:
-            time.sleep(0.05)
-        assert flag.exists(), 'the run never saved epoch 2 a second time'
-    finally:
-        first.send_signal(signal.SIGKILL)
-        first.wait()
+    with stalled_training(
+            tmp_path,
+            root,
+            nth=2,
+            args=[
+                config, '--work-dir',
+                str(work), '--cfg-options', *opts, 'train_cfg.max_epochs=2'
+            ],
+            never='the run never saved epoch 2 a second time'):
+        pass  # killed in that write
     old, new = BEST, 'best_accuracy_top1_epoch_2.pth'
     assert sorted(p.name
                   for p in work.glob('*.pth')) == [old, new, 'epoch_2.pth']
