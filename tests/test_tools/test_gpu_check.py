@@ -42,6 +42,10 @@ def test_gpu_check_script_needs_a_gpu(root):
         'cuda'
     ],
     ['tools/analysis_tools/train_speed.py', CONFIG, '--device', 'cuda'],
+    [
+        'tools/analysis_tools/benchmark.py', CONFIG, '--device', 'cuda',
+        '--deploy', '--compare', 'mmpretrain'
+    ],
 ])
 def test_cuda_device_without_gpu_is_an_error(run_tool, args):
     out = run_tool(args, env=NO_GPU, check=False, timeout=300)
@@ -113,3 +117,41 @@ def test_train_speed_default_contenders(tool):
     with mock.patch.object(torch.cuda, 'is_available', return_value=True):
         contenders = train_speed_tool.parse_args([CONFIG]).contenders
         assert {'mmvan-torch', 'mmvan-unfused', 'mmvan-cl'} <= set(contenders)
+
+
+def test_gpu_check_commands_parse(root, tmp_path, tool):
+    """Every command of gpu_check.sh, as bash expands it, is one its tool
+    takes."""
+    log = tmp_path / 'commands'
+    python = tmp_path / 'python'
+    # A Python that has a GPU (its ``-c`` check passes) and records the
+    # scripts it is asked to run.
+    python.write_text('#!/bin/sh\n'
+                      f'case "$1" in tools/*) echo "$@" >> {log};; esac\n')
+    python.chmod(0o755)
+    subprocess.run(['bash', 'tools/analysis_tools/gpu_check.sh',
+                    str(python)],
+                   cwd=root,
+                   check=True,
+                   timeout=60)
+    commands = [line.split() for line in log.read_text().splitlines()]
+    scripts = [cmd[0] for cmd in commands]
+    assert sorted(set(scripts)) == [
+        f'tools/analysis_tools/{name}.py'
+        for name in ('benchmark', 'kernel_bandwidth', 'train_speed')
+    ]
+    for script, *args in commands:
+        name = os.path.basename(script)[:-3]
+        parsed = tool(name).parse_args(args)
+        if name != 'kernel_bandwidth':
+            assert os.path.isfile(os.path.join(root, parsed.config))
+            assert parsed.device == 'cuda'
+        if name == 'train_speed':
+            assert set(parsed.contenders) <= set(train_speed.CONTENDERS)
+            assert parsed.precisions == ['fp32', 'amp']
+    contenders = {
+        c
+        for script, *args in commands if script.endswith('train_speed.py')
+        for c in tool('train_speed').parse_args(args).contenders
+    }
+    assert {'mmvan-unfused', 'mmvan-cl'} <= contenders
