@@ -1,16 +1,20 @@
 # Copyright (c) mmvan contributors. All rights reserved.
-"""The CUDA branches of the GPU measurements (train_speed.py, benchmark.py,
+"""The CUDA branches of the GPU measurements (train_speed.py's train steps,
 kernel_bandwidth.py), run on CPU tensors under a simulated GPU: torch
 reports one CUDA device, every tensor and module sent to it stays on the
 CPU, and the GPU's work is asynchronous (it is done, and the clock has
 moved on by its duration, only at a synchronisation point)."""
+import time
 import types
+import warnings
 
 import mmengine.runner.runner
 import pytest
 import torch
 
+from mmvan.analysis import kernel_bandwidth as kb
 from mmvan.analysis import train_speed
+from mmvan.ops import KernelFallbackWarning
 
 
 class SimulatedGPU:
@@ -37,9 +41,36 @@ def _cpu(device):
     return 'cpu' if is_cuda else device
 
 
+def _on_cpu(factory):
+
+    def make(*args, device=None, **kwargs):
+        return factory(*args, device=_cpu(device), **kwargs)
+
+    return make
+
+
+class Event:
+    """``torch.cuda.Event``: the time it is recorded at (wall clock)."""
+
+    def __init__(self, enable_timing=False):
+        self.enable_timing = enable_timing
+        self.at = None
+
+    def record(self, stream=None):
+        self.at = time.perf_counter()
+
+    def synchronize(self):
+        assert self.at is not None, 'synchronize() before record()'
+
+    def elapsed_time(self, end):
+        assert self.enable_timing and end.enable_timing
+        return (end.at - self.at) * 1e3
+
+
 @pytest.fixture
 def simulated_gpu(monkeypatch):
     gpu = SimulatedGPU()
+    generator = torch.Generator
     monkeypatch.delenv('CUDA_VISIBLE_DEVICES', raising=False)
     cuda = torch.cuda
     for name, value in dict(
@@ -60,7 +91,7 @@ def simulated_gpu(monkeypatch):
     tensor_to, module_to = torch.Tensor.to, torch.nn.Module.to
 
     def to_tensor(self, *args, **kwargs):
-        if any(_cpu(a) != a for a in args + tuple(kwargs.values())):
+        if any(_cpu(a) is not a for a in args + tuple(kwargs.values())):
             gpu.synchronize()
         args = tuple(_cpu(a) for a in args)
         kwargs = {k: _cpu(v) for k, v in kwargs.items()}
@@ -73,6 +104,13 @@ def simulated_gpu(monkeypatch):
         })
 
     monkeypatch.setattr(torch.Tensor, 'to', to_tensor)
+    for name in ('randn', 'empty'):
+        monkeypatch.setattr(torch, name, _on_cpu(getattr(torch, name)))
+    monkeypatch.setattr(
+        torch,
+        'Generator',
+        lambda device='cpu': generator(device=_cpu(device)))
+    monkeypatch.setattr(cuda, 'Event', Event)
     # mmengine decides its device when it is imported.
     monkeypatch.setattr(mmengine.runner.runner, 'get_device', lambda: 'cuda')
     monkeypatch.setattr(torch.nn.Module, 'to', to_module)
@@ -113,3 +151,27 @@ def test_train_steps_are_timed_to_the_end_of_their_gpu_work(
     assert result['rate'] == {'mmvan': 2.0, 'mmpretrain': 2 / 3}
     # The CUDA allocator's peak above what was allocated before the step.
     assert result['peak_mb'] == {'mmvan': 200.0, 'mmpretrain': 200.0}
+
+
+@pytest.mark.slow
+def test_kernel_bandwidth_report(simulated_gpu, monkeypatch, capsys):
+    """Every pass of every convolution runs, Triton's kernels (in Triton's
+    interpreter) and PyTorch's, in both dtypes, into one table row each."""
+    monkeypatch.setenv('TRITON_INTERPRET', '1')
+    # One small stage: 4 channels (MLP: 8) of 6 x 6.
+    monkeypatch.setattr(kb.depthwise_cases, '__defaults__',
+                        (((1, 4, 8, 6), ), ))
+    with warnings.catch_warnings():
+        warnings.simplefilter('error', KernelFallbackWarning)
+        result = kb.report(batch_size=1, repeats=1)
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith('GPU: NVIDIA H100 80GB HBM3; torch ')
+    assert out[1].startswith('peak memory bandwidth: 3350 GB/s (table)')
+    assert result['peak'] == 3350e9
+    # 7 convolutions x 3 passes and the fused op's 2, in 2 dtypes.
+    rows = out[4:]
+    assert len(rows) == (7 * 3 + 2) * 2
+    assert len(result['rows']) == 2 * len(rows)
+    for row in rows:
+        cells = [c.strip() for c in row.strip('|').split('|')]
+        assert len(cells) == 11 and '-' not in cells, row
