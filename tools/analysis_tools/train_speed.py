@@ -45,7 +45,8 @@ def parse_args(argv=None):
         '--contenders',
         nargs='+',
         choices=train_speed.CONTENDERS,
-        help='default: all (mmvan-torch only where there is a GPU)')
+        help='default: all (' + ', '.join(train_speed.GPU_ONLY) +
+        ' only where there is a GPU)')
     parser.add_argument('--profile', action='store_true')
     parser.add_argument(
         '--train-py',
