@@ -30,6 +30,8 @@ import torch.nn.functional as F
 
 from mmvan.models.layers.kernel_decomposition import LKA_KERNELS
 from mmvan.ops import depthwise_conv2d
+from mmvan.ops import dwconv_gelu as fused_op
+from mmvan.ops.depthwise_conv import failed_variants
 from mmvan.ops.dwconv_gelu import dwconv_gelu
 from mmvan.utils.errors import UserError
 
@@ -260,6 +262,8 @@ def kernel_rows(peak, batch=32, dtypes=('fp32', 'bf16'), repeats=20):
                     fns = _pass_functions(case, batch, dtype, impl)
                     for pass_name, fn in fns.items():
                         seconds = time_cuda(fn, repeats=repeats)
+                        fell_back = impl == 'triton' and _fell_back(
+                            case, pass_name, dtype)
                         nbytes = compulsory_bytes(
                             pass_name, batch, case['channels'], case['size'],
                             case['kernel'],
@@ -274,8 +278,19 @@ def kernel_rows(peak, batch=32, dtypes=('fp32', 'bf16'), repeats=20):
                                 gb=nbytes / 1e9,
                                 gbs=rate / 1e9,
                                 share=share,
+                                fell_back=fell_back,
                                 **{'pass': pass_name}))
     return rows
+
+
+def _fell_back(case, pass_name, dtype):
+    """Whether mmvan's kernel for this pass failed and PyTorch's op ran in
+    its place (the ops fall back with a warning once, then silently)."""
+    if case['fused']:
+        return fused_op.failure() is not None
+    return any(kind == pass_name and device == 'cuda' and failed_dtype == dtype
+               and tuple(kernel) == tuple(case['kernel'])
+               for kind, device, failed_dtype, kernel, _ in failed_variants())
 
 
 def format_rows(rows):
@@ -302,7 +317,11 @@ def format_rows(rows):
         for r in (t, p):
             cells += (['-', '-'] if r is None else
                       [f'{r["ms"]:.3f}', f'{r["share"]:.0%}'])
-        cells.append(f'{p["ms"] / t["ms"]:.2f}x' if t and p else '-')
+        if t is not None and t.get('fell_back'):
+            # PyTorch's op ran: not the kernel's time.
+            cells[6:8] = ['failed: PyTorch ran', '-']
+        cells.append(f'{p["ms"] / t["ms"]:.2f}x'
+                     if t and p and not t.get('fell_back') else '-')
         lines.append('| ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines)
 

@@ -66,7 +66,7 @@ except ImportError:  # pragma: no cover - depends on the installation
 __all__ = [
     'depthwise_conv2d', 'depthwise_conv2d_reference', 'select_impl',
     'KernelFallbackWarning', 'MAX_TAPS', 'MAX_KERNEL', 'IMPLS',
-    'launch_device', 'GRID_YZ_LIMIT'
+    'launch_device', 'GRID_YZ_LIMIT', 'failed_variants'
 ]
 
 IMPLS = ('auto', 'triton', 'torch')
@@ -441,6 +441,15 @@ def _out_size(size, kernel, pad, dil):
 _BROKEN = set()
 _WARNED = set()
 _LOGGED = set()
+
+
+def failed_variants():
+    """The kernel variants that failed in this process and run PyTorch's
+    op from then on: ``(pass, device type, dtype, kernel size,
+    channels_last)`` tuples, ``pass`` one of ``'forward'``, ``'input
+    grad'``, ``'weight grad'`` (for timing tools, which must not report
+    PyTorch's time as the kernel's)."""
+    return sorted(_BROKEN, key=str)
 
 
 def _variant(kind, x, kernel_size):

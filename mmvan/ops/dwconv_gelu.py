@@ -398,6 +398,12 @@ def _backward(grad, x, weight, bias, need_input):
     return grad_x, grad_weight, grad_bias
 
 
+def failure():
+    """Why the kernels were switched off in this process (after a failure
+    on a GPU), or None while they run."""
+    return _BROKEN[0] if _BROKEN else None
+
+
 def _give_up(error):
     """Stop using the kernels after a failure on a GPU, with one
     :class:`~mmvan.ops.KernelFallbackWarning` naming the cause."""

@@ -5,8 +5,11 @@ from unittest import mock
 
 import pytest
 import torch
+from torch._subclasses.fake_tensor import FakeTensorMode
 
 from mmvan.analysis import kernel_bandwidth as kb
+from mmvan.ops import depthwise_conv
+from mmvan.ops import dwconv_gelu as fused_op
 from mmvan.utils.errors import UserError
 
 
@@ -107,3 +110,40 @@ def test_arguments_are_checked(tool):
         parse_args(['--dtypes', 'fp64'])
     args = parse_args(['--batch-size', '8', '--dtypes', 'bf16'])
     assert (args.batch_size, args.dtypes, args.peak_gbs) == (8, ['bf16'], None)
+
+
+def test_a_failed_kernel_is_not_reported_as_its_time(monkeypatch):
+    """A kernel that failed on the GPU runs PyTorch's op from then on (one
+    warning): its row says so instead of showing PyTorch's time as the
+    kernel's, and other passes, dtypes and kernels keep theirs."""
+    with FakeTensorMode():
+        x = torch.empty(2, 64, 56, 56, device='cuda')
+        # The record the op keeps when the forward 5x5 kernel fails.
+        failed = depthwise_conv._variant('forward', x, (5, 5))
+    monkeypatch.setattr(depthwise_conv, '_BROKEN', {failed})
+    case = dict(kernel=(5, 5), fused=False)
+    assert kb._fell_back(case, 'forward', torch.float32)
+    assert not kb._fell_back(case, 'weight grad', torch.float32)
+    assert not kb._fell_back(case, 'forward', torch.bfloat16)
+    assert not kb._fell_back(
+        dict(case, kernel=(7, 7)), 'forward', torch.float32)
+    fused_case = dict(kernel=(3, 3), fused=True)
+    assert not kb._fell_back(fused_case, 'fused forward', torch.float32)
+    monkeypatch.setattr(fused_op, '_BROKEN', ['RuntimeError: no'])
+    assert kb._fell_back(fused_case, 'fused forward', torch.float32)
+
+    row = dict(
+        stage=1,
+        name='LKA conv0',
+        kernel=(5, 5),
+        dilation=1,
+        gb=0.0514,
+        dtype='fp32',
+        **{'pass': 'forward'})
+    rows = [
+        dict(row, impl='triton', ms=0.1, share=0.15, fell_back=True),
+        dict(row, impl='torch', ms=0.1, share=0.15)
+    ]
+    assert kb.format_rows(rows).splitlines()[2] == (
+        '| s1 | LKA conv0 | 5x5 | forward | fp32 | 51.4 | '
+        'failed: PyTorch ran | - | 0.100 | 15% | - |')
