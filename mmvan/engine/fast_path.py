@@ -39,6 +39,7 @@ import torch
 from mmvan.models.backbones.van import VAN
 from mmvan.models.utils import takes_channels_last, to_channels_last
 from mmvan.ops import dwconv_gelu
+from mmvan.ops.depthwise_conv import failed_variants
 from mmvan.utils.errors import ConfigError
 
 LAYOUTS = ('auto', 'channels_last', 'contiguous')
@@ -93,11 +94,28 @@ def describe_convolutions(model, device):
                 if on
             ]
             name = (f'triton ({", ".join(fusions)})' if fusions else 'triton')
+            name += _failures(device)
         else:
             name = 'torch'
         if name not in names:
             names.append(name)
     return ', '.join(names)
+
+
+def _failures(device):
+    """What of the Triton kernels failed in this process on ``device``'s
+    type and ran PyTorch's ops instead, for the log line ('' if
+    nothing)."""
+    kind = torch.device(device).type
+    failed = [
+        f'{p} {kh}x{kw} {str(dtype).replace("torch.", "")}'
+        for p, dev, dtype, (kh, kw), _ in failed_variants() if dev == kind
+    ]
+    if dwconv_gelu.failure() is not None:
+        failed.append('fused MLP conv+GELU')
+    if not failed:
+        return ''
+    return f' [failed, PyTorch\'s ops ran: {", ".join(failed)}]'
 
 
 def apply_layout(model, layout, any_backbone=False):

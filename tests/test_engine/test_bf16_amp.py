@@ -8,11 +8,13 @@ import pytest
 import torch
 from mmengine.config import Config
 from mmengine.optim import OptimWrapper
+from torch._subclasses.fake_tensor import FakeTensorMode
 
 from mmvan.cli import apply_device_fallbacks
 from mmvan.engine.fast_path import describe_convolutions, describe_precision
 from mmvan.engine.optimizers import BF16AutocastOptimWrapper
 from mmvan.models import VAN
+from mmvan.ops import depthwise_conv, dwconv_gelu
 from mmvan.testing import TINY
 from mmvan.utils.errors import UserError
 
@@ -100,6 +102,16 @@ def test_training_path_names_the_convolutions():
                                  'cuda') == 'triton (fused residual adds)'
     model[0].set_conv_impl('auto', fused_residual=False)
     assert describe_convolutions(model, 'cuda') == 'triton'
+    # Kernels that failed on the GPU (PyTorch's ops ran) are named.
+    with FakeTensorMode():
+        x = torch.empty(2, 8, 9, 9, device='cuda', dtype=torch.bfloat16)
+        failed = depthwise_conv._variant('weight grad', x, (7, 7))
+    with mock.patch.object(depthwise_conv, '_BROKEN', {failed}), \
+            mock.patch.object(dwconv_gelu, '_BROKEN', ['RuntimeError: x']):
+        assert describe_convolutions(model, 'cuda') == (
+            "triton [failed, PyTorch's ops ran: weight grad 7x7 bfloat16, "
+            'fused MLP conv+GELU]')
+        assert describe_convolutions(model, 'cpu') == 'torch'
     model[0].set_conv_impl('torch')
     assert describe_convolutions(model, 'cuda') == 'torch'
     assert describe_convolutions(torch.nn.Linear(2, 2), 'cuda') == 'torch'
