@@ -277,16 +277,23 @@ def _forward_cl(x, weight, bias):
     return y
 
 
+def _backward_operands(grad, x, weight, bias, span):
+    """The backward kernels' operands: the weight and bias contiguous (the
+    weight stands in for a missing bias), the gradient, laid out as ``x``
+    when its strides reach past the kernels' 32-bit offsets (``span``: the
+    extent they address with them, a plane or a sample, which for ``x``
+    fits), and the pre-activation gradient to write."""
+    w = weight.contiguous()
+    b = w if bias is None else bias.contiguous()
+    if span(grad) >= 2**31:
+        grad = torch.empty_like(x).copy_(grad)
+    return w, b, grad, torch.empty_like(x)
+
+
 def _backward_cl(grad, x, weight, bias, need_input):
     _, grad_kernel, input_kernel = _kernels_cl(interpreting())
     grid, block_p, block_c, warps = _launch_config_cl(x)
-    w = weight.contiguous()
-    b = w if bias is None else bias.contiguous()
-    if _sample_span(grad) >= 2**31:
-        # A strided gradient past 32-bit offsets: laid out as ``x`` is,
-        # whose samples fit them.
-        grad = torch.empty_like(x).copy_(grad)
-    gz = torch.empty_like(x)
+    w, b, grad, gz = _backward_operands(grad, x, weight, bias, _sample_span)
     n, c, h, w_ = x.shape
     p_tiles = grid[0] // n
     per_program = min(_CL_TILES_PER_PROGRAM, p_tiles)
@@ -342,13 +349,7 @@ def _backward(grad, x, weight, bias, need_input):
         return _backward_cl(grad, x, weight, bias, need_input)
     _, grad_kernel, input_kernel = _kernels(interpreting())
     grid, bh, bw, warps = _launch_config(x)
-    w = weight.contiguous()
-    b = w if bias is None else bias.contiguous()
-    if _plane_span(grad) >= 2**31:
-        # A strided gradient past 32-bit offsets: laid out as ``x`` is,
-        # whose planes fit them.
-        grad = torch.empty_like(x).copy_(grad)
-    gz = torch.empty_like(x)
+    w, b, grad, gz = _backward_operands(grad, x, weight, bias, _plane_span)
     n_tiles = grid[1]
     parts = torch.empty((grid[0], n_tiles, 10),
                         dtype=torch.float32,

@@ -12,6 +12,16 @@ from mmvan.ops import depthwise_conv
 from mmvan.ops import dwconv_gelu as fused_op
 from mmvan.utils.errors import UserError
 
+# One row of the table: a pass of one convolution, before it is timed.
+ROW = dict(
+    stage=1,
+    name='LKA conv0',
+    kernel=(5, 5),
+    dilation=1,
+    gb=0.0514,
+    dtype='fp32',
+    **{'pass': 'forward'})
+
 
 @pytest.mark.parametrize(
     'name, gbs',
@@ -78,14 +88,7 @@ def test_cases_are_van_b2s_convolutions():
 
 
 def test_table_pairs_triton_and_torch():
-    row = dict(
-        stage=1,
-        name='LKA conv0',
-        kernel=(5, 5),
-        dilation=1,
-        gb=0.0514,
-        dtype='fp32',
-        **{'pass': 'forward'})
+    row = ROW
     rows = [
         dict(row, impl='triton', ms=0.025, share=0.6),
         dict(row, impl='torch', ms=0.1, share=0.15)
@@ -132,14 +135,7 @@ def test_a_failed_kernel_is_not_reported_as_its_time(monkeypatch):
     monkeypatch.setattr(fused_op, '_BROKEN', ['RuntimeError: no'])
     assert kb._fell_back(fused_case, 'fused forward', torch.float32)
 
-    row = dict(
-        stage=1,
-        name='LKA conv0',
-        kernel=(5, 5),
-        dilation=1,
-        gb=0.0514,
-        dtype='fp32',
-        **{'pass': 'forward'})
+    row = ROW
     rows = [
         dict(row, impl='triton', ms=0.1, share=0.15, fell_back=True),
         dict(row, impl='torch', ms=0.1, share=0.15)
