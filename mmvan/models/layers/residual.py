@@ -3,10 +3,10 @@
 depth as one element-wise operation.
 
 A block's sub-block ends in ``x + drop_path(y * layer_scale)``. Run as
-written, that is up to four full passes over the feature map in the forward
-pass (the scale, the division by the keep probability, the per-sample mask,
-the add), each reading and writing a tensor the size of ``x``, and as many
-again in the backward pass. The layer scale and the mask are both broadcast
+written, that is up to four element-wise kernels in the forward pass (the
+scale, the division by the keep probability, the per-sample mask, the add),
+each reading and writing tensors the size of ``x`` (9 such tensors moved
+where one kernel moves 3), and more in the backward pass. The layer scale and the mask are both broadcast
 factors: their product is a small ``(N, C, 1, 1)`` tensor, so the whole
 epilogue is ``torch.addcmul(x, y, scale)``, one pass that reads ``x`` and
 ``y`` and writes the sum.
