@@ -5,18 +5,18 @@ depth as one element-wise operation.
 A block's sub-block ends in ``x + drop_path(y * layer_scale)``. Run as
 written, that is up to four element-wise kernels in the forward pass (the
 scale, the division by the keep probability, the per-sample mask, the add),
-each reading and writing tensors the size of ``x`` (9 such tensors moved
-where one kernel moves 3), and more in the backward pass. The layer scale and the mask are both broadcast
-factors: their product is a small ``(N, C, 1, 1)`` tensor, so the whole
-epilogue is ``torch.addcmul(x, y, scale)``, one pass that reads ``x`` and
-``y`` and writes the sum.
+which read and write 9 tensors the size of ``x``, and more in the backward
+pass. The layer scale and the mask are both broadcast factors: their
+product is a small ``(N, C, 1, 1)`` tensor, so the whole epilogue is
+``torch.addcmul(x, y, scale)``, one kernel that reads ``x`` and ``y`` and
+writes the sum.
 
 The random mask is drawn as :func:`mmcv.cnn.bricks.drop.drop_path` draws
 it (one ``torch.rand`` of shape ``(N, 1, 1, 1)`` in ``y``'s dtype), so a run
 keeps the random stream, and so the dropped samples, of the unfused block;
-the results equal the unfused operations up to float rounding (the product
-of the factors is rounded once, and the add happens in the same
-instruction).
+the results equal the unfused operations up to float rounding (the
+factors are multiplied together first, and each element is rounded
+once).
 """
 import torch
 
