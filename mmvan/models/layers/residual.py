@@ -15,8 +15,7 @@ The random mask is drawn as :func:`mmcv.cnn.bricks.drop.drop_path` draws
 it (one ``torch.rand`` of shape ``(N, 1, 1, 1)`` in ``y``'s dtype), so a run
 keeps the random stream, and so the dropped samples, of the unfused block;
 the results equal the unfused operations up to float rounding (the
-factors are multiplied together first, and each element is rounded
-once).
+factors are multiplied together first).
 """
 import torch
 
