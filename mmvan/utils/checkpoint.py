@@ -340,8 +340,9 @@ def safe_torch_load(filename,
             (m.group(1) for m in map(_GLOBAL_IN_MESSAGE.search, lines) if m),
             None)
         scan = None if named else _scan_pickles(filename)
-        if scan is not None and scan.refused(allowed):
-            named = scan.refused(allowed)[0]
+        refused = scan.refused(allowed) if scan is not None else []
+        if refused:
+            named = refused[0]
         if named is not None:
             raise CheckpointError(
                 f'Refused to load {filename}: it asks to import and run '
