@@ -51,6 +51,14 @@ class ToyDataset(torch.utils.data.Dataset):
         return dict(inputs=x, labels=x.sum())
 
 
+def _load_error(path):
+    """The message of the :class:`CheckpointError` that loading ``path``
+    raises."""
+    with pytest.raises(CheckpointError) as err:
+        safe_torch_load(path)
+    return str(err.value)
+
+
 def make_runner(work_dir, **kwargs):
     return Runner(
         model=ToyModel(),
@@ -289,9 +297,7 @@ def test_newer_pickle_protocol_is_named_and_corrupt_stays_corrupt(tmp_path):
     # torch's weights-only loader reads protocol 2 only.
     path = tmp_path / 'p4.pth'
     torch.save({'state_dict': {'w': torch.ones(3)}}, path, pickle_protocol=4)
-    with pytest.raises(CheckpointError) as err:
-        safe_torch_load(path)
-    message = str(err.value)
+    message = _load_error(path)
     assert 'saved with pickle protocol 4' in message, message
     assert 'corrupt' not in message and 'Refused' not in message
     # Cut short, the same pickle is corrupt, as before.
@@ -314,9 +320,7 @@ def test_plain_pickle_of_a_newer_protocol_is_not_a_checkpoint(
     path.write_bytes(pickle.dumps({'w': [1.0, 2.0]}, protocol=protocol))
     with pytest.raises(RuntimeError, match='magic number'):
         torch.load(path, weights_only=False)
-    with pytest.raises(CheckpointError) as err:
-        safe_torch_load(path)
-    message = str(err.value)
+    message = _load_error(path)
     assert message.startswith(f'Checkpoint {path} is unreadable: it is '
                               f'truncated, corrupt or not a PyTorch '
                               f'checkpoint'), message
@@ -333,9 +337,7 @@ def test_runner_checkpoint_of_a_newer_protocol_is_named_not_refused(
     _, src = runner_checkpoint
     path = tmp_path / f'epoch_1_p{protocol}.pth'
     torch.save(safe_torch_load(src), path, pickle_protocol=protocol)
-    with pytest.raises(CheckpointError) as err:
-        safe_torch_load(path)
-    message = str(err.value)
+    message = _load_error(path)
     assert message.startswith(f'Checkpoint {path} was saved with pickle '
                               f'protocol {protocol}, which torch\'s '
                               f'weights-only loader does not read'), message
@@ -344,12 +346,10 @@ def test_runner_checkpoint_of_a_newer_protocol_is_named_not_refused(
     # statistics: any other of its attributes is still refused by name.
     path = tmp_path / f'init_p{protocol}.pth'
     torch.save({'f': HistoryBuffer.__init__}, path, pickle_protocol=protocol)
-    with pytest.raises(CheckpointError) as err:
-        safe_torch_load(path)
-    assert str(err.value).startswith(
+    message = _load_error(path)
+    assert message.startswith(
         f'Refused to load {path}: it asks to import and run '
-        f'mmengine.logging.history_buffer.HistoryBuffer.__init__, '), str(
-            err.value)
+        f'mmengine.logging.history_buffer.HistoryBuffer.__init__, '), message
 
 
 def _count_opcodes(monkeypatch):
@@ -375,30 +375,26 @@ def test_a_large_pickle_is_rejected_without_reading_all_of_it(
     path = tmp_path / 'floats.pkl'
     path.write_bytes(pickle.dumps([0.5] * 1_500_000, protocol=4))
     read = _count_opcodes(monkeypatch)
-    with pytest.raises(CheckpointError) as err:
-        safe_torch_load(path)
+    message = _load_error(path)
     assert len(read) < 1_000_000
-    assert str(err.value).startswith(
+    assert message.startswith(
         f'Checkpoint {path} is unreadable: it is truncated, corrupt or not '
-        f'a PyTorch checkpoint'), str(err.value)
+        f'a PyTorch checkpoint'), message
     # A checkpoint (torch.save's format) past that many opcodes: its
     # protocol is named; a refused global read before the stop still is.
     big = [0.5] * 600_000
     path = tmp_path / 'p4.pth'
     torch.save({'w': big}, path, pickle_protocol=4)
     del read[:]
-    with pytest.raises(CheckpointError) as err:
-        safe_torch_load(path)
+    message = _load_error(path)
     assert len(read) < 500_000
-    assert str(err.value).startswith(
-        f'Checkpoint {path} was saved with pickle protocol 4, '), str(
-            err.value)
+    assert message.startswith(
+        f'Checkpoint {path} was saved with pickle protocol 4, '), message
     marker = tmp_path / 'pwned'
     checkpoint = dict(payload=_Exploit(marker), w=big)
     torch.save(checkpoint, path, pickle_protocol=4)
-    with pytest.raises(CheckpointError) as err:
-        safe_torch_load(path)
-    assert str(err.value).startswith(
+    message = _load_error(path)
+    assert message.startswith(
         f'Refused to load {path}: it asks to import and run '
-        f'{os.system.__module__}.system, '), str(err.value)
+        f'{os.system.__module__}.system, '), message
     assert not marker.exists()
