@@ -66,7 +66,8 @@ except ImportError:  # pragma: no cover - depends on the installation
 __all__ = [
     'depthwise_conv2d', 'depthwise_conv2d_reference', 'select_impl',
     'KernelFallbackWarning', 'MAX_TAPS', 'MAX_KERNEL', 'IMPLS',
-    'launch_device', 'GRID_YZ_LIMIT', 'failed_variants'
+    'launch_device', 'GRID_YZ_LIMIT', 'failed_variants', 'is_channels_last',
+    'sample_span'
 ]
 
 IMPLS = ('auto', 'triton', 'torch')
@@ -102,7 +103,7 @@ def launch_device(t):
     return contextlib.nullcontext()
 
 
-def _sample_span(t):
+def sample_span(t):
     """Elements one sample of ``t`` spans: the larger of its size and one
     past its farthest element's offset from the sample's first. Kernel
     offsets within a sample are 32-bit integers, so it must stay below
@@ -321,7 +322,7 @@ def _interpreting():
     return value in ('1', 'true', 'on', 'yes')
 
 
-def _is_channels_last(t):
+def is_channels_last(t):
     """Whether ``t`` is stored channels-last (as
     ``torch.channels_last`` lays it out, and not also NCHW)."""
     return (t.is_contiguous(memory_format=torch.channels_last)
@@ -330,7 +331,7 @@ def _is_channels_last(t):
 
 def _memory_format(t):
     return (torch.channels_last
-            if _is_channels_last(t) else torch.contiguous_format)
+            if is_channels_last(t) else torch.contiguous_format)
 
 
 def _launch_conv(x, weight, bias, kernel_size, out_hw, padding, dilation):
@@ -343,7 +344,7 @@ def _launch_conv(x, weight, bias, kernel_size, out_hw, padding, dilation):
                     dtype=x.dtype,
                     device=x.device,
                     memory_format=_memory_format(x))
-    cl = _is_channels_last(x)
+    cl = is_channels_last(x)
     kernel = _kernels(_interpreting())['fwd_tuned'][cl]
 
     def grid(meta):
@@ -381,7 +382,7 @@ def _launch_wgrad(grad, x, kernel_size, padding, dilation, has_bias):
     n, c, h, w = x.shape
     oh, ow = grad.shape[-2:]
     kh, kw = kernel_size
-    cl = _is_channels_last(x)
+    cl = is_channels_last(x)
     interpret = _interpreting()
     bc, bh, bw, warps = _wgrad_blocks(cl, interpret)
     tiles = triton.cdiv(oh, bh) * triton.cdiv(ow, bw)
@@ -454,7 +455,7 @@ def failed_variants():
 
 def _variant(kind, x, kernel_size):
     return (kind, x.device.type, x.dtype, tuple(kernel_size),
-            _is_channels_last(x))
+            is_channels_last(x))
 
 
 def _with_fallback(variant, kernel_fn, torch_fn):
@@ -585,7 +586,7 @@ def _setup_context(ctx, inputs, output):
 
 def _backward(ctx, grad):
     x, weight = ctx.saved_tensors
-    if not (grad.is_contiguous() or _is_channels_last(grad)):
+    if not (grad.is_contiguous() or is_channels_last(grad)):
         grad = grad.contiguous(memory_format=_memory_format(x))
     grad_x = grad_w = grad_b = None
     if ctx.needs_input_grad[0]:
@@ -713,7 +714,7 @@ def _unsupported(x, weight, bias, stride, padding, dilation):
         return 'an empty output'
     # Offsets within a sample are 32-bit: the input's, and the output's
     # (which the gradients have), which padding can make the larger.
-    if max(_sample_span(x), c * oh * ow) >= 2**31:
+    if max(sample_span(x), c * oh * ow) >= 2**31:
         return 'a sample spanning 2**31 elements or more'
     return None
 

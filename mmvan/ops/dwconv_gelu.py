@@ -39,7 +39,8 @@ from mmengine.logging import print_log
 from torch import Tensor
 
 from mmvan.utils.errors import ConfigError
-from .depthwise_conv import GRID_YZ_LIMIT, KernelFallbackWarning, launch_device
+from .depthwise_conv import (GRID_YZ_LIMIT, KernelFallbackWarning,
+                             is_channels_last, launch_device, sample_span)
 
 try:  # Triton is optional: without it every call runs PyTorch's ops.
     import triton
@@ -106,13 +107,13 @@ def _uncovered(x, weight, bias):
     # tiles on its second (at most 65535 tiles of 1024 pixels: the planes
     # of the outputs, which are NCHW or laid out as ``x``, span less than
     # 2**31 elements if ``x``'s do).
-    if channels_last(x):
+    if is_channels_last(x):
         # Pixel tiles of all images on the grid's first dimension, channel
         # blocks on its second; offsets within a sample are 32-bit.
         grid, _, _, _ = _launch_config_cl(x)
         if grid[0] >= 2**31:
             return f'{grid[0]} pixel tiles (2**31 or more)'
-        if _sample_span(x) >= 2**31:
+        if sample_span(x) >= 2**31:
             return 'a channels-last sample spanning 2**31 elements or more'
         return None
     grid, _, _, _ = _launch_config(x)
@@ -123,21 +124,6 @@ def _uncovered(x, weight, bias):
     if _plane_span(x) >= 2**31:
         return 'a plane spanning 2**31 elements or more'
     return None
-
-
-def channels_last(t):
-    """Whether ``t`` is stored channels-last (and not also NCHW): the
-    layout the channels-last kernels take."""
-    return (t.is_contiguous(memory_format=torch.channels_last)
-            and not t.is_contiguous())
-
-
-def _sample_span(t):
-    """Elements one sample of ``t`` spans (the channels-last kernels'
-    offsets within a sample are 32-bit integers)."""
-    c, h, w = t.shape[1:]
-    return ((c - 1) * t.stride(1) + (h - 1) * t.stride(2) +
-            (w - 1) * t.stride(3) + 1)
 
 
 def _plane_span(t):
@@ -230,13 +216,12 @@ def _warps(block_h, block_w):
 
 
 def _forward(x, weight, bias):
-    if channels_last(x):
+    if is_channels_last(x):
         return _forward_cl(x, weight, bias)
     forward, _, _ = _kernels(interpreting())
     y = torch.empty_like(x)
     grid, bh, bw, warps = _launch_config(x)
-    w = weight.contiguous()
-    b = w if bias is None else bias.contiguous()
+    w, b = _weight_operands(weight, bias)
     with launch_device(x):
         forward[grid](
             x,
@@ -259,8 +244,7 @@ def _forward_cl(x, weight, bias):
     forward, _, _ = _kernels_cl(interpreting())
     y = torch.empty_like(x)
     grid, block_p, block_c, warps = _launch_config_cl(x)
-    w = weight.contiguous()
-    b = w if bias is None else bias.contiguous()
+    w, b = _weight_operands(weight, bias)
     with launch_device(x):
         forward[grid](
             x,
@@ -277,14 +261,31 @@ def _forward_cl(x, weight, bias):
     return y
 
 
-def _backward_operands(grad, x, weight, bias, span):
-    """The backward kernels' operands: the weight and bias contiguous (the
-    weight stands in for a missing bias), the gradient, laid out as ``x``
-    when its strides reach past the kernels' 32-bit offsets (``span``: the
-    extent they address with them, a plane or a sample, which for ``x``
-    fits), and the pre-activation gradient to write."""
+def _weight_operands(weight, bias):
+    """The weight and bias contiguous, as the kernels read them (the weight
+    stands in for a missing bias)."""
     w = weight.contiguous()
-    b = w if bias is None else bias.contiguous()
+    return w, (w if bias is None else bias.contiguous())
+
+
+def _weight_grads(sums, weight, bias):
+    """The weight and bias gradients from the kernels' sums, ``(C, 10)``:
+    the nine taps, then the bias; new tensors, not views of ``sums`` (a
+    custom op's outputs may not alias each other)."""
+    grad_weight = sums[:, :9].to(
+        weight.dtype, copy=True).contiguous().view(weight.shape)
+    grad_bias = sums[:, 9].to(
+        weight.dtype if bias is None else bias.dtype, copy=True)
+    return grad_weight, grad_bias
+
+
+def _backward_operands(grad, x, weight, bias, span):
+    """The backward kernels' operands: the weight and bias (see
+    :func:`_weight_operands`), the gradient, laid out as ``x`` when its
+    strides reach past the kernels' 32-bit offsets (``span``: the extent
+    they address with them, a plane or a sample, which for ``x`` fits),
+    and the pre-activation gradient to write."""
+    w, b = _weight_operands(weight, bias)
     if span(grad) >= 2**31:
         grad = torch.empty_like(x).copy_(grad)
     return w, b, grad, torch.empty_like(x)
@@ -293,7 +294,7 @@ def _backward_operands(grad, x, weight, bias, span):
 def _backward_cl(grad, x, weight, bias, need_input):
     _, grad_kernel, input_kernel = _kernels_cl(interpreting())
     grid, block_p, block_c, warps = _launch_config_cl(x)
-    w, b, grad, gz = _backward_operands(grad, x, weight, bias, _sample_span)
+    w, b, grad, gz = _backward_operands(grad, x, weight, bias, sample_span)
     n, c, h, w_ = x.shape
     p_tiles = grid[0] // n
     per_program = min(_CL_TILES_PER_PROGRAM, p_tiles)
@@ -318,13 +319,7 @@ def _backward_cl(grad, x, weight, bias, need_input):
             BLOCK_P=block_p,
             BLOCK_C=block_c,
             num_warps=warps)
-    sums = parts.sum(0)
-    # New tensors, not views of ``sums`` (a custom op's outputs may not
-    # alias each other).
-    grad_weight = sums[:9].t().to(
-        weight.dtype, copy=True).contiguous().view(weight.shape)
-    grad_bias = sums[9].to(
-        weight.dtype if bias is None else bias.dtype, copy=True)
+    grad_weight, grad_bias = _weight_grads(parts.sum(0).t(), weight, bias)
     if not need_input:
         return x.new_empty(0), grad_weight, grad_bias
     grad_x = torch.empty_like(x)
@@ -345,7 +340,7 @@ def _backward_cl(grad, x, weight, bias, need_input):
 
 
 def _backward(grad, x, weight, bias, need_input):
-    if channels_last(x):
+    if is_channels_last(x):
         return _backward_cl(grad, x, weight, bias, need_input)
     _, grad_kernel, input_kernel = _kernels(interpreting())
     grid, bh, bw, warps = _launch_config(x)
@@ -375,11 +370,7 @@ def _backward(grad, x, weight, bias, need_input):
             num_warps=warps)
     n, c = x.shape[:2]
     sums = parts.view(n, c, n_tiles, 10).sum(dim=(0, 2))
-    # New tensors, not views of ``sums`` (a custom op's outputs may not
-    # alias each other).
-    grad_weight = sums[:, :9].to(weight.dtype, copy=True).view(weight.shape)
-    grad_bias = sums[:, 9].to(
-        weight.dtype if bias is None else bias.dtype, copy=True)
+    grad_weight, grad_bias = _weight_grads(sums, weight, bias)
     if not need_input:
         return x.new_empty(0), grad_weight, grad_bias
     grad_x = torch.empty_like(x)

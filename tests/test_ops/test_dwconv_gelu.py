@@ -294,7 +294,7 @@ def test_gradient_past_32_bit_offsets_is_laid_out_as_the_input(
             2, 2**20, 64, 64,
             device='cuda').contiguous(memory_format=torch.channels_last)
         grad = wide[:, :8]
-        assert fused._sample_span(grad) >= 2**31
+        assert fused.sample_span(grad) >= 2**31
         weight = torch.empty(8, 1, 3, 3, device='cuda')
         fused._backward(grad, x, weight, None, True)
     # grad_cl_kernel(x, w, b, grad, gz, parts, C, H, W, *x.stride(),
