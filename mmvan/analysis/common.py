@@ -4,7 +4,9 @@ import contextlib
 import logging
 import os
 import os.path as osp
+import time
 import warnings
+from typing import Any, Callable, Tuple
 
 import torch
 from mmengine.logging import MMLogger
@@ -60,3 +62,16 @@ def save_figure(fig, path, dpi):
     if folder:
         os.makedirs(folder, exist_ok=True)
     fig.savefig(path, dpi=dpi)
+
+
+def time_once(fn: Callable, x: Any, device: str) -> Tuple[float, Any]:
+    """``(seconds, fn(x))``: one call's wall-clock time, CUDA work
+    included (from an idle GPU to the end of the work the call queued: a
+    call returns before its kernels finish)."""
+    if device.startswith('cuda'):
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    out = fn(x)
+    if device.startswith('cuda'):
+        torch.cuda.synchronize()
+    return time.perf_counter() - start, out

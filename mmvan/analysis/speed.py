@@ -27,13 +27,13 @@ import json
 import os.path as osp
 import statistics
 import tempfile
-import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from matplotlib.figure import Figure
 from mmengine.analysis import get_model_complexity_info
 
+from mmvan.analysis.common import time_once
 from mmvan.apis import optimize_for_inference
 from mmvan.backends import (RuntimePredictor, TorchPredictor, export_onnx,
                             fold_for_export, get_runtime, native_bf16,
@@ -75,18 +75,6 @@ def check_device(device: str) -> None:
     if device.startswith('cuda') and not torch.cuda.is_available():
         raise UserError(f'--device {device} needs a CUDA GPU, and this '
                         f'machine has none; use --device cpu.')
-
-
-def time_once(fn: Callable, x: torch.Tensor, device: str) -> Tuple[float, Any]:
-    """``(seconds, fn(x))``: one call's wall-clock time, CUDA work
-    included."""
-    if device.startswith('cuda'):
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    out = fn(x)
-    if device.startswith('cuda'):
-        torch.cuda.synchronize()
-    return time.perf_counter() - start, out
 
 
 def _default_timer(device: str) -> Timer:

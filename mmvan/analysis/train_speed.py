@@ -49,7 +49,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 import warnings
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -59,6 +58,7 @@ from mmengine.runner import set_random_seed
 from mmengine.utils import ProgressBar
 from torch.profiler import ProfilerActivity, profile
 
+from mmvan.analysis.common import time_once
 from mmvan.converters import to_mmpretrain_names
 from mmvan.datasets import make_classification_demo
 from mmvan.engine.device import apply_device_fallbacks
@@ -458,20 +458,6 @@ def _step_memory_mb(device, step, tmp):
     return max((sum(row) for row in sizes), default=0) / 2**20
 
 
-def _timed_step(device, step):
-    """Seconds of ``step()``; on CUDA from an idle GPU to the end of the
-    work the step queued (a step returns before its kernels finish, and the
-    next contender's step would wait for them)."""
-    cuda = device.startswith('cuda')
-    if cuda:
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    step()
-    if cuda:
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
-
-
 def _same_weights(runners, runs):
     """The first runner's seeded random weights in every runner (in
     mmpretrain's names for its backbone)."""
@@ -540,9 +526,9 @@ def _measure(config, batch_size, iters, warmup, contenders, precisions,
     for i in range(warmup + iters):
         for name, runner in runners.items():
             batch = copy.deepcopy(batches[i % len(batches)])
-            elapsed = _timed_step(
-                device,
-                lambda: runner.model.train_step(batch, runner.optim_wrapper))
+            elapsed, _ = time_once(
+                lambda b: runner.model.train_step(b, runner.optim_wrapper),
+                batch, device)
             if i >= warmup:
                 times[name].append(elapsed)
     # Memory after the timings (profiling slows a step down).

@@ -12,6 +12,7 @@ import mmengine.runner.runner
 import pytest
 import torch
 
+from mmvan.analysis import common
 from mmvan.analysis import kernel_bandwidth as kb
 from mmvan.analysis import train_speed
 from mmvan.ops import KernelFallbackWarning
@@ -123,7 +124,7 @@ def test_train_steps_are_timed_to_the_end_of_their_gpu_work(
     steps queue three times mmvan's, so mmvan runs at 3x, whatever the
     order in which the alternating steps leave their work behind."""
     monkeypatch.setattr(
-        train_speed, 'time',
+        common, 'time',
         types.SimpleNamespace(perf_counter=simulated_gpu.perf_counter))
     from_cfg = train_speed.Runner.from_cfg
 
