@@ -113,10 +113,11 @@ def _stamp(files: Tuple[str, ...]) -> tuple:
 _CACHE: Dict[str, tuple] = {}
 
 
-def _read_index(path: str) -> List[Model]:
-    """The model entries of an index (or a single metafile), read with
-    ``modelindex`` as mmpretrain reads its own."""
-    for metafile in _metafiles(path):
+def _read_index(path: str) -> Tuple[Tuple[str, ...], List[Model]]:
+    """The files an index (or a single metafile) is read from, and its
+    model entries, read with ``modelindex`` as mmpretrain reads its own."""
+    files = _metafiles(path)
+    for metafile in files:
         if not osp.isfile(metafile):
             raise CheckpointError(f'The model index {path} names {metafile}, '
                                   f'which does not exist.')
@@ -129,7 +130,7 @@ def _read_index(path: str) -> List[Model]:
     if index.check_errors:
         raise CheckpointError(
             f'The model index {path}: {index.check_errors[0]}')
-    return list(index.models)
+    return files, list(index.models)
 
 
 def _metafiles(path: str) -> Tuple[str, ...]:
@@ -154,8 +155,9 @@ def load_index(path: Optional[str] = None) -> List[ModelInfo]:
     if cached is not None and _stamp(cached[0]) == cached[1]:
         return cached[2]
     root = osp.dirname(path)
+    files, entries = _read_index(path)
     models, seen = [], {}
-    for model in _read_index(path):
+    for model in entries:
         info = _entry(model, root)
         for name in (info.name, *info.aliases):
             if name in seen:
@@ -164,7 +166,6 @@ def load_index(path: Optional[str] = None) -> List[ModelInfo]:
                     f'({seen[name]} and {info.metafile}).')
             seen[name] = info.metafile
         models.append(info)
-    files = _metafiles(path)
     _CACHE.clear()
     _CACHE[path] = (files, _stamp(files), models)
     return models
