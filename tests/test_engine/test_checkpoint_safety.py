@@ -231,15 +231,10 @@ def test_each_new_best_is_named_once(tmp_path):
     """One short line per new best checkpoint (mmengine's own lines go to
     the log file), none when the score does not improve."""
     runner = StandInRunner(tmp_path, max_epochs=3)
-    records = []
-    handler = logging.Handler()
-    handler.emit = records.append
-    runner.logger.addHandler(handler)
+    lines = log_lines(runner)
     hook = SafeCheckpointHook(interval=1, save_best='auto')
     run_epochs(hook, runner, [0.5, 0.5, 0.75])
-    assert [
-        r.getMessage() for r in records if r.getMessage().startswith('best ')
-    ] == [
+    assert [line for line in lines if line.startswith('best ')] == [
         'best acc: 0.5000, saved to best_acc_epoch_1.pth',
         'best acc: 0.7500, saved to best_acc_epoch_3.pth'
     ]
