@@ -258,10 +258,10 @@ class SafeCheckpointHook(CheckpointHook):
                     f'compare its score with the best checkpoint the run '
                     f'tracks ({e}).')
                 continue
-            hub = ((ckpt.get('message_hub') or {}).get('runtime_info')
-                   or {}) if isinstance(ckpt, dict) else {}
-            step = (ckpt.get('meta') or {}).get('iter') if isinstance(
-                ckpt, dict) else None
+            if not isinstance(ckpt, dict):
+                continue
+            hub = (ckpt.get('message_hub') or {}).get('runtime_info') or {}
+            step = (ckpt.get('meta') or {}).get('iter')
             best_of = [
                 key for key, (score_key, path_key) in keys.items()
                 if hub.get(path_key) and score_key in hub
