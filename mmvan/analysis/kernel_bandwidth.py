@@ -314,16 +314,23 @@ def format_rows(rows):
             f's{stage}', name, kernel, pass_name, dtype,
             f'{ref["gb"] * 1e3:.1f}'
         ]
-        for r in (t, p):
-            cells += (['-', '-'] if r is None else
-                      [f'{r["ms"]:.3f}', f'{r["share"]:.0%}'])
         if t is not None and t.get('fell_back'):
             # PyTorch's op ran: not the kernel's time.
-            cells[6:8] = ['failed: PyTorch ran', '-']
-        cells.append(f'{p["ms"] / t["ms"]:.2f}x'
-                     if t and p and not t.get('fell_back') else '-')
+            cells += ['failed: PyTorch ran', '-']
+            t = None
+        else:
+            cells += _time_cells(t)
+        cells += _time_cells(p)
+        cells.append(f'{p["ms"] / t["ms"]:.2f}x' if t and p else '-')
         lines.append('| ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines)
+
+
+def _time_cells(row):
+    """A row's milliseconds and share of peak as table cells."""
+    if row is None:
+        return ['-', '-']
+    return [f'{row["ms"]:.3f}', f'{row["share"]:.0%}']
 
 
 def require_cuda(what):
