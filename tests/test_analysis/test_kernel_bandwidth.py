@@ -88,10 +88,9 @@ def test_cases_are_van_b2s_convolutions():
 
 
 def test_table_pairs_triton_and_torch():
-    row = ROW
     rows = [
-        dict(row, impl='triton', ms=0.025, share=0.6),
-        dict(row, impl='torch', ms=0.1, share=0.15)
+        dict(ROW, impl='triton', ms=0.025, share=0.6),
+        dict(ROW, impl='torch', ms=0.1, share=0.15)
     ]
     table = kb.format_rows(rows).splitlines()
     assert len(table) == 3
@@ -135,10 +134,9 @@ def test_a_failed_kernel_is_not_reported_as_its_time(monkeypatch):
     monkeypatch.setattr(fused_op, '_BROKEN', ['RuntimeError: no'])
     assert kb._fell_back(fused_case, 'fused forward', torch.float32)
 
-    row = ROW
     rows = [
-        dict(row, impl='triton', ms=0.1, share=0.15, fell_back=True),
-        dict(row, impl='torch', ms=0.1, share=0.15)
+        dict(ROW, impl='triton', ms=0.1, share=0.15, fell_back=True),
+        dict(ROW, impl='torch', ms=0.1, share=0.15)
     ]
     assert kb.format_rows(rows).splitlines()[2] == (
         '| s1 | LKA conv0 | 5x5 | forward | fp32 | 51.4 | '
