@@ -261,17 +261,23 @@ def test_large_image_demo_memory(tmp_path, checkpoints, root):
     assert max(Image.open(out_file).size) == 1280
 
 
-@pytest.mark.slow
-def test_init_model_needs_no_setup_call(tmp_path, root):
-    # A Python user who only imports mmvan.apis: init_model reads a config
-    # that inherits mmvan's with ``mmvan::`` and builds it, because it makes
-    # the set-up call itself (importing mmvan makes none).
+@pytest.fixture
+def inheriting_config(tmp_path):
+    """A user's config that inherits mmvan's with ``mmvan::``."""
     cfg = tmp_path / 'mine.py'
     cfg.write_text("_base_ = 'mmvan::van/van-b0_8xb128_in1k.py'\n"
                    'model = dict(head=dict(num_classes=7))\n')
+    return cfg
+
+
+@pytest.mark.slow
+def test_init_model_needs_no_setup_call(tmp_path, root, inheriting_config):
+    # A Python user who only imports mmvan.apis: init_model reads a config
+    # that inherits mmvan's with ``mmvan::`` and builds it, because it makes
+    # the set-up call itself (importing mmvan makes none).
     script = (
         'from mmvan.apis import init_model\n'
-        f'model = init_model({str(cfg)!r}, deploy=False)\n'
+        f'model = init_model({str(inheriting_config)!r}, deploy=False)\n'
         'print(model.head.fc.out_features, type(model.backbone).__name__,'
         ' model.backbone.embed_dims)\n')
     out = subprocess.run([sys.executable, '-c', script],
@@ -285,13 +291,10 @@ def test_init_model_needs_no_setup_call(tmp_path, root):
     ]
 
 
-def test_config_inheriting_mmvan_builds_in_its_own_scope(tmp_path):
+def test_config_inheriting_mmvan_builds_in_its_own_scope(inheriting_config):
     # mmengine marks the dicts of a ``mmvan::`` base with the scope 'mmvan',
     # where mmpretrain's ImageClassifier and LinearClsHead do not exist.
-    cfg = tmp_path / 'mine.py'
-    cfg.write_text("_base_ = 'mmvan::van/van-b0_8xb128_in1k.py'\n"
-                   'model = dict(head=dict(num_classes=7))\n')
-    model = init_model(str(cfg), deploy=False)
+    model = init_model(str(inheriting_config), deploy=False)
     assert type(model).__name__ == 'ImageClassifier'
     assert type(model).__module__.startswith('mmpretrain.')
     assert type(model.backbone).__module__ == 'mmvan.models.backbones.van'
