@@ -119,21 +119,31 @@ def test_train_speed_default_contenders(tool):
         assert {'mmvan-torch', 'mmvan-unfused', 'mmvan-cl'} <= set(contenders)
 
 
+def run_gpu_check(root, tmp_path, python_script):
+    """gpu_check.sh run with a stand-in for Python (``python_script``, a
+    shell script); its completed process, output captured."""
+    python = tmp_path / 'python'
+    python.write_text(python_script)
+    python.chmod(0o755)
+    return subprocess.run(
+        ['bash', 'tools/analysis_tools/gpu_check.sh',
+         str(python)],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=60)
+
+
 def test_gpu_check_commands_parse(root, tmp_path, tool):
     """Every command of gpu_check.sh, as bash expands it, is one its tool
     takes."""
     log = tmp_path / 'commands'
-    python = tmp_path / 'python'
     # A Python that has a GPU (its ``-c`` check passes) and records the
     # scripts it is asked to run.
-    python.write_text('#!/bin/sh\n'
-                      f'case "$1" in tools/*) echo "$@" >> {log};; esac\n')
-    python.chmod(0o755)
-    subprocess.run(['bash', 'tools/analysis_tools/gpu_check.sh',
-                    str(python)],
-                   cwd=root,
-                   check=True,
-                   timeout=60)
+    out = run_gpu_check(
+        root, tmp_path, '#!/bin/sh\n'
+        f'case "$1" in tools/*) echo "$@" >> {log};; esac\n')
+    assert out.returncode == 0, out.stderr
     commands = [line.split() for line in log.read_text().splitlines()]
     scripts = [cmd[0] for cmd in commands]
     assert sorted(set(scripts)) == [
@@ -155,3 +165,29 @@ def test_gpu_check_commands_parse(root, tmp_path, tool):
         for c in tool('train_speed').parse_args(args).contenders
     }
     assert {'mmvan-unfused', 'mmvan-cl'} <= contenders
+
+
+# A Python that reports a GPU and fails the first step.
+FAILING_PYTHON = """#!/usr/bin/env bash
+case "$1" in
+    -c) exit 0 ;;  # torch.cuda.is_available()
+    *kernel_bandwidth.py) echo "bandwidth table"; exit 3 ;;
+    *) echo "ran $(basename "$1") ${*:2}" ;;
+esac
+"""
+
+
+def test_a_failed_step_does_not_stop_the_others(root, tmp_path):
+    """On a GPU a failed step does not stop the others, and the end says
+    which failed."""
+    out = run_gpu_check(root, tmp_path, FAILING_PYTHON)
+    assert out.returncode == 1
+    ran = [line for line in out.stdout.splitlines() if line.startswith('ran')]
+    # Two training tables and two inference runs, after the failed step.
+    assert [line.split()[1] for line in ran] == [
+        'train_speed.py', 'train_speed.py', 'benchmark.py', 'benchmark.py'
+    ]
+    assert 'mmvan-unfused mmvan-cl' in ran[0]
+    assert '--batch-size 1 ' in ran[3]
+    assert out.stderr.strip().splitlines()[-1] == (
+        '[gpu_check] failed: kernel bandwidth (exit 3)')
