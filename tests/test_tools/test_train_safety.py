@@ -158,6 +158,20 @@ def stalled_training(folder, root, nth, args, never):
         process.wait()
 
 
+def resume_training(root, config, work, opts):
+    """tools/train.py ``config --resume --work-dir work --cfg-options
+    opts`` (OMP_NUM_THREADS=1) in a process of its own: its
+    CompletedProcess, output captured."""
+    return subprocess.run([
+        sys.executable, 'tools/train.py', config, '--resume', '--work-dir',
+        str(work), '--cfg-options', *opts
+    ],
+                          cwd=root,
+                          env=dict(os.environ, OMP_NUM_THREADS='1'),
+                          capture_output=True,
+                          text=True)
+
+
 @pytest.fixture(scope='module')
 def killed(tmp_path_factory, config, data, root, train):
     """A two-epoch run killed (SIGKILL) while it writes ``epoch_2.pth``,
@@ -171,7 +185,6 @@ def killed(tmp_path_factory, config, data, root, train):
     run's output.
     """
     work = tmp_path_factory.mktemp('killed') / 'work'
-    env = dict(os.environ, OMP_NUM_THREADS='1')
     with stalled_training(
             work.parent,
             root,
@@ -189,14 +202,7 @@ def killed(tmp_path_factory, config, data, root, train):
              str(work), '--cfg-options', *options(data)])
         alive = first.poll() is None
     after_second = sorted(p.name for p in work.iterdir())
-    resumed = subprocess.run([
-        sys.executable, 'tools/train.py', config, '--resume', '--work-dir',
-        str(work), '--cfg-options', *options(data, epochs=2)
-    ],
-                             cwd=root,
-                             env=env,
-                             capture_output=True,
-                             text=True)
+    resumed = resume_training(root, config, work, options(data, epochs=2))
     return SimpleNamespace(
         work=work,
         at_kill=at_kill,
@@ -257,7 +263,6 @@ def test_a_kill_in_the_second_save_of_an_epoch_keeps_the_new_best(
     # run (accuracy 20, then 10) has a new best.
     opts = options(data) + ['default_hooks.checkpoint.rule=less']
     work = tmp_path / 'work'
-    env = dict(os.environ, OMP_NUM_THREADS='1')
     with stalled_training(
             tmp_path,
             root,
@@ -275,14 +280,8 @@ def test_a_kill_in_the_second_save_of_an_epoch_keeps_the_new_best(
     assert osp.basename(hub['best_ckpt']) == old
     new_score = state(work / new)['message_hub']['runtime_info']['best_score']
 
-    resumed = subprocess.run([
-        sys.executable, 'tools/train.py', config, '--resume', '--work-dir',
-        str(work), '--cfg-options', *opts, 'train_cfg.max_epochs=3'
-    ],
-                             cwd=root,
-                             env=env,
-                             capture_output=True,
-                             text=True)
+    resumed = resume_training(root, config, work,
+                              [*opts, 'train_cfg.max_epochs=3'])
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     out = resumed.stdout + resumed.stderr
     assert f'resume: {new} (score {new_score:.4f}) is the best checkpoint' \
